@@ -339,6 +339,10 @@ impl GgufFile {
     pub fn tensor_data(&self, info: &TensorInfo) -> &[u8] {
         &self.map[info.offset..info.offset + info.n_bytes]
     }
+    /// The whole mapped file.
+    pub fn raw(&self) -> &[u8] {
+        &self.map
+    }
     pub fn file_len(&self) -> usize {
         self.map.len()
     }

@@ -15,6 +15,12 @@
 //
 // Usage: hearth-oracle-logits -m MODEL.gguf -f PROMPT.txt [-n 64] [-k 5] [-t 2] [-c 2048]
 //                             [--fa auto|on|off]
+//        hearth-oracle-logits -m MODEL.gguf -f TEXT.txt --ppl N_CTX [-t 2]
+//
+// --ppl re-does llama-perplexity's default computation (tools/perplexity/perplexity.cpp,
+// perplexity()) one chunk at a time and prints every chunk's summed negative log-likelihood
+// in full precision, which llama-perplexity itself does not print (it only prints the running
+// estimate to 4 decimals). gen_golden.py checks that its final value agrees with llama-perplexity.
 
 #include "llama.h"
 
@@ -163,11 +169,91 @@ std::string topk_json(const TopK & t) {
     return o.str();
 }
 
+// Mirrors perplexity() in llama.cpp's tools/perplexity/perplexity.cpp (default mode, no stride):
+// tokenize the whole text once with add_special=true, parse_special=false (common_tokenize's
+// default); cut it into n_chunk = n_tokens / n_ctx chunks of n_ctx tokens (the tail is dropped);
+// in each chunk, if the vocabulary adds BOS, the chunk's first token is *replaced* by BOS; the
+// chunk is evaluated from an empty KV cache at positions 0..n_ctx-1; logits at positions
+// first = n_ctx/2 .. n_ctx-2 are scored against the next token, i.e. tokens first+1..n_ctx-1
+// of the chunk (n_ctx - first - 1 tokens per chunk). PPL = exp(total NLL / total count).
+int run_ppl(llama_model * model, const llama_vocab * vocab, const std::string & text, int n_ctx, int n_threads) {
+    const int n_vocab = llama_vocab_n_tokens(vocab);
+    const bool add_bos = llama_vocab_get_add_bos(vocab);
+    int n = -llama_tokenize(vocab, text.data(), (int32_t) text.size(), nullptr, 0, true, false);
+    std::vector<llama_token> toks(std::max(n, 0));
+    if (n <= 0 || llama_tokenize(vocab, text.data(), (int32_t) text.size(), toks.data(), n, true, false) != n) {
+        fprintf(stderr, "error: tokenization failed\n");
+        return 1;
+    }
+    const int n_chunk = n / n_ctx;
+    const int first = n_ctx / 2;
+    if (n_chunk < 2) {
+        fprintf(stderr, "error: need at least %d tokens, got %d\n", 2 * n_ctx, n);
+        return 1;
+    }
+    llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = n_ctx;
+    cp.n_batch = n_ctx;
+    cp.n_ubatch = n_ctx;
+    cp.n_outputs_max = 0;
+    cp.n_outputs_max_per_seq = 0;
+    cp.n_threads = n_threads;
+    cp.n_threads_batch = n_threads;
+    llama_context * ctx = llama_init_from_model(model, cp);
+    if (!ctx) {
+        fprintf(stderr, "error: failed to create context\n");
+        return 1;
+    }
+    llama_batch batch = llama_batch_init(n_ctx, 0, 1);
+    std::ostringstream out;
+    out << "{\"n_tokens\":" << n << ",\"add_bos\":" << (add_bos ? "true" : "false") << ",\"n_ctx\":" << n_ctx
+        << ",\"first\":" << first << ",\"n_chunk\":" << n_chunk << ",\"chunks\":[";
+    double nll_total = 0.0;
+    long count_total = 0;
+    char buf[96];
+    for (int c = 0; c < n_chunk; c++) {
+        llama_memory_clear(llama_get_memory(ctx), true);
+        for (int i = 0; i < n_ctx; i++) {
+            batch.token[i] = (i == 0 && add_bos) ? llama_vocab_bos(vocab) : toks[c * n_ctx + i];
+            batch.pos[i] = i;
+            batch.n_seq_id[i] = 1;
+            batch.seq_id[i][0] = 0;
+            batch.logits[i] = i >= first;
+        }
+        batch.n_tokens = n_ctx;
+        if (llama_decode(ctx, batch) != 0) {
+            fprintf(stderr, "error: llama_decode failed on chunk %d\n", c);
+            return 1;
+        }
+        double nll = 0.0;
+        int cnt = 0;
+        for (int i = first; i < n_ctx - 1; i++) {
+            const float * lg = llama_get_logits_ith(ctx, i);
+            double mx = -INFINITY;
+            for (int v = 0; v < n_vocab; v++) mx = std::max(mx, (double) lg[v]);
+            double sum = 0.0;
+            for (int v = 0; v < n_vocab; v++) sum += std::exp((double) lg[v] - mx);
+            nll += mx + std::log(sum) - (double) lg[toks[c * n_ctx + i + 1]];
+            cnt++;
+        }
+        nll_total += nll;
+        count_total += cnt;
+        snprintf(buf, sizeof(buf), "{\"nll_sum\":%.6f,\"count\":%d}", nll, cnt);
+        out << (c ? "," : "") << buf;
+    }
+    snprintf(buf, sizeof(buf), "%.6f", std::exp(nll_total / count_total));
+    out << "],\"ppl\":" << buf << "}\n";
+    fputs(out.str().c_str(), stdout);
+    llama_batch_free(batch);
+    llama_free(ctx);
+    return 0;
+}
+
 [[noreturn]] void usage(const char * argv0) {
     fprintf(stderr,
             "usage: %s -m MODEL.gguf -f PROMPT.txt [-n N_PREDICT=64] [-k TOPK=5] [-t THREADS=2] "
-            "[-c N_CTX=2048] [--fa auto|on|off]\n",
-            argv0);
+            "[-c N_CTX=2048] [--fa auto|on|off]\n       %s -m MODEL.gguf -f TEXT.txt --ppl N_CTX [-t THREADS]\n",
+            argv0, argv0);
     exit(2);
 }
 
@@ -176,7 +262,7 @@ std::string topk_json(const TopK & t) {
 int main(int argc, char ** argv) {
     std::setlocale(LC_NUMERIC, "C");
     std::string model_path, prompt_path, fa = "auto";
-    int n_predict = 64, k = 5, n_threads = 2, n_ctx = 2048;
+    int n_predict = 64, k = 5, n_threads = 2, n_ctx = 2048, ppl_ctx = 0;
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
         auto next = [&]() -> const char * {
@@ -190,6 +276,7 @@ int main(int argc, char ** argv) {
         else if (a == "-t") n_threads = atoi(next());
         else if (a == "-c") n_ctx = atoi(next());
         else if (a == "--fa") fa = next();
+        else if (a == "--ppl") ppl_ctx = atoi(next());
         else usage(argv[0]);
     }
     if (model_path.empty() || prompt_path.empty() || k < 1 || n_predict < 0 || n_threads < 1) usage(argv[0]);
@@ -213,6 +300,9 @@ int main(int argc, char ** argv) {
     }
     const llama_vocab * vocab = llama_model_get_vocab(model);
     const int n_vocab = llama_vocab_n_tokens(vocab);
+    if (ppl_ctx > 0) {
+        return run_ppl(model, vocab, prompt, ppl_ctx, n_threads);
+    }
 
     // Same call llama-server makes for a raw /completion prompt (tokenize_mixed -> common_tokenize).
     int n_prompt = -llama_tokenize(vocab, prompt.data(), (int32_t) prompt.size(), nullptr, 0, true, true);

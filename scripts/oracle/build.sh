@@ -5,9 +5,13 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
-BIN="$("$ROOT/scripts/fetch-llama-cpp.sh" --build)"  # no-op when the tools are already built
-B="$(dirname "$BIN")"
 SRC="$("$ROOT/scripts/fetch-llama-cpp.sh")"
+B="$(cd "$SRC/../.." && pwd)/build"   # where fetch-llama-cpp.sh --build puts its build tree
+BIN="$B/bin"
+if [ ! -f "$B/src/libllama.a" ]; then
+  "$ROOT/scripts/fetch-llama-cpp.sh" --build >/dev/null
+fi
+mkdir -p "$BIN"
 OUT="$BIN/hearth-oracle-logits"
 
 # The static archives, in link order (libllama depends on ggml, ggml on ggml-cpu/ggml-base).

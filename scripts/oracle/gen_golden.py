@@ -254,7 +254,9 @@ def main():
     only = set(args.only or ["smollm2", "gemma3", "ppl"])
 
     src = Path(sh([str(ROOT / "scripts/fetch-llama-cpp.sh")]).stdout.strip())
-    bin_dir = Path(sh([str(ROOT / "scripts/fetch-llama-cpp.sh"), "--build"]).stdout.strip().splitlines()[-1])
+    bin_dir = src.parent.parent / "build/bin"  # where fetch-llama-cpp.sh --build puts the tools
+    if not all((bin_dir / t).exists() for t in ("llama-perplexity", "llama-tokenize")):
+        bin_dir = Path(sh([str(ROOT / "scripts/fetch-llama-cpp.sh"), "--build"]).stdout.strip().splitlines()[-1])
     driver = Path(sh([str(ROOT / "scripts/oracle/build.sh")]).stdout.strip().splitlines()[-1])
     oracle = oracle_info(src, bin_dir)
     prompts = json.loads((DATA / "prompts.json").read_text(encoding="utf-8"))["prompts"]

@@ -1,0 +1,6 @@
+//! Building blocks written once and composed by the architecture files in `models/`.
+pub mod attention;
+pub mod ffn;
+
+pub use attention::{AttentionParams, AttentionWeights, AttnScratch};
+pub use ffn::{FfnScratch, FfnWeights};

@@ -1,0 +1,134 @@
+//! Matrix multiplication of a batch of activation rows by quantized weights, spread over the pool.
+//!
+//! Activations are quantized once per input (`QActs`) and shared by every weight that reads the
+//! same input (Q/K/V; gate/up), and all of those weights are computed in one pool job, so a
+//! layer has one synchronization per distinct input rather than one per matrix (PERF-NOTES §3).
+
+use crate::pool::{Pool, SyncPtr};
+use crate::weights::Weight;
+use hearth_kernels::{act_format, act_row_bytes, quantize_act, ActFormat};
+use std::cell::RefCell;
+
+/// A batch of activation rows quantized for one activation format.
+#[derive(Default)]
+pub struct QActs {
+    fmt: Option<ActFormat>,
+    k: usize,
+    n_tok: usize,
+    row_bytes: usize,
+    data: Vec<u8>,
+}
+
+impl QActs {
+    /// Quantize `n_tok` rows of `k` values from `x` for weights of type like `w`.
+    /// Rows are split over the pool when the batch is large enough to pay for it.
+    pub fn quantize(&mut self, pool: &Pool, w: &Weight, x: &[f32], n_tok: usize) {
+        let fmt = act_format(w.dtype);
+        let k = w.cols;
+        debug_assert_eq!(x.len(), n_tok * k);
+        let rb = act_row_bytes(fmt, k);
+        self.fmt = Some(fmt);
+        self.k = k;
+        self.n_tok = n_tok;
+        self.row_bytes = rb;
+        if self.data.len() < rb * n_tok {
+            self.data.resize(rb * n_tok, 0);
+        }
+        if n_tok < 8 {
+            for t in 0..n_tok {
+                quantize_act(fmt, &x[t * k..(t + 1) * k], &mut self.data[t * rb..(t + 1) * rb]);
+            }
+        } else {
+            let ptr = SyncPtr(self.data.as_mut_ptr());
+            pool.run(|i, n| {
+                let p = ptr;
+                for t in Pool::chunk(n_tok, 1, i, n) {
+                    // SAFETY: each thread writes its own disjoint rows.
+                    let out = unsafe { std::slice::from_raw_parts_mut(p.0.add(t * rb), rb) };
+                    quantize_act(fmt, &x[t * k..(t + 1) * k], out);
+                }
+            });
+        }
+    }
+
+    pub fn matches(&self, w: &Weight) -> bool {
+        self.fmt == Some(act_format(w.dtype)) && self.k == w.cols
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.data[..self.row_bytes * self.n_tok]
+    }
+}
+
+thread_local! {
+    static TILE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One matmul of a job: out (n_tok × w.rows, row-major) = acts × wᵀ.
+pub struct MatJob<'a> {
+    pub w: &'a Weight,
+    pub out: &'a mut [f32],
+}
+
+/// Compute several matmuls sharing the same quantized input in one pool job. Each thread takes
+/// a contiguous range of rows of every weight. `after` runs on each thread once its rows are
+/// done, with the row ranges it computed for each job (used to fuse the GLU activation).
+pub fn matmul_many(pool: &Pool, acts: &QActs, jobs: &mut [MatJob], after: Option<&(dyn Fn(&[std::ops::Range<usize>]) + Sync)>) {
+    let n_tok = acts.n_tok;
+    let outs: Vec<(SyncPtr<f32>, usize)> = jobs.iter_mut().map(|j| (SyncPtr(j.out.as_mut_ptr()), j.out.len())).collect();
+    for j in jobs.iter() {
+        assert!(acts.matches(j.w), "activations quantized for another weight shape than {}", j.w.name);
+        assert!(j.out.len() >= n_tok * j.w.rows);
+    }
+    let ws: Vec<&Weight> = jobs.iter().map(|j| j.w).collect();
+    let outs = &outs;
+    let ws = &ws;
+    pool.run(|ith, nth| {
+        let mut ranges = [0..0, 0..0, 0..0, 0..0];
+        let mut ranges_vec;
+        let ranges: &mut [std::ops::Range<usize>] = if ws.len() <= 4 {
+            &mut ranges[..ws.len()]
+        } else {
+            ranges_vec = vec![0..0; ws.len()];
+            &mut ranges_vec
+        };
+        for (ji, w) in ws.iter().enumerate() {
+            let rows = Pool::chunk(w.rows, 8, ith, nth);
+            ranges[ji] = rows.clone();
+            if rows.is_empty() {
+                continue;
+            }
+            let (optr, _len) = outs[ji];
+            let rb = w.row_bytes();
+            let wbytes = &w.data()[rows.start * rb..rows.end * rb];
+            let nr = rows.len();
+            if n_tok == 1 {
+                // SAFETY: rows ranges are disjoint across threads.
+                let out = unsafe { std::slice::from_raw_parts_mut(optr.0.add(rows.start), nr) };
+                hearth_kernels::matmul(w.dtype, w.cols, wbytes, nr, acts.bytes(), 1, out, nr);
+            } else {
+                TILE.with(|t| {
+                    let mut tile = t.borrow_mut();
+                    if tile.len() < nr * n_tok {
+                        tile.resize(nr * n_tok, 0.0);
+                    }
+                    hearth_kernels::matmul(w.dtype, w.cols, wbytes, nr, acts.bytes(), n_tok, &mut tile[..nr * n_tok], nr);
+                    for tk in 0..n_tok {
+                        // SAFETY: each thread writes only columns rows.start..rows.end of each output row.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(tile.as_ptr().add(tk * nr), optr.0.add(tk * w.rows + rows.start), nr);
+                        }
+                    }
+                });
+            }
+        }
+        if let Some(f) = after {
+            f(ranges);
+        }
+    });
+}
+
+/// A single matmul: out = acts × wᵀ.
+pub fn matmul(pool: &Pool, acts: &QActs, w: &Weight, out: &mut [f32]) {
+    matmul_many(pool, acts, &mut [MatJob { w, out }], None);
+}

@@ -1,0 +1,146 @@
+//! Small element-wise operations shared by every architecture: norms, RoPE, activations, softmax.
+//! They run on the calling thread over one row at a time; the heavy lifting is in `linear`.
+
+/// RMSNorm (Zhang & Sennrich 2019): y = x / sqrt(mean(x²) + eps) * w. Gemma's "1 + w" is already
+/// folded into the stored weight by the GGUF converter.
+pub fn rms_norm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+    let n = x.len();
+    let ss = hearth_kernels::dot_f32(x, x) as f64;
+    let scale = 1.0 / ((ss / n as f64) as f32 + eps).sqrt();
+    for i in 0..n {
+        out[i] = x[i] * scale * w[i];
+    }
+}
+
+/// In-place RMSNorm of each `w.len()`-sized chunk of `x` (per-head QK-norm).
+pub fn rms_norm_chunks(x: &mut [f32], w: &[f32], eps: f32) {
+    let n = w.len();
+    for c in x.chunks_exact_mut(n) {
+        let ss = hearth_kernels::dot_f32(c, c) as f64;
+        let scale = 1.0 / ((ss / n as f64) as f32 + eps).sqrt();
+        for (v, wi) in c.iter_mut().zip(w) {
+            *v *= scale * wi;
+        }
+    }
+}
+
+/// Rotary position embedding (Su et al. 2021, RoFormer) as ggml's `ggml_rope_ext` computes it
+/// without YaRN: theta_i = pos * freq_scale * base^(-2i/n_rot).
+#[derive(Clone, Copy, Debug)]
+pub struct Rope {
+    pub n_rot: usize,
+    pub base: f32,
+    pub freq_scale: f32,
+    /// NEOX style rotates (x[i], x[i + n_rot/2]); the "normal" style rotates (x[2i], x[2i+1])
+    /// (llama GGUFs have Q/K rows permuted by the converter for this).
+    pub neox: bool,
+}
+
+impl Rope {
+    /// Fill `cs` (len n_rot) with interleaved (cos, sin) for position `pos`.
+    pub fn table(&self, pos: usize, cs: &mut [f32]) {
+        let half = self.n_rot / 2;
+        // Same recurrence as ggml (theta *= theta_scale) so rounding matches the oracle closely.
+        let theta_scale = self.base.powf(-2.0 / self.n_rot as f32);
+        let mut theta = pos as f32 * self.freq_scale;
+        for i in 0..half {
+            cs[2 * i] = theta.cos();
+            cs[2 * i + 1] = theta.sin();
+            theta *= theta_scale;
+        }
+    }
+
+    /// Rotate every head (chunks of `head_dim`) of `x` using a table from `table`.
+    pub fn apply(&self, x: &mut [f32], head_dim: usize, cs: &[f32]) {
+        let half = self.n_rot / 2;
+        for h in x.chunks_exact_mut(head_dim) {
+            if self.neox {
+                for i in 0..half {
+                    let (c, s) = (cs[2 * i], cs[2 * i + 1]);
+                    let (a, b) = (h[i], h[i + half]);
+                    h[i] = a * c - b * s;
+                    h[i + half] = a * s + b * c;
+                }
+            } else {
+                for i in 0..half {
+                    let (c, s) = (cs[2 * i], cs[2 * i + 1]);
+                    let (a, b) = (h[2 * i], h[2 * i + 1]);
+                    h[2 * i] = a * c - b * s;
+                    h[2 * i + 1] = a * s + b * c;
+                }
+            }
+        }
+    }
+}
+
+#[inline]
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// GELU, tanh approximation (Hendrycks & Gimpel 2016), as ggml's gelu and Gemma's gelu_pytorch_tanh.
+#[inline]
+pub fn gelu(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh())
+}
+
+/// The gated activation of a GLU feed-forward: out = act(gate) * up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GluAct {
+    /// SwiGLU (Shazeer 2020): Llama, Qwen, Mistral.
+    Silu,
+    /// GeGLU with tanh GELU: Gemma.
+    Gelu,
+}
+
+impl GluAct {
+    #[inline]
+    pub fn apply(self, gate: &mut [f32], up: &[f32]) {
+        match self {
+            GluAct::Silu => gate.iter_mut().zip(up).for_each(|(g, u)| *g = silu(*g) * u),
+            GluAct::Gelu => gate.iter_mut().zip(up).for_each(|(g, u)| *g = gelu(*g) * u),
+        }
+    }
+}
+
+/// In-place softmax; returns nothing, the row sums to 1.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    x.iter_mut().for_each(|v| *v *= inv);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rope_preserves_norm_and_rotates_pairs() {
+        let r = Rope { n_rot: 8, base: 10000.0, freq_scale: 1.0, neox: false };
+        let mut cs = vec![0.0; 8];
+        r.table(3, &mut cs);
+        let mut x: Vec<f32> = (0..8).map(|i| i as f32 * 0.3 - 1.0).collect();
+        let n0: f32 = x.iter().map(|v| v * v).sum();
+        let x0 = x.clone();
+        r.apply(&mut x, 8, &cs);
+        let n1: f32 = x.iter().map(|v| v * v).sum();
+        assert!((n0 - n1).abs() < 1e-4);
+        // first pair rotated by exactly pos radians (theta_0 = pos)
+        let (c, s) = (3f32.cos(), 3f32.sin());
+        assert!((x[0] - (x0[0] * c - x0[1] * s)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn softmax_sums_to_one() {
+        let mut x = vec![1.0, 2.0, 3.0, -1e9];
+        softmax(&mut x);
+        assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert_eq!(x[3], 0.0);
+    }
+}

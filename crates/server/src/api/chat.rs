@@ -1,0 +1,535 @@
+//! `POST /v1/chat/completions` (OpenAI Chat Completions API).
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::stream::{self, StreamExt};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::common::{self, Launch, SamplingFields, SseSender, StopParam, StreamOptions};
+use crate::backend::{OutputConstraints, TokenLogprob};
+use crate::error::{ApiError, ApiResult};
+use crate::generation::{Choice, ChoiceEvent, Collected};
+use crate::ids;
+use crate::json::JsonBody;
+use crate::state::SharedState;
+use crate::toolcall::ToolCall;
+
+const ENDPOINT: &str = "chat_completions";
+/// OpenAI's upper bound for `top_logprobs`.
+const MAX_TOP_LOGPROBS: i64 = 20;
+
+#[derive(Debug, Deserialize)]
+pub struct ChatCompletionRequest {
+    pub model: String,
+    pub messages: Vec<Value>,
+    pub max_tokens: Option<u64>,
+    pub max_completion_tokens: Option<u64>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub n: Option<i64>,
+    pub stream: Option<bool>,
+    pub stream_options: Option<StreamOptions>,
+    pub stop: Option<StopParam>,
+    pub seed: Option<i64>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    pub logit_bias: Option<HashMap<String, f32>>,
+    pub logprobs: Option<bool>,
+    pub top_logprobs: Option<i64>,
+    /// Accepted for compatibility (end-user id for abuse tracking); unused.
+    pub user: Option<String>,
+    pub response_format: Option<Value>,
+    pub tools: Option<Vec<Value>>,
+    pub tool_choice: Option<Value>,
+    pub parallel_tool_calls: Option<bool>,
+    // Extensions (vLLM names).
+    pub top_k: Option<i64>,
+    pub min_p: Option<f32>,
+    pub repetition_penalty: Option<f32>,
+    pub chat_template_kwargs: Option<Map<String, Value>>,
+}
+
+pub async fn handler(
+    State(state): State<SharedState>,
+    body: Result<JsonBody<ChatCompletionRequest>, ApiError>,
+) -> Response {
+    let (label, result) = match body {
+        Ok(JsonBody(req)) => {
+            let model = req.model.clone();
+            let r = handle(&state, req).await;
+            let known = !matches!(&r, Err(e) if e.code == Some("model_not_found"));
+            (if known { model } else { String::new() }, r)
+        }
+        Err(e) => (String::new(), Err(e)),
+    };
+    let resp = result.unwrap_or_else(|e| e.into_response());
+    state
+        .metrics
+        .request(ENDPOINT, &label, resp.status().as_u16());
+    resp
+}
+
+async fn handle(state: &SharedState, req: ChatCompletionRequest) -> ApiResult<Response> {
+    let started = Instant::now();
+    state.check_not_draining()?;
+    let card = state.model(&req.model)?;
+
+    let messages = normalize_messages(&req.messages)?;
+    let params = common::sampling(&SamplingFields {
+        temperature: req.temperature,
+        top_p: req.top_p,
+        top_k: req.top_k,
+        min_p: req.min_p,
+        seed: req.seed,
+        presence_penalty: req.presence_penalty,
+        frequency_penalty: req.frequency_penalty,
+        repetition_penalty: req.repetition_penalty,
+        logit_bias: req.logit_bias.as_ref(),
+    })?;
+    let n = common::n_choices(req.n, state.config.max_n)?;
+    let stop = common::stop_strings(req.stop.as_ref(), state.config.max_stop)?;
+    let logprobs = match (req.logprobs.unwrap_or(false), req.top_logprobs) {
+        (false, None) => None,
+        (false, Some(_)) => {
+            return Err(ApiError::invalid_param(
+                "top_logprobs",
+                "`top_logprobs` requires `logprobs` to be true.",
+            ))
+        }
+        (true, None) => Some(0),
+        (true, Some(k)) if (0..=MAX_TOP_LOGPROBS).contains(&k) => Some(k as usize),
+        (true, Some(k)) => {
+            return Err(ApiError::invalid_param(
+                "top_logprobs",
+                format!("`top_logprobs` must be between 0 and {MAX_TOP_LOGPROBS}, got {k}."),
+            ))
+        }
+    };
+    validate_response_format(req.response_format.as_ref())?;
+    let tools = validate_tools(req.tools.as_deref())?;
+    let parse_tools =
+        tools.is_some() && req.tool_choice.as_ref().and_then(Value::as_str) != Some("none");
+    let stream = req.stream.unwrap_or(false);
+    let include_usage = req
+        .stream_options
+        .as_ref()
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
+    if req.stream_options.is_some() && !stream {
+        return Err(ApiError::invalid_param(
+            "stream_options",
+            "`stream_options` is only allowed when `stream` is true.",
+        ));
+    }
+    let (max_param, requested_max) = match (req.max_completion_tokens, req.max_tokens) {
+        (Some(m), _) => ("max_completion_tokens", Some(m)),
+        (None, m) => ("max_tokens", m),
+    };
+
+    // Template + tokenize on the blocking pool.
+    let model = card.id.clone();
+    let extra = req.chat_template_kwargs.clone().unwrap_or_default();
+    let tools_for_template = tools.clone();
+    let prompt_tokens = state
+        .blocking(move |b| {
+            let text =
+                b.apply_chat_template(&model, &messages, tools_for_template.as_ref(), &extra)?;
+            // The rendered template already holds BOS etc. where the model
+            // wants them (Hugging Face tokenizes chat prompts with
+            // add_special_tokens=False for this reason).
+            b.tokenize(&model, &text, false)
+        })
+        .await?;
+    let max_tokens = common::max_tokens(
+        requested_max,
+        max_param,
+        prompt_tokens.len(),
+        card.context_length,
+        "messages",
+    )?;
+
+    let launch = Launch {
+        model: card.id.clone(),
+        request_id: ids::new_id("chatcmpl"),
+        params,
+        max_tokens,
+        logprobs,
+        constraints: OutputConstraints {
+            response_format: req.response_format.clone(),
+            tools,
+            tool_choice: req.tool_choice.clone(),
+        },
+        stop,
+        parse_tools,
+        started,
+    };
+    let choices = common::launch(state, &launch, std::slice::from_ref(&prompt_tokens), n)?;
+    state.metrics.prompt_tokens(&card.id, prompt_tokens.len());
+
+    let ctx = Ctx {
+        id: launch.request_id.clone(),
+        created: ids::unix_now(),
+        model: card.id,
+        include_usage,
+        logprobs: logprobs.is_some(),
+        prompt_tokens: prompt_tokens.len(),
+    };
+    if stream {
+        let (tx, resp) = common::sse_response(state);
+        tokio::spawn(stream_choices(choices, tx, ctx));
+        Ok(resp)
+    } else {
+        let collected = futures::future::join_all(choices.into_iter().map(Choice::collect)).await;
+        Ok(Json(ctx.response(collected)?).into_response())
+    }
+}
+
+/// Flatten content parts to text and check roles, so templates only ever see
+/// `content` as a string (or null for assistant tool-call turns).
+fn normalize_messages(messages: &[Value]) -> ApiResult<Vec<Value>> {
+    if messages.is_empty() {
+        return Err(ApiError::invalid_param(
+            "messages",
+            "`messages` must contain at least one message.",
+        ));
+    }
+    let mut out = Vec::with_capacity(messages.len());
+    for (i, m) in messages.iter().enumerate() {
+        let Some(obj) = m.as_object() else {
+            return Err(ApiError::invalid_param(
+                format!("messages[{i}]"),
+                "Each message must be an object.",
+            ));
+        };
+        let role = obj.get("role").and_then(Value::as_str).unwrap_or("");
+        if !matches!(role, "system" | "developer" | "user" | "assistant" | "tool") {
+            return Err(ApiError::invalid_param(
+                format!("messages[{i}].role"),
+                format!("Invalid role {role:?}: expected one of system, developer, user, assistant, tool."),
+            ));
+        }
+        let mut obj = obj.clone();
+        let content = match obj.get("content") {
+            None | Some(Value::Null) if role == "assistant" => Value::Null,
+            Some(Value::String(s)) => Value::String(s.clone()),
+            Some(Value::Array(parts)) => Value::String(flatten_parts(i, parts)?),
+            _ => {
+                return Err(ApiError::invalid_param(
+                    format!("messages[{i}].content"),
+                    "`content` must be a string or an array of content parts.",
+                ))
+            }
+        };
+        obj.insert("content".into(), content);
+        // Clients send tool-call arguments as a JSON string (OpenAI's
+        // format); templates such as Qwen's `tojson` them, so hand them an
+        // object, as vLLM does.
+        if let Some(Value::Array(calls)) = obj.get_mut("tool_calls") {
+            for call in calls {
+                if let Some(args) = call.pointer_mut("/function/arguments") {
+                    if let Some(parsed) = args
+                        .as_str()
+                        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+                    {
+                        *args = parsed;
+                    }
+                }
+            }
+        }
+        out.push(Value::Object(obj));
+    }
+    Ok(out)
+}
+
+/// Text parts are joined with newlines (as vLLM does); other kinds (images,
+/// audio) are refused: no multimodal backend exists yet.
+fn flatten_parts(i: usize, parts: &[Value]) -> ApiResult<String> {
+    let mut texts = Vec::with_capacity(parts.len());
+    for (j, p) in parts.iter().enumerate() {
+        let kind = p.get("type").and_then(Value::as_str).unwrap_or("");
+        match (kind, p.get("text").and_then(Value::as_str)) {
+            ("text", Some(t)) => texts.push(t),
+            ("text", None) => {
+                return Err(ApiError::invalid_param(
+                    format!("messages[{i}].content[{j}].text"),
+                    "A text content part needs a string `text`.",
+                ))
+            }
+            _ => {
+                return Err(ApiError::invalid_param(
+                    format!("messages[{i}].content[{j}].type"),
+                    format!("Content part type {kind:?} is not supported; only \"text\" is."),
+                ))
+            }
+        }
+    }
+    Ok(texts.join("\n"))
+}
+
+fn validate_response_format(rf: Option<&Value>) -> ApiResult<()> {
+    let Some(rf) = rf else { return Ok(()) };
+    match rf.get("type").and_then(Value::as_str) {
+        Some("text") | Some("json_object") => Ok(()),
+        Some("json_schema") => match rf.get("json_schema") {
+            Some(Value::Object(_)) => Ok(()),
+            _ => Err(ApiError::invalid_param(
+                "response_format.json_schema",
+                "`response_format` of type json_schema needs a `json_schema` object.",
+            )),
+        },
+        _ => Err(ApiError::invalid_param(
+            "response_format.type",
+            "`response_format.type` must be one of text, json_object, json_schema.",
+        )),
+    }
+}
+
+fn validate_tools(tools: Option<&[Value]>) -> ApiResult<Option<Value>> {
+    let Some(tools) = tools else { return Ok(None) };
+    if tools.is_empty() {
+        return Ok(None);
+    }
+    for (i, t) in tools.iter().enumerate() {
+        if t.get("type").and_then(Value::as_str) != Some("function") {
+            return Err(ApiError::invalid_param(
+                format!("tools[{i}].type"),
+                "Only tools of type \"function\" are supported.",
+            ));
+        }
+        if t.pointer("/function/name")
+            .and_then(Value::as_str)
+            .is_none()
+        {
+            return Err(ApiError::invalid_param(
+                format!("tools[{i}].function.name"),
+                "Each tool needs `function.name`.",
+            ));
+        }
+    }
+    Ok(Some(Value::Array(tools.to_vec())))
+}
+
+/// Response-wide fields.
+struct Ctx {
+    id: String,
+    created: u64,
+    model: String,
+    include_usage: bool,
+    logprobs: bool,
+    prompt_tokens: usize,
+}
+
+impl Ctx {
+    fn usage(&self, completion: usize) -> Value {
+        json!({
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": self.prompt_tokens + completion,
+        })
+    }
+
+    fn response(&self, collected: Vec<Collected>) -> ApiResult<Value> {
+        let mut choices = Vec::with_capacity(collected.len());
+        let mut completion = 0;
+        for (index, c) in collected.into_iter().enumerate() {
+            if let Some(e) = c.error {
+                return Err(ApiError::internal(format!("generation failed: {e}")));
+            }
+            completion += c.completion_tokens;
+            let mut message = json!({"role": "assistant", "content": c.text, "refusal": null});
+            if !c.tool_calls.is_empty() {
+                let content = c.text.trim();
+                message["content"] = if content.is_empty() {
+                    Value::Null
+                } else {
+                    content.into()
+                };
+                message["tool_calls"] = tool_calls_json(&c.tool_calls, false);
+            }
+            choices.push(json!({
+                "index": index,
+                "message": message,
+                "logprobs": if self.logprobs { logprobs_json(&c.logprobs) } else { Value::Null },
+                "finish_reason": c.finish.map(|f| f.as_str()),
+            }));
+        }
+        Ok(json!({
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            "usage": self.usage(completion),
+            "system_fingerprint": null,
+        }))
+    }
+
+    fn chunk(&self, index: usize, delta: Value, logprobs: Value, finish: Option<&str>) -> Value {
+        let mut v = json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": null,
+            "choices": [{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}],
+        });
+        if self.include_usage {
+            // OpenAI sends `usage: null` on every chunk but the last.
+            v["usage"] = Value::Null;
+        }
+        v
+    }
+}
+
+fn tool_calls_json(calls: &[ToolCall], with_index: bool) -> Value {
+    Value::Array(
+        calls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let mut v = json!({
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
+                });
+                if with_index {
+                    v["index"] = i.into();
+                }
+                v
+            })
+            .collect(),
+    )
+}
+
+/// OpenAI chat logprobs: `{"content": [{token, logprob, bytes, top_logprobs}], "refusal": null}`.
+fn logprobs_json(lps: &[TokenLogprob]) -> Value {
+    let content: Vec<Value> = lps
+        .iter()
+        .map(|lp| {
+            json!({
+                "token": String::from_utf8_lossy(&lp.bytes),
+                "logprob": lp.logprob,
+                "bytes": common::bytes_json(&lp.bytes),
+                "top_logprobs": lp.top.iter().map(|t| json!({
+                    "token": String::from_utf8_lossy(&t.bytes),
+                    "logprob": t.logprob,
+                    "bytes": common::bytes_json(&t.bytes),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({"content": content, "refusal": null})
+}
+
+/// Feed SSE chunks for all choices until they finish or the client leaves.
+async fn stream_choices(choices: Vec<Choice>, tx: SseSender, ctx: Ctx) {
+    // First chunk per choice carries the role, as OpenAI's does.
+    for i in 0..choices.len() {
+        let chunk = ctx.chunk(
+            i,
+            json!({"role": "assistant", "content": ""}),
+            Value::Null,
+            None,
+        );
+        if tx.send(common::json_event(&chunk)).await.is_err() {
+            return;
+        }
+    }
+    let mut merged = stream::select_all(choices.into_iter().enumerate().map(|(i, c)| {
+        stream::unfold(c, move |mut c| async move {
+            c.next().await.map(|ev| ((i, ev), c))
+        })
+        .boxed()
+    }));
+    let mut completion = 0;
+    loop {
+        let next = tokio::select! {
+            // Client gone: return, dropping `merged` and so every backend receiver.
+            _ = tx.closed() => return,
+            next = merged.next() => next,
+        };
+        let Some((i, ev)) = next else { break };
+        let chunk = match ev {
+            ChoiceEvent::Delta { text, logprobs } => {
+                let lp = if ctx.logprobs {
+                    logprobs_json(&logprobs)
+                } else {
+                    Value::Null
+                };
+                ctx.chunk(i, json!({"content": text}), lp, None)
+            }
+            ChoiceEvent::ToolCalls(calls) => ctx.chunk(
+                i,
+                json!({"tool_calls": tool_calls_json(&calls, true)}),
+                Value::Null,
+                None,
+            ),
+            ChoiceEvent::Finished {
+                reason,
+                completion_tokens,
+            } => {
+                completion += completion_tokens;
+                ctx.chunk(i, json!({}), Value::Null, Some(reason.as_str()))
+            }
+            ChoiceEvent::Error(e) => {
+                // The status line is long gone; report in-band, as vLLM does.
+                let err = ApiError::internal(format!("generation failed: {e}"));
+                let _ = tx.send(common::json_event(&err.body())).await;
+                return;
+            }
+        };
+        if tx.send(common::json_event(&chunk)).await.is_err() {
+            return;
+        }
+    }
+    if ctx.include_usage {
+        let chunk = json!({
+            "id": ctx.id,
+            "object": "chat.completion.chunk",
+            "created": ctx.created,
+            "model": ctx.model,
+            "system_fingerprint": null,
+            "choices": [],
+            "usage": ctx.usage(completion),
+        });
+        if tx.send(common::json_event(&chunk)).await.is_err() {
+            return;
+        }
+    }
+    let _ = tx.send(common::done_event()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_flattened_and_checked() {
+        let msgs = vec![
+            json!({"role": "system", "content": "be brief"}),
+            json!({"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}),
+            json!({"role": "assistant", "content": null, "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{\"x\":1}"}}]}),
+        ];
+        let out = normalize_messages(&msgs).unwrap();
+        assert_eq!(out[1]["content"], "a\nb");
+        assert_eq!(out[2]["content"], Value::Null);
+        assert_eq!(
+            out[2]["tool_calls"][0]["function"]["arguments"],
+            json!({"x": 1})
+        );
+
+        let e = normalize_messages(&[json!({"role": "wizard", "content": "x"})]).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].role"));
+        let e = normalize_messages(&[json!({"role": "user", "content": [{"type": "image_url"}]})])
+            .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].content[0].type"));
+        let e = normalize_messages(&[json!({"role": "user"})]).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].content"));
+        assert!(normalize_messages(&[]).is_err());
+    }
+}

@@ -1,0 +1,67 @@
+//! One module per endpoint, each with its request types and handler.
+
+pub mod chat;
+pub mod common;
+pub mod completions;
+pub mod health;
+pub mod metrics;
+pub mod models;
+pub mod tokenize;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::backend::Backend;
+use crate::config::ServerConfig;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::state::{AppState, SharedState};
+
+/// The whole API as an axum router (no listener): what [`crate::serve`]
+/// runs, and what tests and embedders mount.
+pub fn router(backend: Arc<dyn Backend>, config: ServerConfig) -> Router {
+    let state = Arc::new(AppState {
+        backend,
+        config,
+        metrics: Arc::new(Metrics::default()),
+        draining: AtomicBool::new(false),
+    });
+    router_with_state(state)
+}
+
+pub(crate) fn router_with_state(state: SharedState) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/v1/chat/completions", post(chat::handler))
+        .route("/v1/completions", post(completions::handler))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{*id}", get(models::get))
+        .route("/health", get(health::health))
+        .route("/tokenize", post(tokenize::tokenize))
+        .route("/detokenize", post(tokenize::detokenize))
+        .route("/metrics", get(metrics::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(format!(
+        "Unknown route: {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::method_not_allowed(format!(
+        "Method {} is not allowed on {}",
+        req.method(),
+        req.uri().path()
+    ))
+}

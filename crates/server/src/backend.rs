@@ -1,0 +1,232 @@
+//! The one trait the HTTP layer talks to.
+//!
+//! The server never sees tensors or the scheduler: like TGI's router
+//! (`router/src/infer/mod.rs`, `trait Backend`), it validates and tokenizes a
+//! request, hands an already-checked [`GenerateRequest`] to the backend and
+//! turns the [`GenerateEvent`]s that come back into OpenAI JSON. The real
+//! engine adapter lives elsewhere; tests drive the server with
+//! [`crate::fake::FakeBackend`].
+//!
+//! Division of labour (decided here, so each rule has one owner):
+//! - **Backend**: tokenizer, chat template, sampling, end-of-generation tokens
+//!   (EOS/EOT → [`FinishReason::Stop`]), the `max_tokens` limit
+//!   ([`FinishReason::Length`]), incremental detokenization (a `Token` event's
+//!   `text` is the *new* text that token completes; it may be empty while a
+//!   multi-byte UTF-8 character is still incomplete), its bounded queue.
+//! - **Server**: validation, context-length check, stop *strings* (applied to
+//!   the text stream with hold-back, see [`crate::stop`]), Hermes tool-call
+//!   parsing, usage counting, metrics, SSE. When the server has what it needs
+//!   (a stop string matched, the client went away) it drops the receiver; the
+//!   backend must notice (`Sender::is_closed`/`closed()` or a failed `send`)
+//!   and free the sequence.
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+/// One model the backend serves (`GET /v1/models`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelCard {
+    /// The name clients put in `"model"`.
+    pub id: String,
+    /// Maximum prompt + completion tokens.
+    pub context_length: usize,
+    /// Unix seconds (load time is fine).
+    pub created: u64,
+    /// Always `"hearth"` for local models; kept as a field for proxies.
+    pub owned_by: String,
+}
+
+/// Sampling settings, already validated by the server (ranges checked,
+/// defaults filled in). Field meanings follow the OpenAI / vLLM parameters of
+/// the same names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingParams {
+    /// 0 means greedy.
+    pub temperature: f32,
+    /// 1.0 disables nucleus sampling.
+    pub top_p: f32,
+    /// 0 disables top-k.
+    pub top_k: usize,
+    /// 0.0 disables min-p.
+    pub min_p: f32,
+    pub seed: Option<u64>,
+    /// OpenAI semantics: subtract `presence_penalty` once from every token that
+    /// appeared, and `frequency_penalty * count`.
+    pub presence_penalty: f32,
+    pub frequency_penalty: f32,
+    /// Multiplicative (CTRL-style) penalty; 1.0 disables it.
+    pub repetition_penalty: f32,
+    /// Added to the logits of these token ids (OpenAI `logit_bias`, −100..100).
+    pub logit_bias: Vec<(u32, f32)>,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            min_p: 0.0,
+            seed: None,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            repetition_penalty: 1.0,
+            logit_bias: Vec::new(),
+        }
+    }
+}
+
+/// Output constraints the client asked for. Passed through untouched so a
+/// later constrained-decoding (grammar) layer in the backend can honour them;
+/// a backend that cannot must ignore them rather than fail (the server
+/// already validated their shape).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutputConstraints {
+    /// The request's `response_format` object (`{"type": "json_object"}`,
+    /// `{"type": "json_schema", "json_schema": {...}}`); `None` for text.
+    pub response_format: Option<serde_json::Value>,
+    /// The request's `tools` array, when any.
+    pub tools: Option<serde_json::Value>,
+    /// The request's `tool_choice` (`"auto"`, `"none"`, `"required"` or an object).
+    pub tool_choice: Option<serde_json::Value>,
+}
+
+/// A validated, tokenized generation request.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    pub model: String,
+    pub prompt_tokens: Vec<u32>,
+    pub params: SamplingParams,
+    /// Generate at most this many tokens. The server has already checked
+    /// `prompt_tokens.len() + max_tokens <= context_length`.
+    pub max_tokens: usize,
+    /// When `Some(k)`, each `Token` event carries its logprob and the top `k`
+    /// alternatives (`k` may be 0: only the chosen token's logprob).
+    pub logprobs: Option<usize>,
+    pub constraints: OutputConstraints,
+    /// Unique per generation (`chatcmpl-…-<choice>`), for logs.
+    pub request_id: String,
+}
+
+/// Log-probability of a generated token and of its best alternatives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    /// Natural log of the probability of the chosen token.
+    pub logprob: f32,
+    /// The chosen token's raw bytes (may be a partial UTF-8 sequence).
+    pub bytes: Vec<u8>,
+    /// Most likely tokens at this position, best first.
+    pub top: Vec<TopLogprob>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopLogprob {
+    pub id: u32,
+    pub bytes: Vec<u8>,
+    pub logprob: f32,
+}
+
+/// Why a generation ended, as reported by the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An end-of-generation token was sampled.
+    Stop,
+    /// `max_tokens` (or the context) was reached.
+    Length,
+}
+
+/// What a running generation reports, in order: zero or more `Token`s, then
+/// exactly one `Done` or `Error`, then the channel closes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GenerateEvent {
+    Token {
+        id: u32,
+        /// Text this token completes (incrementally detokenized; may be empty).
+        text: String,
+        logprob: Option<TokenLogprob>,
+    },
+    Done {
+        finish_reason: FinishReason,
+    },
+    Error(String),
+}
+
+/// Load figures the backend reports for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BackendStats {
+    /// Sequences being decoded now.
+    pub running: usize,
+    /// Sequences admitted but waiting for a slot.
+    pub waiting: usize,
+    /// Fraction of KV cache in use, 0..=1, when the backend knows it.
+    pub kv_cache_usage: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BackendError {
+    #[error("the model `{0}` does not exist")]
+    UnknownModel(String),
+    #[error("the server is busy: the request queue is full; retry in {retry_after_s} s")]
+    QueueFull { retry_after_s: u64 },
+    #[error(
+        "this model's maximum context length is {context} tokens, but you requested \
+         {total} tokens ({prompt} in the prompt, {max_tokens} for the completion)",
+        total = prompt + max_tokens
+    )]
+    ContextOverflow {
+        prompt: usize,
+        max_tokens: usize,
+        context: usize,
+    },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The engine as the HTTP layer sees it. Synchronous methods may be CPU-bound
+/// (tokenizing a long prompt, rendering a template): the server calls them on
+/// tokio's blocking pool, never on the async workers.
+pub trait Backend: Send + Sync + 'static {
+    /// Models served, in a stable order; the first is the default for
+    /// endpoints where `model` is optional (`/tokenize`).
+    fn models(&self) -> Vec<ModelCard>;
+
+    fn tokenize(
+        &self,
+        model: &str,
+        text: &str,
+        add_special: bool,
+    ) -> Result<Vec<u32>, BackendError>;
+
+    fn detokenize(&self, model: &str, ids: &[u32]) -> Result<String, BackendError>;
+
+    /// Render the model's chat template over `messages` (OpenAI message
+    /// objects; `content` already flattened to a string or null), with the
+    /// generation prompt appended. `tools` is the request's `tools` array;
+    /// `extra` holds `chat_template_kwargs` (e.g. `enable_thinking`).
+    fn apply_chat_template(
+        &self,
+        model: &str,
+        messages: &[serde_json::Value],
+        tools: Option<&serde_json::Value>,
+        extra: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String, BackendError>;
+
+    /// Start a generation. Events arrive on the returned channel; dropping the
+    /// receiver cancels the generation (the backend must notice and free its
+    /// resources). Returns `QueueFull` instead of queueing without bound.
+    fn generate(&self, req: GenerateRequest)
+        -> Result<mpsc::Receiver<GenerateEvent>, BackendError>;
+
+    /// Load figures for `/metrics`.
+    fn stats(&self) -> BackendStats {
+        BackendStats::default()
+    }
+
+    /// `Err(reason)` while the backend cannot serve (loading, broken);
+    /// `/health` then answers 503.
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
+}

@@ -1,0 +1,36 @@
+//! Server settings.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where [`crate::serve`] listens.
+    pub addr: SocketAddr,
+    /// After SIGTERM/SIGINT: stop accepting, let in-flight requests finish
+    /// for at most this long, then exit anyway.
+    pub drain_timeout: Duration,
+    /// Largest request body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// Largest `n` (choices per request) accepted.
+    pub max_n: usize,
+    /// Largest number of stop strings accepted (OpenAI allows 4; vLLM and
+    /// llama.cpp accept more, so the default is lenient).
+    pub max_stop: usize,
+    /// Interval of SSE comment lines that keep idle streams (long prompts)
+    /// alive through proxies.
+    pub sse_keep_alive: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            drain_timeout: Duration::from_secs(30),
+            max_body_bytes: 16 * 1024 * 1024,
+            max_n: 16,
+            max_stop: 16,
+            sse_keep_alive: Duration::from_secs(15),
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! One running choice: backend events in, client-ready pieces out.
+//!
+//! Shared by `/v1/chat/completions` and `/v1/completions`, streaming or not.
+//! Applies stop strings (hold-back, see [`crate::stop`]), enforces
+//! `max_tokens`, watches for Hermes `<tool_call>` output when the request
+//! has tools, counts completion tokens and records latency metrics. Dropping
+//! a [`Choice`] drops the backend receiver, which cancels the generation.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use crate::backend::{FinishReason, GenerateEvent, TokenLogprob};
+use crate::metrics::Metrics;
+use crate::stop::{Matcher, Step};
+use crate::toolcall::{self, ToolCall};
+
+/// Finish reasons as OpenAI names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    Stop,
+    Length,
+    ToolCalls,
+}
+
+impl Finish {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Finish::Stop => "stop",
+            Finish::Length => "length",
+            Finish::ToolCalls => "tool_calls",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChoiceEvent {
+    /// Text safe to send, with the logprobs of the tokens it completes.
+    Delta {
+        text: String,
+        logprobs: Vec<TokenLogprob>,
+    },
+    /// Parsed Hermes tool calls (sent once, just before `Finished`).
+    ToolCalls(Vec<ToolCall>),
+    Finished {
+        reason: Finish,
+        completion_tokens: usize,
+    },
+    /// The backend failed mid-generation; nothing follows.
+    Error(String),
+}
+
+pub struct Choice {
+    rx: Option<mpsc::Receiver<GenerateEvent>>,
+    stop: Matcher,
+    /// Watches for `<tool_call>` when the request has tools.
+    tool_trigger: Option<Matcher>,
+    /// Everything from `<tool_call>` on, kept until the end to be parsed.
+    tool_buffer: Option<String>,
+    /// Logprobs of tokens whose text is still held back.
+    pending_logprobs: Vec<TokenLogprob>,
+    max_tokens: usize,
+    completion_tokens: usize,
+    queue: VecDeque<ChoiceEvent>,
+    done: bool,
+    // Metrics.
+    metrics: Arc<Metrics>,
+    model: String,
+    started: Instant,
+    last_token: Option<Instant>,
+}
+
+impl Choice {
+    pub fn new(
+        rx: mpsc::Receiver<GenerateEvent>,
+        stop: Vec<String>,
+        parse_tools: bool,
+        max_tokens: usize,
+        metrics: Arc<Metrics>,
+        model: String,
+        started: Instant,
+    ) -> Self {
+        Choice {
+            rx: Some(rx),
+            stop: Matcher::new(stop),
+            tool_trigger: parse_tools.then(|| Matcher::new([toolcall::OPEN.to_string()])),
+            tool_buffer: None,
+            pending_logprobs: Vec::new(),
+            max_tokens,
+            completion_tokens: 0,
+            queue: VecDeque::new(),
+            done: false,
+            metrics,
+            model,
+            started,
+            last_token: None,
+        }
+    }
+
+    /// Next piece for the client; `None` after `Finished` or `Error`.
+    pub async fn next(&mut self) -> Option<ChoiceEvent> {
+        loop {
+            if let Some(ev) = self.queue.pop_front() {
+                return Some(ev);
+            }
+            if self.done {
+                return None;
+            }
+            let ev = match self.rx.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => None,
+            };
+            match ev {
+                Some(GenerateEvent::Token { text, logprob, .. }) => self.on_token(&text, logprob),
+                Some(GenerateEvent::Done { finish_reason }) => self.finish(match finish_reason {
+                    FinishReason::Stop => Finish::Stop,
+                    FinishReason::Length => Finish::Length,
+                }),
+                Some(GenerateEvent::Error(e)) => self.fail(e),
+                None => self.fail("the backend ended the generation without a final event".into()),
+            }
+        }
+    }
+
+    /// Drain the whole choice (non-streaming use).
+    pub async fn collect(mut self) -> Collected {
+        let mut c = Collected::default();
+        while let Some(ev) = self.next().await {
+            match ev {
+                ChoiceEvent::Delta { text, logprobs } => {
+                    c.text.push_str(&text);
+                    c.logprobs.extend(logprobs);
+                }
+                ChoiceEvent::ToolCalls(calls) => c.tool_calls = calls,
+                ChoiceEvent::Finished {
+                    reason,
+                    completion_tokens,
+                } => {
+                    c.finish = Some(reason);
+                    c.completion_tokens = completion_tokens;
+                }
+                ChoiceEvent::Error(e) => c.error = Some(e),
+            }
+        }
+        c
+    }
+
+    fn on_token(&mut self, text: &str, logprob: Option<TokenLogprob>) {
+        let now = Instant::now();
+        match self.last_token {
+            None => self.metrics.ttft(&self.model, now - self.started),
+            Some(t) => self.metrics.inter_token(&self.model, now - t),
+        }
+        self.last_token = Some(now);
+        self.completion_tokens += 1;
+        self.pending_logprobs.extend(logprob);
+
+        match self.stop.push(text) {
+            Step::Continue { emit } => self.route(emit),
+            Step::Matched { emit, .. } => {
+                self.route(emit);
+                // The stop string and what follows are never sent.
+                return self.finish_inner(Finish::Stop, false);
+            }
+        }
+        // The backend should stop at max_tokens itself; don't rely on it.
+        if self.completion_tokens >= self.max_tokens {
+            self.finish(Finish::Length);
+        }
+    }
+
+    /// Send stop-checked text to the client, or into the tool-call buffer.
+    fn route(&mut self, text: String) {
+        if let Some(buf) = self.tool_buffer.as_mut() {
+            buf.push_str(&text);
+            return;
+        }
+        let text = match self.tool_trigger.as_mut().map(|m| m.push(&text)) {
+            None => text,
+            Some(Step::Continue { emit }) => emit,
+            Some(Step::Matched { emit, rest, .. }) => {
+                self.tool_buffer = Some(rest);
+                emit
+            }
+        };
+        self.emit(text);
+    }
+
+    fn emit(&mut self, text: String) {
+        // Logprobs travel with the first non-empty text after their token:
+        // a token whose text is held back (stop prefix, incomplete UTF-8) is
+        // reported together with the text it eventually completes.
+        if text.is_empty() {
+            return;
+        }
+        let logprobs = std::mem::take(&mut self.pending_logprobs);
+        self.queue.push_back(ChoiceEvent::Delta { text, logprobs });
+    }
+
+    fn finish(&mut self, reason: Finish) {
+        self.finish_inner(reason, true)
+    }
+
+    fn finish_inner(&mut self, mut reason: Finish, flush_stop: bool) {
+        if flush_stop {
+            let held = self.stop.flush();
+            self.route(held);
+        }
+        if let Some(trigger) = self.tool_trigger.as_mut() {
+            let held = trigger.flush();
+            if self.tool_buffer.is_none() {
+                self.emit(held);
+            }
+        }
+        if let Some(buf) = self.tool_buffer.take() {
+            match toolcall::parse_hermes(&buf) {
+                Some(parsed) => {
+                    if let Some(content) = parsed.content {
+                        self.emit(content);
+                    }
+                    self.queue.push_back(ChoiceEvent::ToolCalls(parsed.calls));
+                    reason = Finish::ToolCalls;
+                }
+                None => self.emit(buf),
+            }
+        }
+        self.queue.push_back(ChoiceEvent::Finished {
+            reason,
+            completion_tokens: self.completion_tokens,
+        });
+        self.close();
+    }
+
+    fn fail(&mut self, message: String) {
+        self.queue.push_back(ChoiceEvent::Error(message));
+        self.close();
+    }
+
+    fn close(&mut self) {
+        self.done = true;
+        // Dropping the receiver tells the backend to stop (stop string,
+        // max_tokens) or frees the channel (normal end).
+        self.rx = None;
+        self.metrics
+            .generation_tokens(&self.model, self.completion_tokens);
+        self.metrics.e2e(&self.model, self.started.elapsed());
+    }
+}
+
+/// A finished choice, for non-streaming responses.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub text: String,
+    pub logprobs: Vec<TokenLogprob>,
+    pub tool_calls: Vec<ToolCall>,
+    pub finish: Option<Finish>,
+    pub completion_tokens: usize,
+    pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tok(text: &str) -> GenerateEvent {
+        GenerateEvent::Token {
+            id: 0,
+            text: text.into(),
+            logprob: None,
+        }
+    }
+
+    async fn run(
+        events: Vec<GenerateEvent>,
+        stop: &[&str],
+        tools: bool,
+        max_tokens: usize,
+    ) -> (Collected, bool) {
+        let (tx, rx) = mpsc::channel(64);
+        for e in events {
+            tx.send(e).await.unwrap();
+        }
+        let c = Choice::new(
+            rx,
+            stop.iter().map(|s| s.to_string()).collect(),
+            tools,
+            max_tokens,
+            Arc::new(Metrics::default()),
+            "m".into(),
+            Instant::now(),
+        );
+        let out = c.collect().await;
+        (out, tx.is_closed())
+    }
+
+    #[tokio::test]
+    async fn stop_string_cuts_and_cancels() {
+        let (c, closed) = run(
+            vec![tok("Hello"), tok(" wor"), tok("ld"), tok("!")],
+            &["world"],
+            false,
+            100,
+        )
+        .await;
+        assert_eq!(c.text, "Hello ");
+        assert_eq!(c.finish, Some(Finish::Stop));
+        assert_eq!(c.completion_tokens, 3);
+        assert!(closed, "the receiver must be dropped so the backend stops");
+    }
+
+    #[tokio::test]
+    async fn max_tokens_is_enforced_and_held_text_flushed() {
+        let (c, _) = run(vec![tok("a"), tok("b"), tok("c")], &["bz"], false, 2).await;
+        assert_eq!(c.text, "ab");
+        assert_eq!(c.finish, Some(Finish::Length));
+    }
+
+    #[tokio::test]
+    async fn tool_calls_are_parsed_when_tools_given() {
+        let evs = vec![
+            tok("Sure.<tool"),
+            tok("_call>{\"name\": \"f\", \"arguments\": {\"a\": 1}}</tool_call>"),
+            GenerateEvent::Done {
+                finish_reason: FinishReason::Stop,
+            },
+        ];
+        let (c, _) = run(evs.clone(), &[], true, 100).await;
+        assert_eq!(c.text, "Sure.");
+        assert_eq!(c.finish, Some(Finish::ToolCalls));
+        assert_eq!(c.tool_calls.len(), 1);
+        assert_eq!(c.tool_calls[0].arguments, "{\"a\":1}");
+        // Without tools in the request the text is left alone.
+        let (c, _) = run(evs, &[], false, 100).await;
+        assert!(c.text.contains("<tool_call>"));
+        assert_eq!(c.finish, Some(Finish::Stop));
+    }
+
+    #[tokio::test]
+    async fn malformed_tool_call_stays_content() {
+        let evs = vec![
+            tok("<tool_call>{oops</tool_call>"),
+            GenerateEvent::Done {
+                finish_reason: FinishReason::Stop,
+            },
+        ];
+        let (c, _) = run(evs, &[], true, 100).await;
+        assert_eq!(c.text, "<tool_call>{oops</tool_call>");
+        assert_eq!(c.finish, Some(Finish::Stop));
+    }
+
+    #[tokio::test]
+    async fn channel_closed_without_done_is_an_error() {
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(tok("a")).await.unwrap();
+        drop(tx);
+        let choice = Choice::new(
+            rx,
+            vec![],
+            false,
+            100,
+            Arc::new(Metrics::default()),
+            "m".into(),
+            Instant::now(),
+        );
+        let c = choice.collect().await;
+        assert!(c.error.is_some());
+        assert_eq!(c.text, "a");
+    }
+}

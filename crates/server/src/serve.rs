@@ -1,0 +1,99 @@
+//! Bind, serve, and shut down gracefully.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use std::future::IntoFuture as _;
+
+use anyhow::Context as _;
+
+use crate::api;
+use crate::backend::Backend;
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+
+/// Serve the API on `config.addr` until SIGINT/SIGTERM. On a signal the
+/// listener closes, `/health` and new generations answer 503, in-flight
+/// requests get up to `config.drain_timeout` to finish, then this returns
+/// (dropping whatever is left, which cancels those generations).
+pub async fn serve(backend: Arc<dyn Backend>, config: ServerConfig) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.addr))?;
+    serve_on(listener, backend, config, shutdown_signal()).await
+}
+
+/// [`serve`] on an already-bound listener, stopping when `shutdown`
+/// resolves (tests pass a channel instead of a signal).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    backend: Arc<dyn Backend>,
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let drain = config.drain_timeout;
+    let state = Arc::new(AppState {
+        backend,
+        config,
+        metrics: Arc::new(Metrics::default()),
+        draining: AtomicBool::new(false),
+    });
+    let app = api::router_with_state(state.clone());
+    let addr = listener.local_addr().ok();
+    tracing::info!(?addr, "hearth server listening");
+
+    let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
+    let flag = state.clone();
+    let graceful = async move {
+        shutdown.await;
+        flag.draining.store(true, Ordering::Relaxed);
+        tracing::info!(?drain, "shutting down: draining in-flight requests");
+        let _ = began_tx.send(());
+    };
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(graceful)
+        .into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => return r.context("server error"),
+        _ = began_rx => {}
+    }
+    match tokio::time::timeout(drain, server).await {
+        Ok(r) => r.context("server error"),
+        Err(_) => {
+            tracing::warn!(
+                ?drain,
+                "drain deadline passed; dropping the remaining requests"
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for SIGINT: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

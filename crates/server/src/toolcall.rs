@@ -1,0 +1,129 @@
+//! Hermes-style tool calls in generated text → OpenAI `tool_calls`.
+//!
+//! Hermes 2 Pro, Qwen 2.5/3 and SmolLM3 chat templates ask the model to
+//! answer a tool call as
+//! `<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>`
+//! (several blocks for parallel calls). OpenAI clients expect
+//! `message.tool_calls[] = {id, type: "function", function: {name, arguments}}`
+//! where `arguments` is a JSON *string*, and `finish_reason: "tool_calls"`.
+//!
+//! If any block is not valid JSON with a string `name`, nothing is parsed and
+//! the whole text stays content: a half-parsed answer would hide what the model
+//! said.
+
+use serde_json::Value;
+
+pub const OPEN: &str = "<tool_call>";
+pub const CLOSE: &str = "</tool_call>";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCall {
+    /// `call_` + random id, unique per call.
+    pub id: String,
+    pub name: String,
+    /// The arguments as a JSON text (OpenAI sends a string, not an object).
+    pub arguments: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    /// Text outside the tool-call blocks, trimmed; `None` when nothing is left.
+    pub content: Option<String>,
+    pub calls: Vec<ToolCall>,
+}
+
+/// Parse every `<tool_call>…</tool_call>` block of `text`. Returns `None` when
+/// there is no block or any block is malformed. A last block whose closing tag
+/// is missing (generation cut by `max_tokens` or a stop string) is accepted if
+/// its JSON is complete.
+pub fn parse_hermes(text: &str) -> Option<Parsed> {
+    let mut content = String::new();
+    let mut calls = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(OPEN) {
+        content.push_str(&rest[..start]);
+        let after = &rest[start + OPEN.len()..];
+        let (body, next) = match after.find(CLOSE) {
+            Some(end) => (&after[..end], &after[end + CLOSE.len()..]),
+            None => (after, ""),
+        };
+        calls.push(parse_block(body)?);
+        rest = next;
+    }
+    if calls.is_empty() {
+        return None;
+    }
+    content.push_str(rest);
+    let content = content.trim();
+    Some(Parsed {
+        content: (!content.is_empty()).then(|| content.to_string()),
+        calls,
+    })
+}
+
+fn parse_block(body: &str) -> Option<ToolCall> {
+    let v: Value = serde_json::from_str(body.trim()).ok()?;
+    let obj = v.as_object()?;
+    let name = obj.get("name")?.as_str()?.to_string();
+    let arguments = match obj.get("arguments").or_else(|| obj.get("parameters")) {
+        None | Some(Value::Null) => "{}".to_string(),
+        // Some models already emit the arguments as a JSON string.
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    Some(ToolCall {
+        id: crate::ids::tool_call_id(),
+        name,
+        arguments,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_call_with_object_arguments() {
+        let text = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"days\": 3}}\n</tool_call>";
+        let p = parse_hermes(text).unwrap();
+        assert_eq!(p.content, None);
+        assert_eq!(p.calls.len(), 1);
+        assert_eq!(p.calls[0].name, "get_weather");
+        let args: Value = serde_json::from_str(&p.calls[0].arguments).unwrap();
+        assert_eq!(args, serde_json::json!({"city": "Paris", "days": 3}));
+        assert!(p.calls[0].id.starts_with("call_"));
+    }
+
+    #[test]
+    fn parallel_calls_and_surrounding_content() {
+        let text = "Let me check.\n<tool_call>\n{\"name\": \"a\", \"arguments\": {}}\n</tool_call>\n<tool_call>\n{\"name\": \"b\", \"arguments\": \"{\\\"x\\\": 1}\"}\n</tool_call>\n";
+        let p = parse_hermes(text).unwrap();
+        assert_eq!(p.content.as_deref(), Some("Let me check."));
+        let names: Vec<_> = p.calls.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(p.calls[0].arguments, "{}");
+        assert_eq!(p.calls[1].arguments, "{\"x\": 1}");
+        assert_ne!(p.calls[0].id, p.calls[1].id);
+    }
+
+    #[test]
+    fn unclosed_last_block_with_complete_json_is_accepted() {
+        let p =
+            parse_hermes("<tool_call>{\"name\": \"f\", \"arguments\": {\"q\": \"x\"}}").unwrap();
+        assert_eq!(p.calls[0].name, "f");
+    }
+
+    #[test]
+    fn malformed_or_absent_blocks_give_none() {
+        assert_eq!(parse_hermes("just text"), None);
+        assert_eq!(
+            parse_hermes("<tool_call>{\"name\": \"f\", \"argu</tool_call>"),
+            None
+        );
+        assert_eq!(
+            parse_hermes("<tool_call>{\"arguments\": {}}</tool_call>"),
+            None
+        );
+        assert_eq!(parse_hermes("<tool_call>[1, 2]</tool_call>"), None);
+    }
+}

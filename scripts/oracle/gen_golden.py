@@ -255,8 +255,11 @@ def main():
 
     src = Path(sh([str(ROOT / "scripts/fetch-llama-cpp.sh")]).stdout.strip())
     bin_dir = src.parent.parent / "build/bin"  # where fetch-llama-cpp.sh --build puts the tools
-    if not all((bin_dir / t).exists() for t in ("llama-perplexity", "llama-tokenize")):
-        bin_dir = Path(sh([str(ROOT / "scripts/fetch-llama-cpp.sh"), "--build"]).stdout.strip().splitlines()[-1])
+    need = ["llama-perplexity", "llama-tokenize"] if "ppl" in only else []
+    missing = [t for t in need if not (bin_dir / t).exists()]
+    if missing:
+        # Not built from here: a second concurrent cmake build in the same tree corrupts it.
+        sys.exit(f"error: {', '.join(missing)} missing in {bin_dir}; run scripts/fetch-llama-cpp.sh --build")
     driver = Path(sh([str(ROOT / "scripts/oracle/build.sh")]).stdout.strip().splitlines()[-1])
     oracle = oracle_info(src, bin_dir)
     prompts = json.loads((DATA / "prompts.json").read_text(encoding="utf-8"))["prompts"]

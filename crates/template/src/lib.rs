@@ -1,1 +1,526 @@
-//! Chat templates.
+//! Chat templates: a model's own Jinja chat template, rendered the way Hugging Face
+//! `tokenizer.apply_chat_template(messages, tokenize=False, ...)` renders it.
+//!
+//! Hugging Face renders chat templates with Python jinja2 in the environment built by
+//! `transformers/utils/chat_template_utils.py` (`_cached_compile_jinja_template`):
+//! an `ImmutableSandboxedEnvironment` with `trim_blocks=True`, `lstrip_blocks=True`
+//! (and jinja2's default `keep_trailing_newline=False`), the `loopcontrols` extension,
+//! a `{% generation %}` block tag, and these additions:
+//!
+//! * `tojson` overridden by `json.dumps(x, ensure_ascii=False, indent=None, separators=None,
+//!   sort_keys=False)`, i.e. no HTML escaping, Python's `", "`/`": "` separators;
+//! * globals `raise_exception(msg)`, `strftime_now(fmt)`, `dict`, `namespace`.
+//!
+//! The template sees `messages`, `tools` (None when absent), `documents` (None),
+//! `add_generation_prompt`, the special tokens (`bos_token`, `eos_token`) and any extra
+//! keyword arguments (e.g. `enable_thinking`, `reasoning_effort`). Before rendering,
+//! `apply_chat_template` drops message keys whose value is `None`, and
+//! `render_jinja_template` aliases reasoning fields (`reasoning_content`, `thinking`,
+//! `reasoning`) onto each other; this crate does both (see [`prepare_message`]).
+//!
+//! This crate reproduces that with `minijinja` plus Python-compatibility callbacks: the
+//! `minijinja-contrib` pycompat string/dict methods, Python `str()`/`repr()` printing of
+//! values, a `json.dumps`-compatible `tojson`, and jinja2's definitions of the `sequence`,
+//! `iterable` and `number` tests. `tests/golden.rs` checks byte-identical output against
+//! transformers itself for every template in llama.cpp's `models/templates`.
+
+use std::fmt::Write as _;
+
+use minijinja::value::{Kwargs, Rest, ValueKind};
+use minijinja::{Environment, Error, ErrorKind, State, Value};
+use serde_json::{Map, Value as Json};
+
+mod pyfmt;
+mod time;
+
+pub use time::CivilTime;
+
+/// Errors from compiling or rendering a chat template, or from parsing messages.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// The template source does not compile (syntax error, unknown tag, ...).
+    #[error("chat template does not compile: {0}")]
+    Syntax(String),
+    /// The template called `raise_exception(message)`; the payload is that message, verbatim.
+    #[error("chat template raised an exception: {0}")]
+    Raised(String),
+    /// Rendering failed (undefined attribute, type error, unknown filter, ...).
+    #[error("chat template failed to render: {0}")]
+    Render(String),
+    /// The messages JSON is malformed; the message names the offending index/field.
+    #[error("invalid chat messages: {0}")]
+    Messages(String),
+}
+
+/// One OpenAI-style chat message.
+///
+/// Stored as the JSON object itself (a transparent newtype over `serde_json::Map`) rather
+/// than as a struct with fixed fields, because templates see exactly the dict they are given:
+/// key order (templates `tojson` and iterate messages), absent vs `null` fields, and
+/// extension fields (`tool_calls`, `tool_call_id`, `name`, `reasoning_content`, `thinking`,
+/// multimodal parts, ...) must all survive unchanged. `content` may be a string, a list of
+/// content parts (`{"type": "text", "text": ...}`), or absent/null.
+/// Use [`parse_messages`] to validate untrusted JSON.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(transparent)]
+pub struct Message(pub Map<String, Json>);
+
+impl Message {
+    /// A message with a role and plain-text content.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        let mut m = Map::new();
+        m.insert("role".into(), Json::String(role.into()));
+        m.insert("content".into(), Json::String(content.into()));
+        Message(m)
+    }
+
+    /// Sets a field (e.g. `tool_calls`, `reasoning_content`), keeping the position of an
+    /// existing key, and returns the message.
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<Json>) -> Self {
+        self.0.insert(key.into(), value.into());
+        self
+    }
+
+    /// The `role` field, if it is a string.
+    pub fn role(&self) -> Option<&str> {
+        self.0.get("role").and_then(Json::as_str)
+    }
+
+    /// The `content` field as text: the string itself, or the concatenated `text` of the
+    /// `{"type": "text"}` parts of a parts list.
+    pub fn content_text(&self) -> Option<String> {
+        match self.0.get("content")? {
+            Json::String(s) => Some(s.clone()),
+            Json::Array(parts) => Some(
+                parts
+                    .iter()
+                    .filter(|p| p.get("type").and_then(Json::as_str) == Some("text"))
+                    .filter_map(|p| p.get("text").and_then(Json::as_str))
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// Options for one render, mirroring `apply_chat_template`'s keyword arguments.
+#[derive(Clone, Debug, Default)]
+pub struct RenderOptions {
+    /// Append the header that starts an assistant turn.
+    pub add_generation_prompt: bool,
+    /// OpenAI-style tool definitions (a JSON list), visible to the template as `tools`;
+    /// `None` makes `tools` None, as in transformers.
+    pub tools: Option<Json>,
+    /// Extra template variables, e.g. `enable_thinking`, `reasoning_effort`. They override
+    /// `bos_token`/`eos_token` if they name them, as kwargs do in transformers.
+    pub extra: Map<String, Json>,
+}
+
+/// A compiled chat template: compile once with [`ChatTemplate::new`], render many times.
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    bos_token: String,
+    eos_token: String,
+}
+
+impl std::fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatTemplate")
+            .field("bos_token", &self.bos_token)
+            .field("eos_token", &self.eos_token)
+            .finish_non_exhaustive()
+    }
+}
+
+const TEMPLATE_NAME: &str = "chat_template";
+
+/// The fallback template (ChatML, as llama.cpp's `LLM_CHAT_TEMPLATE_CHATML` formats it:
+/// `<|im_start|>{role}\n{content}<|im_end|>\n` per message, then `<|im_start|>assistant\n`).
+/// Content given as a parts list contributes the text of its text parts.
+const CHATML_FALLBACK: &str = include_str!("chatml.jinja");
+
+/// The error `raise_exception` attaches as the source of its minijinja error, so that
+/// [`ChatTemplate::render`] can report the template's own message as [`TemplateError::Raised`].
+#[derive(Debug)]
+struct RaisedByTemplate(String);
+
+impl std::fmt::Display for RaisedByTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RaisedByTemplate {}
+
+impl ChatTemplate {
+    /// Compiles `source` (a Jinja chat template, e.g. GGUF `tokenizer.chat_template`).
+    pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<Self, TemplateError> {
+        let mut env = Environment::new();
+        configure(&mut env);
+        env.add_template_owned(TEMPLATE_NAME, rewrite_generation_tags(source))
+            .map_err(|e| TemplateError::Syntax(describe(&e)))?;
+        Ok(ChatTemplate {
+            env,
+            bos_token: bos_token.to_string(),
+            eos_token: eos_token.to_string(),
+        })
+    }
+
+    /// The documented fallback for models whose GGUF has no `tokenizer.chat_template`:
+    /// ChatML, the format llama.cpp falls back to. The caller should log a warning.
+    pub fn fallback(bos_token: &str, eos_token: &str) -> Self {
+        // The fallback source is ours and covered by tests; failing to compile it is a bug.
+        Self::new(CHATML_FALLBACK, bos_token, eos_token).expect("built-in ChatML template compiles")
+    }
+
+    /// The source of the fallback template (for `hearth template` to show, and for tests).
+    pub fn fallback_source() -> &'static str {
+        CHATML_FALLBACK
+    }
+
+    /// Pins the time `strftime_now` sees (tests, reproducible prompts). By default it is
+    /// the current UTC time (transformers uses the host's local time; a server has no
+    /// meaningful local zone, so UTC is the documented choice).
+    pub fn with_fixed_now(mut self, now: CivilTime) -> Self {
+        self.env.add_function("strftime_now", move |fmt: &str| -> Result<Value, Error> {
+            Ok(Value::from(now.strftime(fmt)))
+        });
+        self
+    }
+
+    /// Renders the conversation.
+    pub fn render(&self, messages: &[Message], opts: &RenderOptions) -> Result<String, TemplateError> {
+        let tmpl = self
+            .env
+            .get_template(TEMPLATE_NAME)
+            .map_err(|e| TemplateError::Render(describe(&e)))?;
+        let messages: Vec<Json> = messages.iter().map(|m| Json::Object(prepare_message(&m.0))).collect();
+        let mut ctx = Map::new();
+        ctx.insert("bos_token".into(), Json::String(self.bos_token.clone()));
+        ctx.insert("eos_token".into(), Json::String(self.eos_token.clone()));
+        for (k, v) in &opts.extra {
+            ctx.insert(k.clone(), v.clone());
+        }
+        ctx.insert("messages".into(), Json::Array(messages));
+        ctx.insert("tools".into(), opts.tools.clone().unwrap_or(Json::Null));
+        ctx.insert("documents".into(), Json::Null);
+        ctx.insert("add_generation_prompt".into(), Json::Bool(opts.add_generation_prompt));
+        tmpl.render(Value::from_serialize(&ctx)).map_err(|e| {
+            let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(err) = src {
+                if let Some(raised) = err.downcast_ref::<RaisedByTemplate>() {
+                    return TemplateError::Raised(raised.0.clone());
+                }
+                src = err.source();
+            }
+            TemplateError::Render(describe(&e))
+        })
+    }
+}
+
+/// The message as transformers hands it to the template:
+/// 1. `apply_chat_template` drops keys whose value is None ("Some APIs return content=None
+///    ... many chat templates crash ... while they handle a missing key");
+/// 2. `render_jinja_template` (`_alias_reasoning_fields`) takes the first non-null of
+///    `reasoning_content`, `thinking`, `reasoning` and, if there is one, rebuilds the dict as
+///    `{"thinking": r, **message, "reasoning_content": r}` (gpt-oss templates read `thinking`).
+///    Python dict semantics: `thinking` comes first unless the message already had it (then it
+///    keeps the message's value), `reasoning_content` keeps its position or is appended.
+pub fn prepare_message(message: &Map<String, Json>) -> Map<String, Json> {
+    let base: Map<String, Json> = message
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let reasoning = ["reasoning_content", "thinking", "reasoning"]
+        .iter()
+        .find_map(|k| base.get(*k))
+        .cloned();
+    let Some(reasoning) = reasoning else {
+        return base;
+    };
+    let mut out = Map::new();
+    out.insert("thinking".into(), reasoning.clone());
+    for (k, v) in base {
+        out.insert(k, v);
+    }
+    out.insert("reasoning_content".into(), reasoning);
+    out
+}
+
+/// Parses an OpenAI-style messages list: either a JSON array of message objects or an
+/// object with a `messages` array (a chat-completions request body). Each message must be an
+/// object with a string `role`; `content` must be a string, a list of content-part objects,
+/// or null; `tool_calls` a list or null; `name`, `tool_call_id`, `reasoning_content` strings
+/// or null. Errors name the offending message index and field.
+pub fn parse_messages(json: &str) -> Result<Vec<Message>, TemplateError> {
+    let root: Json = serde_json::from_str(json)
+        .map_err(|e| TemplateError::Messages(format!("not valid JSON: {e}")))?;
+    let list = match root {
+        Json::Array(list) => list,
+        Json::Object(mut obj) => match obj.remove("messages") {
+            Some(Json::Array(list)) => list,
+            Some(other) => {
+                return Err(TemplateError::Messages(format!(
+                    "\"messages\" must be an array, got {}",
+                    json_kind(&other)
+                )))
+            }
+            None => {
+                return Err(TemplateError::Messages(
+                    "expected an array of messages or an object with a \"messages\" array".into(),
+                ))
+            }
+        },
+        other => {
+            return Err(TemplateError::Messages(format!(
+                "expected an array of messages, got {}",
+                json_kind(&other)
+            )))
+        }
+    };
+    list.into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let Json::Object(obj) = m else {
+                return Err(TemplateError::Messages(format!(
+                    "messages[{i}]: expected an object, got {}",
+                    json_kind(&m)
+                )));
+            };
+            match obj.get("role") {
+                Some(Json::String(_)) => {}
+                Some(other) => {
+                    return Err(TemplateError::Messages(format!(
+                        "messages[{i}].role: expected a string, got {}",
+                        json_kind(other)
+                    )))
+                }
+                None => return Err(TemplateError::Messages(format!("messages[{i}]: missing \"role\""))),
+            }
+            match obj.get("content") {
+                None | Some(Json::Null) | Some(Json::String(_)) => {}
+                Some(Json::Array(parts)) => {
+                    for (j, p) in parts.iter().enumerate() {
+                        if !p.is_object() {
+                            return Err(TemplateError::Messages(format!(
+                                "messages[{i}].content[{j}]: expected a content-part object, got {}",
+                                json_kind(p)
+                            )));
+                        }
+                    }
+                }
+                Some(other) => {
+                    return Err(TemplateError::Messages(format!(
+                        "messages[{i}].content: expected a string, a list of content parts, or null, got {}",
+                        json_kind(other)
+                    )))
+                }
+            }
+            if let Some(tc) = obj.get("tool_calls") {
+                if !(tc.is_array() || tc.is_null()) {
+                    return Err(TemplateError::Messages(format!(
+                        "messages[{i}].tool_calls: expected a list or null, got {}",
+                        json_kind(tc)
+                    )));
+                }
+            }
+            for key in ["name", "tool_call_id", "reasoning_content"] {
+                if let Some(v) = obj.get(key) {
+                    if !(v.is_string() || v.is_null()) {
+                        return Err(TemplateError::Messages(format!(
+                            "messages[{i}].{key}: expected a string or null, got {}",
+                            json_kind(v)
+                        )));
+                    }
+                }
+            }
+            Ok(Message(obj))
+        })
+        .collect()
+}
+
+fn json_kind(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    }
+}
+
+/// A one-line description of a minijinja error with its location in the template.
+fn describe(e: &Error) -> String {
+    let mut s = match e.detail() {
+        Some(d) => format!("{}: {d}", e.kind()),
+        None => e.kind().to_string(),
+    };
+    if let Some(line) = e.line() {
+        let _ = write!(s, " (template line {line})");
+    }
+    s
+}
+
+/// transformers registers a `{% generation %}...{% endgeneration %}` block tag (its
+/// AssistantTracker extension) that renders its body unchanged; minijinja has no such tag, so
+/// it is rewritten to the equivalent `{% if true %}...{% endif %}`, keeping whitespace-control
+/// markers so trimming is identical.
+fn rewrite_generation_tags(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(pos) = rest.find("{%") {
+        out.push_str(&rest[..pos]);
+        let tag = &rest[pos..];
+        let Some(end) = tag.find("%}") else {
+            out.push_str(tag);
+            return out;
+        };
+        let inner = &tag[2..end];
+        let (lead, body) = match inner.strip_prefix(['-', '+']) {
+            Some(b) => (&inner[..1], b),
+            None => ("", inner),
+        };
+        let (body, trail) = match body.strip_suffix(['-', '+']) {
+            Some(b) => (b, &body[body.len() - 1..]),
+            None => (body, ""),
+        };
+        let replacement = match body.trim() {
+            "generation" => Some("if true"),
+            "endgeneration" => Some("endif"),
+            _ => None,
+        };
+        match replacement {
+            Some(r) => {
+                let _ = write!(out, "{{%{lead} {r} {trail}%}}");
+            }
+            None => out.push_str(&tag[..end + 2]),
+        }
+        rest = &tag[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Builds the transformers-compatible environment (see the crate docs).
+fn configure(env: &mut Environment<'static>) {
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_keep_trailing_newline(false);
+    // Chat templates are plain text: no HTML autoescaping (jinja2's from_string default).
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    // `{{ x }}` prints `str(x)`: Python repr for containers, `True`, `None`, float repr.
+    env.set_formatter(|out, _state, value| {
+        if value.is_undefined() {
+            return Ok(());
+        }
+        pyfmt::write_py_str(out, value).map_err(|_| Error::new(ErrorKind::WriteFailure, "formatting failed"))
+    });
+    env.add_filter("tojson", tojson_filter);
+    env.add_filter("string", |v: Value| -> Value {
+        if v.is_safe() || v.kind() == ValueKind::String {
+            return v;
+        }
+        let mut s = String::new();
+        let _ = pyfmt::write_py_str(&mut s, &v);
+        Value::from(s)
+    });
+    env.add_filter("join", join_filter);
+    env.add_test("sequence", |v: &Value| {
+        // jinja2: `len(value)` and `value.__getitem__` both exist (str, list, dict, Undefined).
+        matches!(
+            v.kind(),
+            ValueKind::String | ValueKind::Seq | ValueKind::Map | ValueKind::Undefined
+        )
+    });
+    env.add_test("iterable", |v: &Value| {
+        // jinja2: `iter(value)` succeeds (str, list, dict, Undefined).
+        matches!(
+            v.kind(),
+            ValueKind::String | ValueKind::Seq | ValueKind::Map | ValueKind::Iterable | ValueKind::Undefined
+        )
+    });
+    env.add_test("number", |v: &Value| {
+        // jinja2: isinstance(value, numbers.Number), which includes bool.
+        v.is_number() || v.kind() == ValueKind::Bool
+    });
+    env.add_function("raise_exception", |msg: Value| -> Result<Value, Error> {
+        let mut text = String::new();
+        let _ = pyfmt::write_py_str(&mut text, &msg);
+        Err(Error::new(ErrorKind::InvalidOperation, text.clone()).with_source(RaisedByTemplate(text)))
+    });
+    env.add_function("strftime_now", |fmt: &str| -> Result<Value, Error> {
+        Ok(Value::from(CivilTime::now_utc().strftime(fmt)))
+    });
+}
+
+/// transformers' `tojson`: `json.dumps(x, ensure_ascii=False, indent=None, separators=None,
+/// sort_keys=False)`, with those parameters accepted positionally or by keyword.
+fn tojson_filter(value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, Error> {
+    const NAMES: [&str; 4] = ["ensure_ascii", "indent", "separators", "sort_keys"];
+    if args.len() > NAMES.len() {
+        return Err(Error::new(
+            ErrorKind::TooManyArguments,
+            format!("tojson() takes at most {} arguments", NAMES.len() + 1),
+        ));
+    }
+    let mut params: [Option<Value>; 4] = Default::default();
+    for (i, a) in args.iter().enumerate() {
+        params[i] = Some(a.clone());
+    }
+    for (i, name) in NAMES.iter().enumerate() {
+        if let Some(v) = kwargs.get::<Option<Value>>(name)? {
+            if params[i].is_some() {
+                return Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("tojson() got multiple values for argument '{name}'"),
+                ));
+            }
+            params[i] = Some(v);
+        }
+    }
+    kwargs.assert_all_used()?;
+    let opts = pyfmt::JsonOptions::from_params(&params)?;
+    let mut out = String::new();
+    pyfmt::write_json(&mut out, value, &opts, 0)?;
+    Ok(Value::from(out))
+}
+
+/// jinja2's `join(value, d='', attribute=None)`: `d.join(str(x) for x in value)`, where
+/// `str()` is Python's (so `True`, `None`, Python reprs of containers).
+fn join_filter(state: &State, value: &Value, d: Option<&str>, kwargs: Kwargs) -> Result<Value, Error> {
+    let attribute: Option<Value> = kwargs.get("attribute")?;
+    kwargs.assert_all_used()?;
+    let _ = state;
+    let d = d.unwrap_or("");
+    let mut out = String::new();
+    if value.is_undefined() {
+        // jinja2's Undefined iterates as empty.
+        return Ok(Value::from(""));
+    }
+    for (i, item) in value.try_iter()?.enumerate() {
+        if i > 0 {
+            out.push_str(d);
+        }
+        let item = match &attribute {
+            Some(attr) => match attr.as_str() {
+                Some(path) => {
+                    let mut v = item;
+                    for part in path.split('.') {
+                        v = match part.parse::<usize>() {
+                            Ok(idx) => v.get_item(&Value::from(idx))?,
+                            Err(_) => v.get_attr(part)?,
+                        };
+                    }
+                    v
+                }
+                None => item.get_item(attr)?,
+            },
+            None => item,
+        };
+        pyfmt::write_py_str(&mut out, &item).map_err(|_| Error::new(ErrorKind::WriteFailure, "formatting failed"))?;
+    }
+    Ok(Value::from(out))
+}

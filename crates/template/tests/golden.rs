@@ -1,0 +1,207 @@
+//! Byte-for-byte comparison with Hugging Face transformers' `apply_chat_template`.
+//!
+//! `golden.json` is written by `gen_golden.py`, which renders every template with
+//! transformers' own `render_jinja_template` (Python jinja2). This test reads the same
+//! templates at run time (llama.cpp's `models/templates/*.jinja` from `$HEARTH_LLAMA_CPP_SRC`,
+//! and the test models' `tokenizer.chat_template` from `$HEARTH_MODELS`) and requires:
+//! * identical output wherever jinja2 rendered;
+//! * an error wherever jinja2 raised, and for `raise_exception(msg)` the same message.
+//!
+//! Cases where we knowingly differ are listed in `KNOWN_DIFFERENCES` with the reason; they
+//! are reported, and the test fails if one of them starts matching (so the list stays true).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use hearth_template::{parse_messages, ChatTemplate, CivilTime, RenderOptions, TemplateError};
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+
+/// (template key, case name, why we differ from transformers).
+const KNOWN_DIFFERENCES: &[(&str, &str, &str)] = &[];
+
+fn home() -> PathBuf {
+    PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+}
+
+fn llama_cpp_src() -> PathBuf {
+    let p = std::env::var("HEARTH_LLAMA_CPP_SRC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| home().join(".cache/hearth/oracle/llama-cpp-python-0.3.36/vendor/llama.cpp"));
+    assert!(
+        p.join("models/templates").is_dir(),
+        "llama.cpp source with models/templates not found at {} (set HEARTH_LLAMA_CPP_SRC or run scripts/fetch-llama-cpp.sh)",
+        p.display()
+    );
+    p
+}
+
+fn models_dir() -> PathBuf {
+    std::env::var("HEARTH_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| home().join(".cache/hearth/models"))
+}
+
+/// (template source or None, bos, eos) from a GGUF's tokenizer metadata.
+fn gguf_template(name: &str) -> (Option<String>, String, String) {
+    let path = models_dir().join(name);
+    assert!(path.exists(), "model {} not found (set HEARTH_MODELS or run scripts/fetch-models.sh)", path.display());
+    let f = hearth_formats::GgufFile::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let tokens = f.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).expect("tokenizer.ggml.tokens");
+    let tok = |key: &str| {
+        let id = f.get_u64(key).unwrap_or_else(|| panic!("{name}: no {key}")) as usize;
+        tokens[id].as_str().expect("token text").to_string()
+    };
+    (
+        f.get_str("tokenizer.chat_template").map(str::to_string),
+        tok("tokenizer.ggml.bos_token_id"),
+        tok("tokenizer.ggml.eos_token_id"),
+    )
+}
+
+fn sha256_hex(s: &str) -> String {
+    Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+struct Conversation {
+    name: String,
+    messages: Vec<hearth_template::Message>,
+    opts_tools: Option<Json>,
+    extra: serde_json::Map<String, Json>,
+}
+
+fn conversations() -> Vec<Conversation> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let text = std::fs::read_to_string(dir.join("conversations.json")).expect("tests/conversations.json");
+    let list: Vec<Json> = serde_json::from_str(&text).expect("conversations.json parses");
+    list.into_iter()
+        .map(|c| Conversation {
+            name: c["name"].as_str().unwrap().to_string(),
+            // Through the public parser, so it is exercised on every conversation.
+            messages: parse_messages(&c["messages"].to_string()).expect("valid messages"),
+            opts_tools: c.get("tools").cloned(),
+            extra: c.get("extra").and_then(|e| e.as_object().cloned()).unwrap_or_default(),
+        })
+        .collect()
+}
+
+fn fixed_now() -> CivilTime {
+    // Must equal FIXED_NOW in gen_golden.py.
+    CivilTime { year: 2025, month: 3, day: 14, hour: 15, minute: 9, second: 26 }
+}
+
+#[test]
+fn matches_transformers_apply_chat_template() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let golden: Json =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).expect("tests/golden.json")).unwrap();
+    assert_eq!(golden["fixed_now"], "2025-03-14T15:09:26");
+    let convs = conversations();
+    let llama = llama_cpp_src();
+
+    let mut failures: Vec<String> = Vec::new();
+    let mut known_seen: Vec<(String, String)> = Vec::new();
+    let mut summary: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let (mut total_pass, mut total) = (0usize, 0usize);
+
+    for (key, entry) in golden["templates"].as_object().unwrap() {
+        let (source, bos, eos) = if let Some(file) = key.strip_prefix("llama.cpp/") {
+            let path = llama.join("models/templates").join(file);
+            let src = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            (Some(src), entry["bos_token"].as_str().unwrap().to_string(), entry["eos_token"].as_str().unwrap().to_string())
+        } else if let Some(file) = key.strip_prefix("gguf/") {
+            gguf_template(file)
+        } else {
+            panic!("unknown template key {key}");
+        };
+        assert_eq!(bos, entry["bos_token"].as_str().unwrap(), "{key}: BOS token text differs from the golden");
+        assert_eq!(eos, entry["eos_token"].as_str().unwrap(), "{key}: EOS token text differs from the golden");
+        if entry.get("no_template").is_some() {
+            assert!(source.is_none(), "{key}: golden says no chat template, but the GGUF has one");
+            continue;
+        }
+        let source = source.unwrap_or_else(|| panic!("{key}: no tokenizer.chat_template in the GGUF"));
+        assert_eq!(
+            sha256_hex(&source),
+            entry["sha256"].as_str().unwrap(),
+            "{key}: template text changed since golden.json was generated; rerun crates/template/tests/gen_golden.py"
+        );
+
+        let compiled = ChatTemplate::new(&source, &bos, &eos).map(|t| t.with_fixed_now(fixed_now()));
+        let cases = entry["cases"].as_object().unwrap();
+        let (mut pass, mut n) = (0, 0);
+        for conv in &convs {
+            for agp in [false, true] {
+                let case = format!("{}/{}", conv.name, if agp { "gen" } else { "nogen" });
+                let want = cases.get(&case).unwrap_or_else(|| panic!("{key}: golden lacks case {case}"));
+                let opts = RenderOptions {
+                    add_generation_prompt: agp,
+                    tools: conv.opts_tools.clone(),
+                    extra: conv.extra.clone(),
+                };
+                let got = match &compiled {
+                    Ok(t) => t.render(&conv.messages, &opts),
+                    Err(e) => Err(TemplateError::Syntax(e.to_string())),
+                };
+                n += 1;
+                let mismatch: Option<String> = match (want.get("ok"), &got) {
+                    (Some(w), Ok(g)) if w.as_str() == Some(g.as_str()) => None,
+                    (Some(w), Ok(g)) => Some(format!(
+                        "output differs at byte {}\n--- transformers:\n{}\n--- hearth:\n{}",
+                        first_diff(w.as_str().unwrap(), g),
+                        w.as_str().unwrap(),
+                        g
+                    )),
+                    (Some(_), Err(e)) => Some(format!("transformers rendered, we failed: {e}")),
+                    (None, Ok(g)) => Some(format!(
+                        "transformers raised {} ({}), we rendered:\n{g}",
+                        want["kind"], want["error"]
+                    )),
+                    (None, Err(e)) => {
+                        if want["kind"] == "raise_exception" {
+                            match e {
+                                TemplateError::Raised(m) if Some(m.as_str()) == want["error"].as_str() => None,
+                                other => Some(format!(
+                                    "transformers: raise_exception({}); we: {other}",
+                                    want["error"]
+                                )),
+                            }
+                        } else {
+                            None
+                        }
+                    }
+                };
+                let known = KNOWN_DIFFERENCES.iter().find(|(t, c, _)| *t == key && *c == case);
+                match (mismatch, known) {
+                    (None, None) => pass += 1,
+                    (None, Some(_)) => failures.push(format!(
+                        "{key} {case}: listed in KNOWN_DIFFERENCES but now matches; remove it from the list"
+                    )),
+                    (Some(_), Some(_)) => known_seen.push((key.clone(), case.clone())),
+                    (Some(m), None) => failures.push(format!("{key} {case}: {m}")),
+                }
+            }
+        }
+        total_pass += pass;
+        total += n;
+        summary.insert(key.clone(), (pass, n));
+    }
+
+    for (k, (p, n)) in &summary {
+        eprintln!("{p:>3}/{n:<3} {k}");
+    }
+    for (t, c, why) in KNOWN_DIFFERENCES {
+        eprintln!("known difference: {t} {c}: {why}");
+    }
+    eprintln!("chat templates: {total_pass}/{total} cases identical to transformers, {} known differences", known_seen.len());
+    if !failures.is_empty() {
+        for f in &failures {
+            eprintln!("FAIL {f}\n");
+        }
+        panic!("{} of {total} chat-template cases differ from transformers (see above)", failures.len());
+    }
+}
+
+fn first_diff(a: &str, b: &str) -> usize {
+    a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count()
+}

@@ -1,1 +1,333 @@
-//! CPU kernels.
+//! CPU compute kernels over ggml-quantized weights.
+//!
+//! Every public function has a plain-Rust reference in [`scalar`]; the functions at the crate
+//! root dispatch at run time (CPU feature detection, cached once) to a SIMD implementation
+//! when one exists for this CPU, otherwise to the scalar reference. The build never assumes
+//! `target-cpu=native`.
+//!
+//! # Weight layouts (native GGUF blocks, see ggml `ggml-common.h`)
+//! All multi-byte fields are little-endian; `f16` is IEEE half.
+//!
+//! | type  | values/block | bytes | layout (in order) | value |
+//! |-------|----|-----|--------|-------|
+//! | Q4_0  | 32 | 18  | f16 d; u8 qs\[16\] | `d*((qs[j]&15)-8)` for j<16, `d*((qs[j]>>4)-8)` for j+16 |
+//! | Q4_1  | 32 | 20  | f16 d; f16 m; u8 qs\[16\] | `d*q + m`, nibbles as Q4_0 |
+//! | Q5_0  | 32 | 22  | f16 d; u32 qh; u8 qs\[16\] | `d*((q4 | h<<4) - 16)`, bit j of qh is value j's 5th bit |
+//! | Q5_1  | 32 | 24  | f16 d; f16 m; u32 qh; u8 qs\[16\] | `d*(q4 | h<<4) + m` |
+//! | Q8_0  | 32 | 34  | f16 d; i8 qs\[32\] | `d*q` |
+//! | MXFP4 | 32 | 17  | u8 e (E8M0); u8 qs\[16\] | `2^(e-128) * kv[nibble]`, kv = {0,1,2,3,4,6,8,12,-0,-1,..,-12} (E2M1 doubled), nibbles as Q4_0 |
+//! | Q2_K  | 256 | 84 | u8 scales\[16\]; u8 qs\[64\]; f16 d; f16 dmin | `d*(sc&15)*q2 - dmin*(sc>>4)`, 16 sub-blocks of 16 |
+//! | Q3_K  | 256 | 110 | u8 hmask\[32\]; u8 qs\[64\]; u8 scales\[12\] (16 × 6 bit); f16 d | `d*(sc-32)*(q2 + 4*hbit - 4)` |
+//! | Q4_K  | 256 | 144 | f16 d; f16 dmin; u8 scales\[12\] (8 × (6-bit scale, 6-bit min)); u8 qs\[128\] | `d*sc*q4 - dmin*m`, 8 sub-blocks of 32 |
+//! | Q5_K  | 256 | 176 | f16 d; f16 dmin; u8 scales\[12\]; u8 qh\[32\]; u8 qs\[128\] | `d*sc*(q4 | h<<4) - dmin*m` |
+//! | Q6_K  | 256 | 210 | u8 ql\[128\]; u8 qh\[64\]; i8 scales\[16\]; f16 d | `d*sc*((ql4 | qh2<<4) - 32)`, 16 sub-blocks of 16 |
+//!
+//! The exact bit positions (which nibble / which 2-bit field belongs to which value, the 6-bit
+//! scale packing of Q3_K/Q4_K/Q5_K) follow `dequantize_row_*` in ggml `ggml-quants.c`; see the
+//! comments in [`scalar`], which is written to be read as the specification.
+//!
+//! # Activation layouts (this crate's own; not ggml's)
+//! Activations are quantized per row by [`quantize_act`] into a byte buffer of
+//! [`act_row_bytes`] bytes. The layout keeps the int8 quants contiguous at the start of the row
+//! (so SIMD loads of 32 quants never straddle a scale) and the per-block scales after them
+//! (like ik_llama.cpp's "x4" layouts, all scales of a row in one place):
+//!
+//! * `F32`: `k` × f32 (raw little-endian floats).
+//! * `Q8_0` and `Q8_1` (blocks of 32): `i8 qs[k]`, then `f32 d[k/32]`, then `f32 s[k/32]` with
+//!   `s = d * Σ qs` over the block. ggml's Q8_0 has no `s`; we keep it for both so weight
+//!   formats with an offset (Q4_0's `-8`, Q5_0's `-16`) can use unsigned×signed int8 products and
+//!   fold the offset into one multiply by `s`. The scales are f32 (ggml: f16), which only makes
+//!   the result more accurate.
+//! * `Q8_K` (blocks of 256): `i8 qs[k]`, then `f32 d[k/256]`, then `i16 bsums[k/16]` (sum of each
+//!   group of 16 quants, as ggml's `block_q8_K.bsums`).
+//!
+//! Quants are `round_ties_even(x * 127 / amax)` with `d = amax / 127` per block, so |q| ≤ 127
+//! (the int8 products with unsigned weights up to 63 can then never saturate `pmaddubsw`).
+
+pub use hearth_formats::GgmlType;
+
+pub mod scalar;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+
+use std::sync::OnceLock;
+
+/// Activation format paired with a weight type for integer dot products
+/// (as ggml: Q8_0 for Q4_0/Q5_0/Q8_0/MXFP4, Q8_1 for Q4_1/Q5_1 (carries s = d*sum(q)), Q8_K for
+/// Q2_K..Q6_K, F32 for F32/F16/BF16). Layouts: see the crate documentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub enum ActFormat {
+    F32,
+    Q8_0,
+    Q8_1,
+    Q8_K,
+}
+
+/// Errors for callers that validate a weight tensor before calling [`matmul`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KernelError {
+    #[error("weight type {0} is not supported by the matmul kernels (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4)")]
+    UnsupportedType(GgmlType),
+    #[error("row length {k} is not a multiple of the {wtype} block length {block}")]
+    BadRowLength {
+        wtype: GgmlType,
+        k: usize,
+        block: usize,
+    },
+}
+
+/// Whether `matmul` / `dequantize_row` accept weights of type `w`.
+pub fn is_supported(w: GgmlType) -> bool {
+    use GgmlType::*;
+    matches!(
+        w,
+        F32 | F16
+            | BF16
+            | Q4_0
+            | Q4_1
+            | Q5_0
+            | Q5_1
+            | Q8_0
+            | Q2_K
+            | Q3_K
+            | Q4_K
+            | Q5_K
+            | Q6_K
+            | MXFP4
+    )
+}
+
+/// Check that a weight tensor of type `wtype` with rows of `k` values can go through [`matmul`].
+/// The engine should call this once per tensor at load time; `matmul` itself panics on
+/// violations (it has no error channel and must stay allocation-free).
+pub fn check_weight(wtype: GgmlType, k: usize) -> Result<(), KernelError> {
+    if !is_supported(wtype) {
+        return Err(KernelError::UnsupportedType(wtype));
+    }
+    let block = wtype.block_len();
+    if k == 0 || k % block != 0 {
+        return Err(KernelError::BadRowLength { wtype, k, block });
+    }
+    Ok(())
+}
+
+/// The activation format that `matmul` expects for weights of type `w`.
+/// Unsupported types map to `F32` (and `matmul` will reject them).
+pub fn act_format(w: GgmlType) -> ActFormat {
+    use GgmlType::*;
+    match w {
+        Q4_0 | Q5_0 | Q8_0 | MXFP4 => ActFormat::Q8_0,
+        Q4_1 | Q5_1 => ActFormat::Q8_1,
+        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => ActFormat::Q8_K,
+        _ => ActFormat::F32,
+    }
+}
+
+/// Values per activation block of `fmt`.
+pub fn act_block_len(fmt: ActFormat) -> usize {
+    match fmt {
+        ActFormat::F32 => 1,
+        ActFormat::Q8_0 | ActFormat::Q8_1 => 32,
+        ActFormat::Q8_K => 256,
+    }
+}
+
+/// Bytes of one quantized activation row of `k` values in format `fmt` (k is a multiple of the
+/// weight block length). Layouts: see the crate documentation.
+pub fn act_row_bytes(fmt: ActFormat, k: usize) -> usize {
+    match fmt {
+        ActFormat::F32 => 4 * k,
+        // qs, d, s
+        ActFormat::Q8_0 | ActFormat::Q8_1 => k + 8 * (k / 32),
+        // qs, d, bsums
+        ActFormat::Q8_K => k + 4 * (k / 256) + 2 * (k / 16),
+    }
+}
+
+/// Which implementation the dispatching functions use on this CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    Scalar,
+    /// x86-64 AVX2 + FMA + F16C.
+    Avx2,
+}
+
+/// The implementation selected for this process (detected once). Setting the environment
+/// variable `HEARTH_KERNELS=scalar` before the first kernel call forces the scalar reference.
+pub fn isa() -> Isa {
+    static ISA: OnceLock<Isa> = OnceLock::new();
+    *ISA.get_or_init(|| {
+        if std::env::var("HEARTH_KERNELS")
+            .map(|v| v.eq_ignore_ascii_case("scalar"))
+            .unwrap_or(false)
+        {
+            return Isa::Scalar;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c")
+            {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Scalar
+    })
+}
+
+fn check_act(fmt: ActFormat, x: &[f32], out: &[u8]) {
+    let k = x.len();
+    let bl = act_block_len(fmt);
+    assert!(
+        k % bl == 0,
+        "quantize_act: row length {k} is not a multiple of the {fmt:?} block length {bl}"
+    );
+    assert!(
+        out.len() == act_row_bytes(fmt, k),
+        "quantize_act: output buffer is {} bytes, {fmt:?} row of {k} values needs {}",
+        out.len(),
+        act_row_bytes(fmt, k)
+    );
+}
+
+/// Quantize one activation row `x` (len k) into `out` (len `act_row_bytes(fmt, k)`).
+/// SIMD-dispatched; bit-identical to [`scalar::quantize_act`].
+///
+/// Panics if `k` is not a multiple of the format's block length or `out` has the wrong size.
+pub fn quantize_act(fmt: ActFormat, x: &[f32], out: &mut [u8]) {
+    check_act(fmt, x, out);
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: isa() verified avx2+fma+f16c; sizes checked above.
+        Isa::Avx2 => unsafe { avx2::quantize_act(fmt, x, out) },
+        _ => scalar::quantize_act(fmt, x, out),
+    }
+}
+
+pub(crate) fn check_matmul(
+    wtype: GgmlType,
+    k: usize,
+    w: &[u8],
+    n_rows: usize,
+    act: &[u8],
+    n_tok: usize,
+    out: &[f32],
+    out_stride: usize,
+) {
+    if let Err(e) = check_weight(wtype, k) {
+        panic!("matmul: {e}");
+    }
+    let rb = wtype.row_bytes(k).unwrap();
+    let ab = act_row_bytes(act_format(wtype), k);
+    assert!(
+        w.len() >= rb * n_rows,
+        "matmul: weight slice has {} bytes, {n_rows} {wtype} rows of {k} need {}",
+        w.len(),
+        rb * n_rows
+    );
+    assert!(
+        act.len() >= ab * n_tok,
+        "matmul: activation slice has {} bytes, {n_tok} rows need {}",
+        act.len(),
+        ab * n_tok
+    );
+    if n_rows > 0 && n_tok > 0 {
+        assert!(
+            out_stride >= n_rows,
+            "matmul: out_stride {out_stride} < n_rows {n_rows}"
+        );
+        let need = (n_tok - 1) * out_stride + n_rows;
+        assert!(
+            out.len() >= need,
+            "matmul: output slice has {} floats, needs {need}",
+            out.len()
+        );
+    }
+}
+
+/// The GEMM/GEMV tile: for r in 0..n_rows, t in 0..n_tok:
+///   `out[t * out_stride + r] = dot(weight row r, activation row t)`.
+///
+/// `w` holds n_rows consecutive weight rows of `wtype.row_bytes(k)` bytes each (native GGUF
+/// block layout, see the crate docs); `act` holds n_tok consecutive rows of
+/// `act_row_bytes(act_format(wtype), k)` bytes each, produced by [`quantize_act`].
+/// Handles every n_rows ≥ 1 and n_tok ≥ 1; never allocates or locks, so threads may call it on
+/// disjoint row ranges concurrently.
+///
+/// Panics (a caller bug, not bad input data) if the type is unsupported, `k` is not a multiple
+/// of the block length, or a slice is too short; use [`check_weight`] at load time.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    wtype: GgmlType,
+    k: usize,
+    w: &[u8],
+    n_rows: usize,
+    act: &[u8],
+    n_tok: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) {
+    check_matmul(wtype, k, w, n_rows, act, n_tok, out, out_stride);
+    if n_rows == 0 || n_tok == 0 {
+        return;
+    }
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: isa() verified the CPU features; all slice sizes were checked above.
+        Isa::Avx2 => unsafe { avx2::matmul(wtype, k, w, n_rows, act, n_tok, out, out_stride) },
+        _ => scalar::matmul(wtype, k, w, n_rows, act, n_tok, out, out_stride),
+    }
+}
+
+/// Dequantize one row (len `dst.len()`) of any supported type to f32 (embedding lookups, tests).
+/// `src` must hold at least `wtype.row_bytes(dst.len())` bytes.
+pub fn dequantize_row(wtype: GgmlType, src: &[u8], dst: &mut [f32]) {
+    scalar::dequantize_row(wtype, src, dst)
+}
+
+/// Σ a\[i\]·b\[i\]. Panics if the lengths differ.
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "dot_f32: length mismatch");
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: features verified by isa(); lengths equal.
+        Isa::Avx2 => unsafe { avx2::dot_f32(a, b) },
+        _ => scalar::dot_f32(a, b),
+    }
+}
+
+/// Σ a\[i\]·b\[i\] with `a` in f16 (the KV cache). Panics if the lengths differ.
+pub fn dot_f16(a: &[half::f16], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "dot_f16: length mismatch");
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: features verified by isa(); lengths equal.
+        Isa::Avx2 => unsafe { avx2::dot_f16(a, b) },
+        _ => scalar::dot_f16(a, b),
+    }
+}
+
+/// y\[i\] += a·x\[i\]. Panics if the lengths differ.
+pub fn axpy_f16(y: &mut [f32], a: f32, x: &[half::f16]) {
+    assert_eq!(y.len(), x.len(), "axpy_f16: length mismatch");
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: features verified by isa(); lengths equal.
+        Isa::Avx2 => unsafe { avx2::axpy_f16(y, a, x) },
+        _ => scalar::axpy_f16(y, a, x),
+    }
+}
+
+/// Round each f32 to the nearest f16 (ties to even). Panics if the lengths differ.
+pub fn f32_to_f16(src: &[f32], dst: &mut [half::f16]) {
+    assert_eq!(src.len(), dst.len(), "f32_to_f16: length mismatch");
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: features verified by isa(); lengths equal.
+        Isa::Avx2 => unsafe { avx2::f32_to_f16(src, dst) },
+        _ => scalar::f32_to_f16(src, dst),
+    }
+}

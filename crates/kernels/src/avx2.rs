@@ -1,0 +1,971 @@
+//! x86-64 AVX2 + FMA + F16C kernels. Every function here is `unsafe` and compiled with those
+//! target features; the caller (lib.rs) guarantees the CPU has them (runtime detection) and
+//! that all slice sizes were validated.
+//!
+//! Integer dot products use `pmaddubsw` (unsigned weight byte × signed activation byte, pairs
+//! summed into i16) then `pmaddwd` (i16 pairs summed into i32). Weight formats with an offset
+//! (Q4_0's -8, Q5_0's -16, MXFP4 shifted by +12 to be unsigned, K-quants' mins) keep their
+//! unsigned codes and fold the offset in through the activation block sums (`s` for Q8_0/Q8_1,
+//! `bsums` for Q8_K), as ggml does for Q4_1 and the K-quants.
+
+use crate::scalar::{e8m0_half, q3k_scales, scale_min_k4};
+use crate::{ActFormat, GgmlType};
+use half::f16;
+use std::arch::x86_64::*;
+
+// ---------------------------------------------------------------------------------------------
+// small helpers
+
+#[inline(always)]
+unsafe fn ld_f32(p: *const u8) -> f32 {
+    (p as *const f32).read_unaligned()
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn ld_f16(p: *const u8) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
+        (p as *const u16).read_unaligned() as i32,
+    )))
+}
+
+/// Two consecutive f16 (d, m) → (f32, f32).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn ld_f16x2(p: *const u8) -> (f32, f32) {
+    let v = _mm_cvtph_ps(_mm_cvtsi32_si128((p as *const u32).read_unaligned() as i32));
+    (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn hsum_ps(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
+
+/// Horizontal sums of four vectors at once: [Σa, Σb, Σc, Σd].
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn hsum4_ps(a: __m256, b: __m256, c: __m256, d: __m256) -> __m128 {
+    let ab = _mm256_hadd_ps(a, b);
+    let cd = _mm256_hadd_ps(c, d);
+    let abcd = _mm256_hadd_ps(ab, cd);
+    _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn hsum_epi32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+    _mm_cvtsi128_si32(s)
+}
+
+/// 16 bytes of nibbles → 32 bytes: low nibbles (values 0..16) then high nibbles (16..32),
+/// the Q4_0/Q4_1/Q5_x/MXFP4 order.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nibbles32(p: *const u8) -> __m256i {
+    let x = _mm_loadu_si128(p as *const __m128i);
+    let v = _mm256_set_m128i(_mm_srli_epi16(x, 4), x);
+    _mm256_and_si256(v, _mm256_set1_epi8(0x0F))
+}
+
+/// 32 bits → 32 bytes, byte j = 0x10 if bit j is set else 0 (the 5th bit of Q5_0/Q5_1).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn bits32_to_0x10(bits: u32) -> __m256i {
+    let v = _mm256_set1_epi32(bits as i32);
+    // Byte j takes source byte j/8.
+    let shuf = _mm256_setr_epi8(
+        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3,
+        3, 3,
+    );
+    let v = _mm256_shuffle_epi8(v, shuf);
+    // Select bit j%8 of each byte.
+    let sel = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let m = _mm256_cmpeq_epi8(_mm256_and_si256(v, sel), sel);
+    _mm256_and_si256(m, _mm256_set1_epi8(0x10))
+}
+
+/// Σ over 32 lanes of (unsigned w) × (signed a), as 8 i32 partial sums.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_u8i8(w: __m256i, a: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), _mm256_set1_epi16(1))
+}
+
+// ---------------------------------------------------------------------------------------------
+// activation quantization
+
+/// Quantize 32 floats (bit-identical to `scalar::quant_block`): returns (d, Σq).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quant32(x: *const f32, q: *mut u8, v: &mut [__m256i; 4]) -> (f32, f32) {
+    let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF));
+    let x0 = _mm256_loadu_ps(x);
+    let x1 = _mm256_loadu_ps(x.add(8));
+    let x2 = _mm256_loadu_ps(x.add(16));
+    let x3 = _mm256_loadu_ps(x.add(24));
+    let m = _mm256_max_ps(
+        _mm256_max_ps(_mm256_and_ps(x0, abs_mask), _mm256_and_ps(x1, abs_mask)),
+        _mm256_max_ps(_mm256_and_ps(x2, abs_mask), _mm256_and_ps(x3, abs_mask)),
+    );
+    let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    let amax = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+    let d = amax / 127.0;
+    let id = if amax > 0.0 { 127.0 / amax } else { 0.0 };
+    let idv = _mm256_set1_ps(id);
+    const R: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    let i0 = _mm256_cvtps_epi32(_mm256_round_ps::<R>(_mm256_mul_ps(x0, idv)));
+    let i1 = _mm256_cvtps_epi32(_mm256_round_ps::<R>(_mm256_mul_ps(x1, idv)));
+    let i2 = _mm256_cvtps_epi32(_mm256_round_ps::<R>(_mm256_mul_ps(x2, idv)));
+    let i3 = _mm256_cvtps_epi32(_mm256_round_ps::<R>(_mm256_mul_ps(x3, idv)));
+    *v = [i0, i1, i2, i3];
+    let sum = hsum_epi32(_mm256_add_epi32(
+        _mm256_add_epi32(i0, i1),
+        _mm256_add_epi32(i2, i3),
+    ));
+    // Pack i32 → i16 → i8; the packs interleave 128-bit lanes, the permute restores order.
+    let p01 = _mm256_packs_epi32(i0, i1);
+    let p23 = _mm256_packs_epi32(i2, i3);
+    let p = _mm256_packs_epi16(p01, p23);
+    let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(q as *mut __m256i, p);
+    (d, sum as f32)
+}
+
+pub(crate) unsafe fn quantize_act(fmt: ActFormat, x: &[f32], out: &mut [u8]) {
+    quantize_act_impl(fmt, x, out)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quantize_act_impl(fmt: ActFormat, x: &[f32], out: &mut [u8]) {
+    let k = x.len();
+    let xp = x.as_ptr();
+    let op = out.as_mut_ptr();
+    let mut v = [_mm256_setzero_si256(); 4];
+    match fmt {
+        ActFormat::F32 => {
+            std::ptr::copy_nonoverlapping(xp as *const u8, op, 4 * k);
+        }
+        ActFormat::Q8_0 | ActFormat::Q8_1 => {
+            let nb = k / 32;
+            for b in 0..nb {
+                let (d, sum) = quant32(xp.add(32 * b), op.add(32 * b), &mut v);
+                (op.add(k + 4 * b) as *mut f32).write_unaligned(d);
+                (op.add(k + 4 * nb + 4 * b) as *mut f32).write_unaligned(d * sum);
+            }
+        }
+        ActFormat::Q8_K => {
+            let nb = k / 256;
+            for b in 0..nb {
+                let xb = xp.add(256 * b);
+                // amax over the whole 256-block first: one scale per block.
+                let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF));
+                let mut m = _mm256_setzero_ps();
+                for i in 0..32 {
+                    m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(xb.add(8 * i)), abs_mask));
+                }
+                let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+                let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+                let amax = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+                let d = amax / 127.0;
+                let id = if amax > 0.0 { 127.0 / amax } else { 0.0 };
+                let idv = _mm256_set1_ps(id);
+                const R: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+                for c in 0..8 {
+                    let xc = xb.add(32 * c);
+                    let i0 = _mm256_cvtps_epi32(_mm256_round_ps::<R>(_mm256_mul_ps(
+                        _mm256_loadu_ps(xc),
+                        idv,
+                    )));
+                    let i1 = _mm256_cvtps_epi32(_mm256_round_ps::<R>(_mm256_mul_ps(
+                        _mm256_loadu_ps(xc.add(8)),
+                        idv,
+                    )));
+                    let i2 = _mm256_cvtps_epi32(_mm256_round_ps::<R>(_mm256_mul_ps(
+                        _mm256_loadu_ps(xc.add(16)),
+                        idv,
+                    )));
+                    let i3 = _mm256_cvtps_epi32(_mm256_round_ps::<R>(_mm256_mul_ps(
+                        _mm256_loadu_ps(xc.add(24)),
+                        idv,
+                    )));
+                    let s0 = hsum_epi32(_mm256_add_epi32(i0, i1)) as i16;
+                    let s1 = hsum_epi32(_mm256_add_epi32(i2, i3)) as i16;
+                    let bs = op.add(k + 4 * nb + 2 * (16 * b + 2 * c)) as *mut i16;
+                    bs.write_unaligned(s0);
+                    bs.add(1).write_unaligned(s1);
+                    let p =
+                        _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+                    let p =
+                        _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+                    _mm256_storeu_si256(op.add(256 * b + 32 * c) as *mut __m256i, p);
+                }
+                (op.add(k + 4 * b) as *mut f32).write_unaligned(d);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 32-value block formats × Q8_0/Q8_1 activations
+
+/// A weight format with 32-value blocks, decoded to 32 unsigned (or, for Q8_0, signed) bytes
+/// in value order, a scale `d`, and a coefficient `c` for the activation block sum `s`:
+/// dot(block, act) = d · d_act · Σ q·a + c · s.
+trait B32 {
+    const BYTES: usize;
+    /// Whether `load` returns signed bytes (dot via the sign trick).
+    const SIGNED: bool = false;
+    /// Whether the `c · s` term exists.
+    const HAS_C: bool = true;
+    unsafe fn load(p: *const u8) -> (__m256i, f32, f32);
+}
+
+struct Q40;
+struct Q41;
+struct Q50;
+struct Q51;
+struct Q80;
+struct Mx4;
+
+impl B32 for Q40 {
+    const BYTES: usize = 18;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(p: *const u8) -> (__m256i, f32, f32) {
+        let d = ld_f16(p);
+        (nibbles32(p.add(2)), d, -8.0 * d)
+    }
+}
+
+impl B32 for Q41 {
+    const BYTES: usize = 20;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(p: *const u8) -> (__m256i, f32, f32) {
+        let (d, m) = ld_f16x2(p);
+        (nibbles32(p.add(4)), d, m)
+    }
+}
+
+impl B32 for Q50 {
+    const BYTES: usize = 22;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(p: *const u8) -> (__m256i, f32, f32) {
+        let d = ld_f16(p);
+        let qh = (p.add(2) as *const u32).read_unaligned();
+        (
+            _mm256_or_si256(nibbles32(p.add(6)), bits32_to_0x10(qh)),
+            d,
+            -16.0 * d,
+        )
+    }
+}
+
+impl B32 for Q51 {
+    const BYTES: usize = 24;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(p: *const u8) -> (__m256i, f32, f32) {
+        let (d, m) = ld_f16x2(p);
+        let qh = (p.add(4) as *const u32).read_unaligned();
+        (
+            _mm256_or_si256(nibbles32(p.add(8)), bits32_to_0x10(qh)),
+            d,
+            m,
+        )
+    }
+}
+
+impl B32 for Q80 {
+    const BYTES: usize = 34;
+    const SIGNED: bool = true;
+    const HAS_C: bool = false;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(p: *const u8) -> (__m256i, f32, f32) {
+        (
+            _mm256_loadu_si256(p.add(2) as *const __m256i),
+            ld_f16(p),
+            0.0,
+        )
+    }
+}
+
+impl B32 for Mx4 {
+    const BYTES: usize = 17;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(p: *const u8) -> (__m256i, f32, f32) {
+        // kvalues_mxfp4 + 12, so every code is a non-negative byte (0..=24); the +12 is
+        // removed through the activation sum (ik_llama.cpp's trick).
+        let lut = _mm256_setr_epi8(
+            12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0, 12, 13, 14, 15, 16, 18, 20,
+            24, 12, 11, 10, 9, 8, 6, 4, 0,
+        );
+        let d = e8m0_half(*p);
+        (_mm256_shuffle_epi8(lut, nibbles32(p.add(1))), d, -12.0 * d)
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_b32<B: B32>(q: __m256i, a: __m256i) -> __m256i {
+    if B::SIGNED {
+        dot_u8i8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(a, q))
+    } else {
+        dot_u8i8(q, a)
+    }
+}
+
+/// RM weight rows × TN tokens, the whole row length. Activation rows: qs at 0, d at k, s at k+4nb.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile32<B: B32, const RM: usize, const TN: usize>(
+    k: usize,
+    w: *const u8,
+    rb: usize,
+    act: *const u8,
+    ab: usize,
+    out: *mut f32,
+    os: usize,
+) {
+    let nb = k / 32;
+    let mut acc = [[_mm256_setzero_ps(); TN]; RM];
+    let mut corr = [[0f32; TN]; RM];
+    for b in 0..nb {
+        let mut a = [_mm256_setzero_si256(); TN];
+        let mut da = [0f32; TN];
+        let mut sa = [0f32; TN];
+        for t in 0..TN {
+            let ar = act.add(t * ab);
+            a[t] = _mm256_loadu_si256(ar.add(32 * b) as *const __m256i);
+            da[t] = ld_f32(ar.add(k + 4 * b));
+            if B::HAS_C {
+                sa[t] = ld_f32(ar.add(k + 4 * nb + 4 * b));
+            }
+        }
+        for r in 0..RM {
+            let (q, d, c) = B::load(w.add(r * rb + b * B::BYTES));
+            let dv = _mm256_set1_ps(d);
+            for t in 0..TN {
+                let p = _mm256_cvtepi32_ps(dot_b32::<B>(q, a[t]));
+                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dv, _mm256_set1_ps(da[t])), p, acc[r][t]);
+                if B::HAS_C {
+                    corr[r][t] = c.mul_add(sa[t], corr[r][t]);
+                }
+            }
+        }
+    }
+    for t in 0..TN {
+        if RM == 4 {
+            let s = hsum4_ps(acc[0][t], acc[1][t], acc[2][t], acc[3][t]);
+            let c = _mm_setr_ps(corr[0][t], corr[1][t], corr[2][t], corr[3][t]);
+            _mm_storeu_ps(out.add(t * os), _mm_add_ps(s, c));
+        } else {
+            // Same reduction order as the 4-row case, so a row's result does not depend on
+            // how the caller split rows across threads.
+            for r in 0..RM {
+                let s = _mm_cvtss_f32(hsum4_ps(acc[r][t], acc[r][t], acc[r][t], acc[r][t]));
+                *out.add(t * os + r) = s + corr[r][t];
+            }
+        }
+    }
+}
+
+const TN32: usize = 4;
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows32<B: B32, const RM: usize>(
+    k: usize,
+    w: *const u8,
+    rb: usize,
+    act: *const u8,
+    ab: usize,
+    n_tok: usize,
+    out: *mut f32,
+    os: usize,
+) {
+    let mut t = 0;
+    while t + TN32 <= n_tok {
+        tile32::<B, RM, TN32>(k, w, rb, act.add(t * ab), ab, out.add(t * os), os);
+        t += TN32;
+    }
+    let (a, o) = (act.add(t * ab), out.add(t * os));
+    match n_tok - t {
+        0 => {}
+        1 => tile32::<B, RM, 1>(k, w, rb, a, ab, o, os),
+        2 => tile32::<B, RM, 2>(k, w, rb, a, ab, o, os),
+        3 => tile32::<B, RM, 3>(k, w, rb, a, ab, o, os),
+        _ => unreachable!(),
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn mm32<B: B32>(
+    k: usize,
+    w: *const u8,
+    n_rows: usize,
+    act: *const u8,
+    n_tok: usize,
+    out: *mut f32,
+    os: usize,
+) {
+    let rb = k / 32 * B::BYTES;
+    let ab = crate::act_row_bytes(ActFormat::Q8_0, k);
+    let mut r = 0;
+    while r + 4 <= n_rows {
+        rows32::<B, 4>(k, w.add(r * rb), rb, act, ab, n_tok, out.add(r), os);
+        r += 4;
+    }
+    while r < n_rows {
+        rows32::<B, 1>(k, w.add(r * rb), rb, act, ab, n_tok, out.add(r), os);
+        r += 1;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// K-quants (256-value super-blocks) × Q8_K activations
+
+/// A super-block decoded to a common form: 256 unsigned codes `q` (value order, 8 × 32),
+/// per-16-value integer scales `sc` (expanded per 32-chunk: lanes 0..8 scale the first 16 codes,
+/// lanes 8..16 the next 16) and per-16 integer mins, such that
+/// value_i = d · sc_{i/16} · q_i − dmin · min_{i/16}.
+#[repr(C, align(32))]
+struct KCanon {
+    q: [__m256i; 8],
+    sc: [__m256i; 8],
+    mins: __m256i,
+    d: f32,
+    dmin: f32,
+}
+
+trait BK {
+    const BYTES: usize;
+    unsafe fn unpack(p: *const u8, o: &mut KCanon);
+}
+
+struct Q2K;
+struct Q3K;
+struct Q4K;
+struct Q5K;
+struct Q6K;
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn sc_pairs(o: &mut KCanon, s: &[i16; 16]) {
+    for j in 0..8 {
+        o.sc[j] = _mm256_set_m128i(_mm_set1_epi16(s[2 * j + 1]), _mm_set1_epi16(s[2 * j]));
+    }
+}
+
+impl BK for Q2K {
+    const BYTES: usize = 84;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack(p: *const u8, o: &mut KCanon) {
+        let (d, dmin) = ld_f16x2(p.add(80));
+        o.d = d;
+        o.dmin = dmin;
+        let mut s = [0i16; 16];
+        let mut m = [0i16; 16];
+        for i in 0..16 {
+            let b = *p.add(i);
+            s[i] = (b & 0xF) as i16;
+            m[i] = (b >> 4) as i16;
+        }
+        sc_pairs(o, &s);
+        o.mins = _mm256_loadu_si256(m.as_ptr() as *const __m256i);
+        let three = _mm256_set1_epi8(3);
+        for n in 0..2 {
+            let x = _mm256_loadu_si256(p.add(16 + 32 * n) as *const __m256i);
+            o.q[4 * n] = _mm256_and_si256(x, three);
+            o.q[4 * n + 1] = _mm256_and_si256(_mm256_srli_epi16(x, 2), three);
+            o.q[4 * n + 2] = _mm256_and_si256(_mm256_srli_epi16(x, 4), three);
+            o.q[4 * n + 3] = _mm256_and_si256(_mm256_srli_epi16(x, 6), three);
+        }
+    }
+}
+
+impl BK for Q3K {
+    const BYTES: usize = 110;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack(p: *const u8, o: &mut KCanon) {
+        let d = ld_f16(p.add(108));
+        o.d = d;
+        o.dmin = d;
+        let sc8 = q3k_scales(std::slice::from_raw_parts(p.add(96), 12));
+        let mut s = [0i16; 16];
+        for i in 0..16 {
+            s[i] = sc8[i] as i16;
+        }
+        sc_pairs(o, &s);
+        // value = sc * (q3 - 4) with q3 = q2 + 4*hbit: min term 4*sc.
+        o.mins = _mm256_slli_epi16(_mm256_loadu_si256(s.as_ptr() as *const __m256i), 2);
+        let three = _mm256_set1_epi8(3);
+        let one = _mm256_set1_epi8(1);
+        let hm = _mm256_loadu_si256(p as *const __m256i);
+        for n in 0..2 {
+            let x = _mm256_loadu_si256(p.add(32 + 32 * n) as *const __m256i);
+            for jj in 0..4 {
+                let c = 4 * n + jj;
+                let q2 =
+                    _mm256_and_si256(_mm256_srl_epi16(x, _mm_cvtsi32_si128(2 * jj as i32)), three);
+                let hb = _mm256_and_si256(_mm256_srl_epi16(hm, _mm_cvtsi32_si128(c as i32)), one);
+                o.q[c] = _mm256_or_si256(q2, _mm256_slli_epi16(hb, 2));
+            }
+        }
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k4_scales(p: *const u8, o: &mut KCanon) {
+    let sc = std::slice::from_raw_parts(p, 12);
+    let mut m = [0i16; 16];
+    for j in 0..8 {
+        let (s, mn) = scale_min_k4(j, sc);
+        o.sc[j] = _mm256_set1_epi16(s as i16);
+        m[2 * j] = mn as i16;
+        m[2 * j + 1] = mn as i16;
+    }
+    o.mins = _mm256_loadu_si256(m.as_ptr() as *const __m256i);
+}
+
+impl BK for Q4K {
+    const BYTES: usize = 144;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack(p: *const u8, o: &mut KCanon) {
+        let (d, dmin) = ld_f16x2(p);
+        o.d = d;
+        o.dmin = dmin;
+        k4_scales(p.add(4), o);
+        let mask = _mm256_set1_epi8(0x0F);
+        for g in 0..4 {
+            let x = _mm256_loadu_si256(p.add(16 + 32 * g) as *const __m256i);
+            o.q[2 * g] = _mm256_and_si256(x, mask);
+            o.q[2 * g + 1] = _mm256_and_si256(_mm256_srli_epi16(x, 4), mask);
+        }
+    }
+}
+
+impl BK for Q5K {
+    const BYTES: usize = 176;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack(p: *const u8, o: &mut KCanon) {
+        let (d, dmin) = ld_f16x2(p);
+        o.d = d;
+        o.dmin = dmin;
+        k4_scales(p.add(4), o);
+        let mask = _mm256_set1_epi8(0x0F);
+        let one = _mm256_set1_epi8(1);
+        let qh = _mm256_loadu_si256(p.add(16) as *const __m256i);
+        for g in 0..4 {
+            let x = _mm256_loadu_si256(p.add(48 + 32 * g) as *const __m256i);
+            let h0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * g as i32)), one);
+            let h1 = _mm256_and_si256(
+                _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * g as i32 + 1)),
+                one,
+            );
+            o.q[2 * g] = _mm256_or_si256(_mm256_and_si256(x, mask), _mm256_slli_epi16(h0, 4));
+            o.q[2 * g + 1] = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(x, 4), mask),
+                _mm256_slli_epi16(h1, 4),
+            );
+        }
+    }
+}
+
+impl BK for Q6K {
+    const BYTES: usize = 210;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack(p: *const u8, o: &mut KCanon) {
+        let d = ld_f16(p.add(208));
+        o.d = d;
+        o.dmin = d;
+        let s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(192) as *const __m128i));
+        let mut s = [0i16; 16];
+        _mm256_storeu_si256(s.as_mut_ptr() as *mut __m256i, s16);
+        sc_pairs(o, &s);
+        // value = sc * (q - 32): min term 32*sc.
+        o.mins = _mm256_slli_epi16(s16, 5);
+        let mask = _mm256_set1_epi8(0x0F);
+        let three = _mm256_set1_epi8(3);
+        for n in 0..2 {
+            let l0 = _mm256_loadu_si256(p.add(64 * n) as *const __m256i);
+            let l1 = _mm256_loadu_si256(p.add(64 * n + 32) as *const __m256i);
+            let h = _mm256_loadu_si256(p.add(128 + 32 * n) as *const __m256i);
+            let h0 = _mm256_slli_epi16(_mm256_and_si256(h, three), 4);
+            let h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), three), 4);
+            let h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), three), 4);
+            let h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), three), 4);
+            o.q[4 * n] = _mm256_or_si256(_mm256_and_si256(l0, mask), h0);
+            o.q[4 * n + 1] = _mm256_or_si256(_mm256_and_si256(l1, mask), h1);
+            o.q[4 * n + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), mask), h2);
+            o.q[4 * n + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), mask), h3);
+        }
+    }
+}
+
+/// Super-blocks decoded per chunk and reused by every token.
+const KCHUNK: usize = 8;
+const TNK: usize = 4;
+
+/// Accumulate TN tokens × the `nbc` decoded super-blocks starting at block `b0`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tilek<const TN: usize>(
+    kc: &[KCanon],
+    b0: usize,
+    k: usize,
+    act: *const u8,
+    ab: usize,
+    out: *mut f32,
+    os: usize,
+    first: bool,
+) {
+    let nb = k / 256;
+    let mut acc = [_mm256_setzero_ps(); TN];
+    for (i, c) in kc.iter().enumerate() {
+        let b = b0 + i;
+        for t in 0..TN {
+            let ar = act.add(t * ab);
+            let aq = ar.add(256 * b);
+            let mut isum = _mm256_setzero_si256();
+            for j in 0..8 {
+                let a = _mm256_loadu_si256(aq.add(32 * j) as *const __m256i);
+                isum = _mm256_add_epi32(
+                    isum,
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(c.q[j], a), c.sc[j]),
+                );
+            }
+            let bs = _mm256_loadu_si256(ar.add(k + 4 * nb + 32 * b) as *const __m256i);
+            let mn = _mm256_madd_epi16(c.mins, bs);
+            let da = ld_f32(ar.add(k + 4 * b));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(c.d * da), _mm256_cvtepi32_ps(isum), acc[t]);
+            acc[t] = _mm256_fnmadd_ps(_mm256_set1_ps(c.dmin * da), _mm256_cvtepi32_ps(mn), acc[t]);
+        }
+    }
+    for t in 0..TN {
+        let s = hsum_ps(acc[t]);
+        let o = out.add(t * os);
+        if first {
+            *o = s;
+        } else {
+            *o += s;
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn mmk<B: BK>(
+    k: usize,
+    w: *const u8,
+    n_rows: usize,
+    act: *const u8,
+    n_tok: usize,
+    out: *mut f32,
+    os: usize,
+) {
+    let nb = k / 256;
+    let rb = nb * B::BYTES;
+    let ab = crate::act_row_bytes(ActFormat::Q8_K, k);
+    let mut kc: [KCanon; KCHUNK] = std::mem::zeroed();
+    for r in 0..n_rows {
+        let mut b0 = 0;
+        while b0 < nb {
+            let nbc = (nb - b0).min(KCHUNK);
+            for i in 0..nbc {
+                B::unpack(w.add(r * rb + (b0 + i) * B::BYTES), &mut kc[i]);
+            }
+            let kcs = &kc[..nbc];
+            let first = b0 == 0;
+            let mut t = 0;
+            while t + TNK <= n_tok {
+                tilek::<TNK>(
+                    kcs,
+                    b0,
+                    k,
+                    act.add(t * ab),
+                    ab,
+                    out.add(t * os + r),
+                    os,
+                    first,
+                );
+                t += TNK;
+            }
+            let (a, o) = (act.add(t * ab), out.add(t * os + r));
+            match n_tok - t {
+                0 => {}
+                1 => tilek::<1>(kcs, b0, k, a, ab, o, os, first),
+                2 => tilek::<2>(kcs, b0, k, a, ab, o, os, first),
+                3 => tilek::<3>(kcs, b0, k, a, ab, o, os, first),
+                _ => unreachable!(),
+            }
+            b0 += nbc;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// float weights × f32 activations
+
+trait FW {
+    const ES: usize;
+    unsafe fn load8(p: *const u8) -> __m256;
+    fn scalar(p: &[u8]) -> f32;
+}
+struct WF32;
+struct WF16;
+struct WBF16;
+impl FW for WF32 {
+    const ES: usize = 4;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load8(p: *const u8) -> __m256 {
+        _mm256_loadu_ps(p as *const f32)
+    }
+    fn scalar(p: &[u8]) -> f32 {
+        f32::from_le_bytes([p[0], p[1], p[2], p[3]])
+    }
+}
+impl FW for WF16 {
+    const ES: usize = 2;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load8(p: *const u8) -> __m256 {
+        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+    }
+    fn scalar(p: &[u8]) -> f32 {
+        f16::from_le_bytes([p[0], p[1]]).to_f32()
+    }
+}
+impl FW for WBF16 {
+    const ES: usize = 2;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load8(p: *const u8) -> __m256 {
+        // bf16 is the top half of an f32.
+        let v = _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i));
+        _mm256_castsi256_ps(_mm256_slli_epi32(v, 16))
+    }
+    fn scalar(p: &[u8]) -> f32 {
+        half::bf16::from_le_bytes([p[0], p[1]]).to_f32()
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tilef<W: FW, const TN: usize>(
+    k: usize,
+    w: *const u8,
+    act: *const u8,
+    ab: usize,
+    out: *mut f32,
+    os: usize,
+) {
+    let mut acc = [_mm256_setzero_ps(); TN];
+    let k8 = k & !7;
+    let mut i = 0;
+    while i < k8 {
+        let wv = W::load8(w.add(i * W::ES));
+        for t in 0..TN {
+            acc[t] = _mm256_fmadd_ps(
+                wv,
+                _mm256_loadu_ps(act.add(t * ab + 4 * i) as *const f32),
+                acc[t],
+            );
+        }
+        i += 8;
+    }
+    for t in 0..TN {
+        let mut s = hsum_ps(acc[t]);
+        for j in k8..k {
+            let wj = W::scalar(std::slice::from_raw_parts(w.add(j * W::ES), W::ES));
+            s += wj * ld_f32(act.add(t * ab + 4 * j));
+        }
+        *out.add(t * os) = s;
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mmf<W: FW>(
+    k: usize,
+    w: *const u8,
+    n_rows: usize,
+    act: *const u8,
+    n_tok: usize,
+    out: *mut f32,
+    os: usize,
+) {
+    let rb = k * W::ES;
+    let ab = 4 * k;
+    for r in 0..n_rows {
+        let wr = w.add(r * rb);
+        let mut t = 0;
+        while t + 4 <= n_tok {
+            tilef::<W, 4>(k, wr, act.add(t * ab), ab, out.add(t * os + r), os);
+            t += 4;
+        }
+        let (a, o) = (act.add(t * ab), out.add(t * os + r));
+        match n_tok - t {
+            0 => {}
+            1 => tilef::<W, 1>(k, wr, a, ab, o, os),
+            2 => tilef::<W, 2>(k, wr, a, ab, o, os),
+            3 => tilef::<W, 3>(k, wr, a, ab, o, os),
+            _ => unreachable!(),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn matmul(
+    wtype: GgmlType,
+    k: usize,
+    w: &[u8],
+    n_rows: usize,
+    act: &[u8],
+    n_tok: usize,
+    out: &mut [f32],
+    os: usize,
+) {
+    use GgmlType::*;
+    let (w, a, o) = (w.as_ptr(), act.as_ptr(), out.as_mut_ptr());
+    match wtype {
+        Q4_0 => mm32::<Q40>(k, w, n_rows, a, n_tok, o, os),
+        Q4_1 => mm32::<Q41>(k, w, n_rows, a, n_tok, o, os),
+        Q5_0 => mm32::<Q50>(k, w, n_rows, a, n_tok, o, os),
+        Q5_1 => mm32::<Q51>(k, w, n_rows, a, n_tok, o, os),
+        Q8_0 => mm32::<Q80>(k, w, n_rows, a, n_tok, o, os),
+        MXFP4 => mm32::<Mx4>(k, w, n_rows, a, n_tok, o, os),
+        Q2_K => mmk::<Q2K>(k, w, n_rows, a, n_tok, o, os),
+        Q3_K => mmk::<Q3K>(k, w, n_rows, a, n_tok, o, os),
+        Q4_K => mmk::<Q4K>(k, w, n_rows, a, n_tok, o, os),
+        Q5_K => mmk::<Q5K>(k, w, n_rows, a, n_tok, o, os),
+        Q6_K => mmk::<Q6K>(k, w, n_rows, a, n_tok, o, os),
+        F32 => mmf::<WF32>(k, w, n_rows, a, n_tok, o, os),
+        F16 => mmf::<WF16>(k, w, n_rows, a, n_tok, o, os),
+        BF16 => mmf::<WBF16>(k, w, n_rows, a, n_tok, o, os),
+        _ => unreachable!("checked by check_matmul"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// float vector helpers
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len();
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (u, ac) in acc.iter_mut().enumerate() {
+            *ac = _mm256_fmadd_ps(
+                _mm256_loadu_ps(pa.add(i + 8 * u)),
+                _mm256_loadu_ps(pb.add(i + 8 * u)),
+                *ac,
+            );
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        acc[0] = _mm256_fmadd_ps(
+            _mm256_loadu_ps(pa.add(i)),
+            _mm256_loadu_ps(pb.add(i)),
+            acc[0],
+        );
+        i += 8;
+    }
+    let mut s = hsum_ps(_mm256_add_ps(
+        _mm256_add_ps(acc[0], acc[1]),
+        _mm256_add_ps(acc[2], acc[3]),
+    ));
+    while i < n {
+        s += a[i] * b[i];
+        i += 1;
+    }
+    s
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_f16(a: &[f16], b: &[f32]) -> f32 {
+    let n = a.len();
+    let (pa, pb) = (a.as_ptr() as *const u8, b.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (u, ac) in acc.iter_mut().enumerate() {
+            let av = _mm256_cvtph_ps(_mm_loadu_si128(pa.add(2 * (i + 8 * u)) as *const __m128i));
+            *ac = _mm256_fmadd_ps(av, _mm256_loadu_ps(pb.add(i + 8 * u)), *ac);
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        let av = _mm256_cvtph_ps(_mm_loadu_si128(pa.add(2 * i) as *const __m128i));
+        acc[0] = _mm256_fmadd_ps(av, _mm256_loadu_ps(pb.add(i)), acc[0]);
+        i += 8;
+    }
+    let mut s = hsum_ps(_mm256_add_ps(
+        _mm256_add_ps(acc[0], acc[1]),
+        _mm256_add_ps(acc[2], acc[3]),
+    ));
+    while i < n {
+        s += a[i].to_f32() * b[i];
+        i += 1;
+    }
+    s
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn axpy_f16(y: &mut [f32], a: f32, x: &[f16]) {
+    let n = y.len();
+    let (py, px) = (y.as_mut_ptr(), x.as_ptr() as *const u8);
+    let av = _mm256_set1_ps(a);
+    let mut i = 0;
+    while i + 8 <= n {
+        let xv = _mm256_cvtph_ps(_mm_loadu_si128(px.add(2 * i) as *const __m128i));
+        _mm256_storeu_ps(
+            py.add(i),
+            _mm256_fmadd_ps(av, xv, _mm256_loadu_ps(py.add(i))),
+        );
+        i += 8;
+    }
+    while i < n {
+        y[i] = a.mul_add(x[i].to_f32(), y[i]);
+        i += 1;
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn f32_to_f16(src: &[f32], dst: &mut [f16]) {
+    let n = src.len();
+    let (ps, pd) = (src.as_ptr(), dst.as_mut_ptr() as *mut u8);
+    let mut i = 0;
+    while i + 8 <= n {
+        let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(ps.add(i)));
+        _mm_storeu_si128(pd.add(2 * i) as *mut __m128i, h);
+        i += 8;
+    }
+    while i < n {
+        dst[i] = f16::from_f32(src[i]);
+        i += 1;
+    }
+}

@@ -157,7 +157,7 @@ impl ChatTemplate {
     pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<Self, TemplateError> {
         let mut env = Environment::new();
         configure(&mut env);
-        env.add_template_owned(TEMPLATE_NAME, rewrite_generation_tags(source))
+        env.add_template_owned(TEMPLATE_NAME, rewrite_source(source))
             .map_err(|e| TemplateError::Syntax(describe(&e)))?;
         Ok(ChatTemplate {
             env,
@@ -363,20 +363,47 @@ fn describe(e: &Error) -> String {
     s
 }
 
-/// transformers registers a `{% generation %}...{% endgeneration %}` block tag (its
-/// AssistantTracker extension) that renders its body unchanged; minijinja has no such tag, so
-/// it is rewritten to the equivalent `{% if true %}...{% endif %}`, keeping whitespace-control
-/// markers so trimming is identical.
-fn rewrite_generation_tags(source: &str) -> String {
-    let mut out = String::with_capacity(source.len());
+/// Rewrites the template source before compiling, for two jinja2 behaviours minijinja's
+/// syntax cannot express directly:
+///
+/// * transformers registers a `{% generation %}...{% endgeneration %}` block tag (its
+///   AssistantTracker extension) that renders its body unchanged; minijinja has no such tag,
+///   so it becomes the equivalent `{% if true %}...{% endif %}`.
+/// * jinja2 raises `TypeError: 'NoneType' object is not iterable` for `{% for x in none %}`
+///   (e.g. a tool-use template looping over `tools` when no tools were given), while
+///   minijinja iterates None as empty. `for T in EXPR` becomes `for T in (EXPR)|__py_iter`,
+///   a filter that raises on None and passes everything else through unchanged.
+///
+/// Whitespace-control markers (`{%-`, `-%}`) are kept, so trimming is identical. Comments,
+/// `{{ ... }}` expressions and `{% raw %}` blocks are copied verbatim.
+fn rewrite_source(source: &str) -> String {
+    let mut out = String::with_capacity(source.len() + 64);
     let mut rest = source;
-    while let Some(pos) = rest.find("{%") {
+    loop {
+        let Some(pos) = rest.find('{') else { break };
+        let after = &rest[pos..];
+        let close = if after.starts_with("{#") {
+            "#}"
+        } else if after.starts_with("{{") {
+            "}}"
+        } else if after.starts_with("{%") {
+            "%}"
+        } else {
+            out.push_str(&rest[..pos + 1]);
+            rest = &rest[pos + 1..];
+            continue;
+        };
         out.push_str(&rest[..pos]);
-        let tag = &rest[pos..];
-        let Some(end) = tag.find("%}") else {
-            out.push_str(tag);
+        let Some(end) = after[2..].find(close).map(|e| e + 2) else {
+            out.push_str(after);
             return out;
         };
+        let tag = &after[..end + 2];
+        rest = &after[end + 2..];
+        if close != "%}" {
+            out.push_str(tag);
+            continue;
+        }
         let inner = &tag[2..end];
         let (lead, body) = match inner.strip_prefix(['-', '+']) {
             Some(b) => (&inner[..1], b),
@@ -386,21 +413,109 @@ fn rewrite_generation_tags(source: &str) -> String {
             Some(b) => (b, &body[body.len() - 1..]),
             None => (body, ""),
         };
-        let replacement = match body.trim() {
-            "generation" => Some("if true"),
-            "endgeneration" => Some("endif"),
-            _ => None,
-        };
-        match replacement {
-            Some(r) => {
-                let _ = write!(out, "{{%{lead} {r} {trail}%}}");
+        let words: Vec<&str> = body.split_whitespace().collect();
+        match words.first().copied() {
+            Some("generation") if words.len() == 1 => {
+                let _ = write!(out, "{{%{lead} if true {trail}%}}");
             }
-            None => out.push_str(&tag[..end + 2]),
+            Some("endgeneration") if words.len() == 1 => {
+                let _ = write!(out, "{{%{lead} endif {trail}%}}");
+            }
+            Some("for") => match rewrite_for(body) {
+                Some(new_body) => {
+                    let _ = write!(out, "{{%{lead}{new_body}{trail}%}}");
+                }
+                None => out.push_str(tag),
+            },
+            Some("raw") => {
+                out.push_str(tag);
+                // Copy verbatim through the matching endraw tag.
+                let mut search = 0;
+                loop {
+                    let Some(open) = rest[search..].find("{%").map(|o| o + search) else {
+                        out.push_str(rest);
+                        return out;
+                    };
+                    let Some(close) = rest[open..].find("%}").map(|c| c + open) else {
+                        out.push_str(rest);
+                        return out;
+                    };
+                    let inner = rest[open + 2..close].trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
+                    if inner == "endraw" {
+                        out.push_str(&rest[..close + 2]);
+                        rest = &rest[close + 2..];
+                        break;
+                    }
+                    search = close + 2;
+                }
+            }
+            _ => out.push_str(tag),
         }
-        rest = &tag[end + 2..];
     }
     out.push_str(rest);
     out
+}
+
+/// `for TARGETS in EXPR [if COND] [recursive]` -> `for TARGETS in (EXPR)|__py_iter ...`.
+/// EXPR ends at the first top-level `if`/`recursive` keyword outside string literals and
+/// brackets (jinja2 parses the iterable without conditional expressions). Returns None when
+/// the statement does not have that shape, leaving it unchanged.
+fn rewrite_for(body: &str) -> Option<String> {
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    let bytes: Vec<(usize, char)> = body.char_indices().collect();
+    // Find the `in` keyword (word-bounded) outside strings.
+    let keyword_at = |i: usize, kw: &str| -> bool {
+        body[bytes[i].0..].starts_with(kw)
+            && (i == 0 || !is_word(bytes[i - 1].1))
+            && body[bytes[i].0 + kw.len()..].chars().next().map_or(true, |c| !is_word(c))
+    };
+    let mut in_pos = None;
+    for i in 0..bytes.len() {
+        if keyword_at(i, "in") {
+            in_pos = Some(i);
+            break;
+        }
+        if matches!(bytes[i].1, '\'' | '"') {
+            return None; // targets never contain strings
+        }
+    }
+    let in_pos = in_pos?;
+    let expr_start = bytes[in_pos].0 + 2;
+    let mut depth = 0i32;
+    let mut quote: Option<char> = None;
+    let mut expr_end = body.len();
+    let mut i = in_pos + 1;
+    while i < bytes.len() {
+        let c = bytes[i].1;
+        if let Some(q) = quote {
+            if c == '\\' {
+                i += 1;
+            } else if c == q {
+                quote = None;
+            }
+        } else {
+            match c {
+                '\'' | '"' => quote = Some(c),
+                '(' | '[' | '{' => depth += 1,
+                ')' | ']' | '}' => depth -= 1,
+                _ if depth == 0 && bytes[i].0 > expr_start && (keyword_at(i, "if") || keyword_at(i, "recursive")) => {
+                    expr_end = bytes[i].0;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    let expr = body[expr_start..expr_end].trim();
+    if expr.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{} in ({expr})|__py_iter {}",
+        &body[..bytes[in_pos].0].trim_end(),
+        body[expr_end..].trim()
+    ))
 }
 
 /// Builds the transformers-compatible environment (see the crate docs).
@@ -410,7 +525,55 @@ fn configure(env: &mut Environment<'static>) {
     env.set_keep_trailing_newline(false);
     // Chat templates are plain text: no HTML autoescaping (jinja2's from_string default).
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_unknown_method_callback(py_methods);
+    env.add_filter("__py_iter", |v: Value| -> Result<Value, Error> {
+        match v.kind() {
+            ValueKind::None => Err(Error::new(ErrorKind::InvalidOperation, "'NoneType' object is not iterable")),
+            _ => Ok(v),
+        }
+    });
+    env.add_filter("trim", |v: Value, chars: Option<&str>| -> Value {
+        // jinja2: `soft_str(value).strip(chars)`, so non-strings are trimmed as their str().
+        let mut s = String::new();
+        if !v.is_undefined() {
+            let _ = pyfmt::write_py_str(&mut s, &v);
+        }
+        Value::from(match chars {
+            Some(set) => s.trim_matches(|c| set.contains(c)).to_string(),
+            None => s.trim_matches(pyfmt::is_py_space).to_string(),
+        })
+    });
+    env.add_filter("length", |v: Value| -> Result<Value, Error> {
+        // jinja2's Undefined has len() 0.
+        if v.is_undefined() {
+            return Ok(Value::from(0));
+        }
+        minijinja::filters::length(&v).map(Value::from)
+    });
+    // jinja2's map/select/reject/selectattr/rejectattr return generators: iterable and truthy,
+    // but without len() and not JSON-serializable. Returning a lazy iterable (not a list)
+    // keeps `|length` and `|tojson` raising as they do in jinja2; `|list` makes a list.
+    env.add_filter("map", |state: &State, v: Value, args: Rest<Value>| {
+        minijinja::filters::map(state, v, args).map(generator)
+    });
+    env.add_filter("select", |state: &State, v: Value, test: Option<String>, args: Rest<Value>| {
+        minijinja::filters::select(state, v, test.map(Into::into), args).map(generator)
+    });
+    env.add_filter("reject", |state: &State, v: Value, test: Option<String>, args: Rest<Value>| {
+        minijinja::filters::reject(state, v, test.map(Into::into), args).map(generator)
+    });
+    env.add_filter(
+        "selectattr",
+        |state: &State, v: Value, attr: String, test: Option<String>, args: Rest<Value>| {
+            minijinja::filters::selectattr(state, v, attr.into(), test.map(Into::into), args).map(generator)
+        },
+    );
+    env.add_filter(
+        "rejectattr",
+        |state: &State, v: Value, attr: String, test: Option<String>, args: Rest<Value>| {
+            minijinja::filters::rejectattr(state, v, attr.into(), test.map(Into::into), args).map(generator)
+        },
+    );
     // `{{ x }}` prints `str(x)`: Python repr for containers, `True`, `None`, float repr.
     env.set_formatter(|out, _state, value| {
         if value.is_undefined() {
@@ -454,6 +617,29 @@ fn configure(env: &mut Environment<'static>) {
     env.add_function("strftime_now", |fmt: &str| -> Result<Value, Error> {
         Ok(Value::from(CivilTime::now_utc().strftime(fmt)))
     });
+}
+
+/// A re-iterable lazy sequence standing in for a Python generator (see `configure`).
+fn generator(items: Vec<Value>) -> Value {
+    let items = std::sync::Arc::new(items);
+    Value::make_iterable(move || {
+        let items = items.clone();
+        (0..items.len()).map(move |i| items[i].clone())
+    })
+}
+
+/// Python string/dict/list methods: the minijinja-contrib pycompat set, with Python's
+/// definition of whitespace for argument-less `strip`/`lstrip`/`rstrip`.
+fn py_methods(state: &State, value: &Value, method: &str, args: &[Value]) -> Result<Value, Error> {
+    if let (Some(s), true) = (value.as_str(), args.is_empty()) {
+        match method {
+            "strip" => return Ok(Value::from(s.trim_matches(pyfmt::is_py_space))),
+            "lstrip" => return Ok(Value::from(s.trim_start_matches(pyfmt::is_py_space))),
+            "rstrip" => return Ok(Value::from(s.trim_end_matches(pyfmt::is_py_space))),
+            _ => {}
+        }
+    }
+    minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
 }
 
 /// transformers' `tojson`: `json.dumps(x, ensure_ascii=False, indent=None, separators=None,

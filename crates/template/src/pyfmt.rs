@@ -96,6 +96,12 @@ fn write_py_str_repr<W: Write>(out: &mut W, s: &str) -> fmt::Result {
     out.write_char(quote)
 }
 
+/// Python's `str.isspace` for one character (what `str.strip()` removes): Unicode White_Space
+/// plus the ASCII information separators U+001C..U+001F, which Python also counts.
+pub fn is_py_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
 /// Approximates Python's `str.isprintable` for one character: false for the Unicode
 /// categories Cc, Cf, Zl, Zp, Zs (except the ASCII space), Co and Cs. Covers the control,
 /// format and separator code points that occur in text; unassigned code points (Cn) are

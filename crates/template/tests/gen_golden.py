@@ -119,12 +119,25 @@ def main():
         # the Rust test checks it finds no template either, and the caller uses ChatTemplate::fallback.
         sources.append(("gguf/" + name, src, bos, eos))
 
+    # Our own fallback (ChatML) template, rendered by the same oracle.
+    with open(os.path.join(HERE, "..", "src", "chatml.jinja"), encoding="utf-8") as f:
+        sources.append(("hearth/chatml.jinja", f.read(), DEFAULT_BOS, DEFAULT_EOS))
+
     golden = {
         "generator": "crates/template/tests/gen_golden.py",
         "fixed_now": FIXED_NOW.isoformat(),
         "templates": {},
     }
     import transformers
+
+    # Python's strftime (glibc underneath) for the fixed instant, for the Rust strftime_now.
+    golden["strftime"] = {
+        fmt: FIXED_NOW.strftime(fmt)
+        for fmt in [
+            "%d %b %Y", "%Y-%m-%d", "%B %d, %Y", "%A, %B %-d, %Y", "%a %b %e %H:%M:%S %Y", "%c",
+            "%I:%M %p", "%j %u %w %y %C", "%D %F %T %R %r", "%x %X", "%% %Z%z|", "%q %-m/%-d",
+        ]
+    }
 
     golden["oracle"] = f"transformers {transformers.__version__} render_jinja_template, jinja2 {jinja2.__version__}"
     for key, source, bos, eos in sources:

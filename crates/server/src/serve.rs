@@ -1,6 +1,6 @@
 //! Bind, serve, and shut down gracefully.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use std::future::IntoFuture as _;
@@ -10,8 +10,11 @@ use anyhow::Context as _;
 use crate::api;
 use crate::backend::Backend;
 use crate::config::ServerConfig;
-use crate::metrics::Metrics;
 use crate::state::AppState;
+
+/// After the drain deadline, how long aborted requests get to write their
+/// final bytes before the server future is dropped.
+const ABORT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Serve the API on `config.addr` until SIGINT/SIGTERM. On a signal the
 /// listener closes, `/health` and new generations answer 503, in-flight
@@ -33,12 +36,7 @@ pub async fn serve_on(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let drain = config.drain_timeout;
-    let state = Arc::new(AppState {
-        backend,
-        config,
-        metrics: Arc::new(Metrics::default()),
-        draining: AtomicBool::new(false),
-    });
+    let state = Arc::new(AppState::new(backend, config));
     let app = api::router_with_state(state.clone());
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, "hearth server listening");
@@ -59,15 +57,18 @@ pub async fn serve_on(
         r = &mut server => return r.context("server error"),
         _ = began_rx => {}
     }
-    match tokio::time::timeout(drain, server).await {
+    if let Ok(r) = tokio::time::timeout(drain, &mut server).await {
+        return r.context("server error");
+    }
+    tracing::warn!(
+        ?drain,
+        "drain deadline passed; ending the remaining requests"
+    );
+    state.abort.send_replace(true);
+    // Aborted handlers answer at once; give them a moment to flush.
+    match tokio::time::timeout(ABORT_GRACE, server).await {
         Ok(r) => r.context("server error"),
-        Err(_) => {
-            tracing::warn!(
-                ?drain,
-                "drain deadline passed; dropping the remaining requests"
-            );
-            Ok(())
-        }
+        Err(_) => Ok(()),
     }
 }
 

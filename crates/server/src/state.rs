@@ -14,11 +14,32 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Set once shutdown began: new generations get 503, `/health` too.
     pub draining: AtomicBool,
+    /// Set when the drain deadline passes: in-flight generations end now
+    /// (streams with an in-band error, others with 503). Needed because the
+    /// HTTP connections run on their own tasks and outlive the accept loop.
+    pub abort: tokio::sync::watch::Sender<bool>,
 }
 
 pub type SharedState = Arc<AppState>;
 
 impl AppState {
+    pub fn new(backend: Arc<dyn Backend>, config: ServerConfig) -> Self {
+        AppState {
+            backend,
+            config,
+            metrics: Arc::new(Metrics::default()),
+            draining: AtomicBool::new(false),
+            abort: tokio::sync::watch::channel(false).0,
+        }
+    }
+
+    /// Resolves once the drain deadline has passed.
+    pub async fn aborted(&self) {
+        let mut rx = self.abort.subscribe();
+        // Err only if the sender is gone, and it lives as long as `self`.
+        let _ = rx.wait_for(|&a| a).await;
+    }
+
     pub fn model(&self, id: &str) -> ApiResult<ModelCard> {
         self.backend
             .models()

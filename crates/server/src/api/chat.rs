@@ -181,10 +181,13 @@ async fn handle(state: &SharedState, req: ChatCompletionRequest) -> ApiResult<Re
     };
     if stream {
         let (tx, resp) = common::sse_response(state);
-        tokio::spawn(stream_choices(choices, tx, ctx));
+        tokio::spawn(stream_choices(state.clone(), choices, tx, ctx));
         Ok(resp)
     } else {
-        let collected = futures::future::join_all(choices.into_iter().map(Choice::collect)).await;
+        let collected = tokio::select! {
+            c = futures::future::join_all(choices.into_iter().map(Choice::collect)) => c,
+            _ = state.aborted() => return Err(ApiError::unavailable("The server shut down before the generation finished.")),
+        };
         Ok(Json(ctx.response(collected)?).into_response())
     }
 }
@@ -427,7 +430,7 @@ fn logprobs_json(lps: &[TokenLogprob]) -> Value {
 }
 
 /// Feed SSE chunks for all choices until they finish or the client leaves.
-async fn stream_choices(choices: Vec<Choice>, tx: SseSender, ctx: Ctx) {
+async fn stream_choices(state: SharedState, choices: Vec<Choice>, tx: SseSender, ctx: Ctx) {
     // First chunk per choice carries the role, as OpenAI's does.
     for i in 0..choices.len() {
         let chunk = ctx.chunk(
@@ -451,6 +454,11 @@ async fn stream_choices(choices: Vec<Choice>, tx: SseSender, ctx: Ctx) {
         let next = tokio::select! {
             // Client gone: return, dropping `merged` and so every backend receiver.
             _ = tx.closed() => return,
+            _ = state.aborted() => {
+                let err = ApiError::unavailable("The server shut down before the generation finished.");
+                let _ = tx.send(common::json_event(&err.body())).await;
+                return;
+            }
             next = merged.next() => next,
         };
         let Some((i, ev)) = next else { break };

@@ -264,10 +264,13 @@ async fn handle(state: &SharedState, req: CompletionRequest) -> ApiResult<Respon
     };
     if stream {
         let (tx, resp) = common::sse_response(state);
-        tokio::spawn(stream_choices(choices, echoes, tx, ctx));
+        tokio::spawn(stream_choices(state.clone(), choices, echoes, tx, ctx));
         Ok(resp)
     } else {
-        let collected = futures::future::join_all(choices.into_iter().map(Choice::collect)).await;
+        let collected = tokio::select! {
+            c = futures::future::join_all(choices.into_iter().map(Choice::collect)) => c,
+            _ = state.aborted() => return Err(ApiError::unavailable("The server shut down before the generation finished.")),
+        };
         let mut out = Vec::with_capacity(collected.len());
         let mut completion = 0;
         for (index, (c, echo)) in collected.into_iter().zip(echoes).enumerate() {
@@ -392,7 +395,13 @@ impl Ctx {
     }
 }
 
-async fn stream_choices(choices: Vec<Choice>, echoes: Vec<Echo>, tx: SseSender, ctx: Ctx) {
+async fn stream_choices(
+    state: SharedState,
+    choices: Vec<Choice>,
+    echoes: Vec<Echo>,
+    tx: SseSender,
+    ctx: Ctx,
+) {
     let mut builders: Vec<LogprobsBuilder> = (0..choices.len())
         .map(|_| LogprobsBuilder::default())
         .collect();
@@ -424,6 +433,11 @@ async fn stream_choices(choices: Vec<Choice>, echoes: Vec<Echo>, tx: SseSender, 
     loop {
         let next = tokio::select! {
             _ = tx.closed() => return,
+            _ = state.aborted() => {
+                let err = ApiError::unavailable("The server shut down before the generation finished.");
+                let _ = tx.send(common::json_event(&err.body())).await;
+                return;
+            }
             next = merged.next() => next,
         };
         let Some((i, ev)) = next else { break };

@@ -8,7 +8,6 @@ pub mod metrics;
 pub mod models;
 pub mod tokenize;
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request};
@@ -18,19 +17,12 @@ use axum::Router;
 use crate::backend::Backend;
 use crate::config::ServerConfig;
 use crate::error::ApiError;
-use crate::metrics::Metrics;
 use crate::state::{AppState, SharedState};
 
 /// The whole API as an axum router (no listener): what [`crate::serve`]
 /// runs, and what tests and embedders mount.
 pub fn router(backend: Arc<dyn Backend>, config: ServerConfig) -> Router {
-    let state = Arc::new(AppState {
-        backend,
-        config,
-        metrics: Arc::new(Metrics::default()),
-        draining: AtomicBool::new(false),
-    });
-    router_with_state(state)
+    router_with_state(Arc::new(AppState::new(backend, config)))
 }
 
 pub(crate) fn router_with_state(state: SharedState) -> Router {

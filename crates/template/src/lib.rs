@@ -26,7 +26,9 @@
 
 use std::fmt::Write as _;
 
-use minijinja::value::{Kwargs, Rest, ValueKind};
+use std::sync::Arc;
+
+use minijinja::value::{Enumerator, Kwargs, Object, ObjectExt, ObjectRepr, Rest, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, State, Value};
 use serde_json::{Map, Value as Json};
 
@@ -182,19 +184,27 @@ impl ChatTemplate {
     /// the current UTC time (transformers uses the host's local time; a server has no
     /// meaningful local zone, so UTC is the documented choice).
     pub fn with_fixed_now(mut self, now: CivilTime) -> Self {
-        self.env.add_function("strftime_now", move |fmt: &str| -> Result<Value, Error> {
-            Ok(Value::from(now.strftime(fmt)))
-        });
+        self.env
+            .add_function("strftime_now", move |fmt: &str| -> Result<Value, Error> {
+                Ok(Value::from(now.strftime(fmt)))
+            });
         self
     }
 
     /// Renders the conversation.
-    pub fn render(&self, messages: &[Message], opts: &RenderOptions) -> Result<String, TemplateError> {
+    pub fn render(
+        &self,
+        messages: &[Message],
+        opts: &RenderOptions,
+    ) -> Result<String, TemplateError> {
         let tmpl = self
             .env
             .get_template(TEMPLATE_NAME)
             .map_err(|e| TemplateError::Render(describe(&e)))?;
-        let messages: Vec<Json> = messages.iter().map(|m| Json::Object(prepare_message(&m.0))).collect();
+        let messages: Vec<Json> = messages
+            .iter()
+            .map(|m| Json::Object(prepare_message(&m.0)))
+            .collect();
         let mut ctx = Map::new();
         ctx.insert("bos_token".into(), Json::String(self.bos_token.clone()));
         ctx.insert("eos_token".into(), Json::String(self.eos_token.clone()));
@@ -204,7 +214,10 @@ impl ChatTemplate {
         ctx.insert("messages".into(), Json::Array(messages));
         ctx.insert("tools".into(), opts.tools.clone().unwrap_or(Json::Null));
         ctx.insert("documents".into(), Json::Null);
-        ctx.insert("add_generation_prompt".into(), Json::Bool(opts.add_generation_prompt));
+        ctx.insert(
+            "add_generation_prompt".into(),
+            Json::Bool(opts.add_generation_prompt),
+        );
         tmpl.render(Value::from_serialize(&ctx)).map_err(|e| {
             let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
             while let Some(err) = src {
@@ -440,7 +453,8 @@ fn rewrite_source(source: &str) -> String {
                         out.push_str(rest);
                         return out;
                     };
-                    let inner = rest[open + 2..close].trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
+                    let inner = rest[open + 2..close]
+                        .trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
                     if inner == "endraw" {
                         out.push_str(&rest[..close + 2]);
                         rest = &rest[close + 2..];
@@ -467,7 +481,10 @@ fn rewrite_for(body: &str) -> Option<String> {
     let keyword_at = |i: usize, kw: &str| -> bool {
         body[bytes[i].0..].starts_with(kw)
             && (i == 0 || !is_word(bytes[i - 1].1))
-            && body[bytes[i].0 + kw.len()..].chars().next().map_or(true, |c| !is_word(c))
+            && body[bytes[i].0 + kw.len()..]
+                .chars()
+                .next()
+                .map_or(true, |c| !is_word(c))
     };
     let mut in_pos = None;
     for i in 0..bytes.len() {
@@ -498,7 +515,10 @@ fn rewrite_for(body: &str) -> Option<String> {
                 '\'' | '"' => quote = Some(c),
                 '(' | '[' | '{' => depth += 1,
                 ')' | ']' | '}' => depth -= 1,
-                _ if depth == 0 && bytes[i].0 > expr_start && (keyword_at(i, "if") || keyword_at(i, "recursive")) => {
+                _ if depth == 0
+                    && bytes[i].0 > expr_start
+                    && (keyword_at(i, "if") || keyword_at(i, "recursive")) =>
+                {
                     expr_end = bytes[i].0;
                     break;
                 }
@@ -528,7 +548,10 @@ fn configure(env: &mut Environment<'static>) {
     env.set_unknown_method_callback(py_methods);
     env.add_filter("__py_iter", |v: Value| -> Result<Value, Error> {
         match v.kind() {
-            ValueKind::None => Err(Error::new(ErrorKind::InvalidOperation, "'NoneType' object is not iterable")),
+            ValueKind::None => Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "'NoneType' object is not iterable",
+            )),
             _ => Ok(v),
         }
     });
@@ -548,6 +571,12 @@ fn configure(env: &mut Environment<'static>) {
         if v.is_undefined() {
             return Ok(Value::from(0));
         }
+        if v.downcast_object_ref::<Generator>().is_some() {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "object of type 'generator' has no len()",
+            ));
+        }
         minijinja::filters::length(&v).map(Value::from)
     });
     // jinja2's map/select/reject/selectattr/rejectattr return generators: iterable and truthy,
@@ -556,22 +585,30 @@ fn configure(env: &mut Environment<'static>) {
     env.add_filter("map", |state: &State, v: Value, args: Rest<Value>| {
         minijinja::filters::map(state, v, args).map(generator)
     });
-    env.add_filter("select", |state: &State, v: Value, test: Option<String>, args: Rest<Value>| {
-        minijinja::filters::select(state, v, test.map(Into::into), args).map(generator)
-    });
-    env.add_filter("reject", |state: &State, v: Value, test: Option<String>, args: Rest<Value>| {
-        minijinja::filters::reject(state, v, test.map(Into::into), args).map(generator)
-    });
+    env.add_filter(
+        "select",
+        |state: &State, v: Value, test: Option<String>, args: Rest<Value>| {
+            minijinja::filters::select(state, v, test.map(Into::into), args).map(generator)
+        },
+    );
+    env.add_filter(
+        "reject",
+        |state: &State, v: Value, test: Option<String>, args: Rest<Value>| {
+            minijinja::filters::reject(state, v, test.map(Into::into), args).map(generator)
+        },
+    );
     env.add_filter(
         "selectattr",
         |state: &State, v: Value, attr: String, test: Option<String>, args: Rest<Value>| {
-            minijinja::filters::selectattr(state, v, attr.into(), test.map(Into::into), args).map(generator)
+            minijinja::filters::selectattr(state, v, attr.into(), test.map(Into::into), args)
+                .map(generator)
         },
     );
     env.add_filter(
         "rejectattr",
         |state: &State, v: Value, attr: String, test: Option<String>, args: Rest<Value>| {
-            minijinja::filters::rejectattr(state, v, attr.into(), test.map(Into::into), args).map(generator)
+            minijinja::filters::rejectattr(state, v, attr.into(), test.map(Into::into), args)
+                .map(generator)
         },
     );
     // `{{ x }}` prints `str(x)`: Python repr for containers, `True`, `None`, float repr.
@@ -579,7 +616,8 @@ fn configure(env: &mut Environment<'static>) {
         if value.is_undefined() {
             return Ok(());
         }
-        pyfmt::write_py_str(out, value).map_err(|_| Error::new(ErrorKind::WriteFailure, "formatting failed"))
+        pyfmt::write_py_str(out, value)
+            .map_err(|_| Error::new(ErrorKind::WriteFailure, "formatting failed"))
     });
     env.add_filter("tojson", tojson_filter);
     env.add_filter("string", |v: Value| -> Value {
@@ -602,7 +640,11 @@ fn configure(env: &mut Environment<'static>) {
         // jinja2: `iter(value)` succeeds (str, list, dict, Undefined).
         matches!(
             v.kind(),
-            ValueKind::String | ValueKind::Seq | ValueKind::Map | ValueKind::Iterable | ValueKind::Undefined
+            ValueKind::String
+                | ValueKind::Seq
+                | ValueKind::Map
+                | ValueKind::Iterable
+                | ValueKind::Undefined
         )
     });
     env.add_test("number", |v: &Value| {
@@ -612,20 +654,32 @@ fn configure(env: &mut Environment<'static>) {
     env.add_function("raise_exception", |msg: Value| -> Result<Value, Error> {
         let mut text = String::new();
         let _ = pyfmt::write_py_str(&mut text, &msg);
-        Err(Error::new(ErrorKind::InvalidOperation, text.clone()).with_source(RaisedByTemplate(text)))
+        Err(Error::new(ErrorKind::InvalidOperation, text.clone())
+            .with_source(RaisedByTemplate(text)))
     });
     env.add_function("strftime_now", |fmt: &str| -> Result<Value, Error> {
         Ok(Value::from(CivilTime::now_utc().strftime(fmt)))
     });
 }
 
-/// A re-iterable lazy sequence standing in for a Python generator (see `configure`).
+/// Stands in for the Python generator that jinja2's map/select/reject/selectattr/rejectattr
+/// return (see `configure`): iterable (re-iterable, more lenient than a one-shot generator),
+/// always truthy, no `len()`, not JSON-serializable, not subscriptable.
+#[derive(Debug)]
+struct Generator(Vec<Value>);
+
+impl Object for Generator {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Iterable
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        self.mapped_enumerator(|this| Box::new(this.0.iter().cloned()))
+    }
+}
+
 fn generator(items: Vec<Value>) -> Value {
-    let items = std::sync::Arc::new(items);
-    Value::make_iterable(move || {
-        let items = items.clone();
-        (0..items.len()).map(move |i| items[i].clone())
-    })
+    Value::from_object(Generator(items))
 }
 
 /// Python string/dict/list methods: the minijinja-contrib pycompat set, with Python's
@@ -676,7 +730,12 @@ fn tojson_filter(value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Result<Val
 
 /// jinja2's `join(value, d='', attribute=None)`: `d.join(str(x) for x in value)`, where
 /// `str()` is Python's (so `True`, `None`, Python reprs of containers).
-fn join_filter(state: &State, value: &Value, d: Option<&str>, kwargs: Kwargs) -> Result<Value, Error> {
+fn join_filter(
+    state: &State,
+    value: &Value,
+    d: Option<&str>,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
     let attribute: Option<Value> = kwargs.get("attribute")?;
     kwargs.assert_all_used()?;
     let _ = state;
@@ -706,7 +765,8 @@ fn join_filter(state: &State, value: &Value, d: Option<&str>, kwargs: Kwargs) ->
             },
             None => item,
         };
-        pyfmt::write_py_str(&mut out, &item).map_err(|_| Error::new(ErrorKind::WriteFailure, "formatting failed"))?;
+        pyfmt::write_py_str(&mut out, &item)
+            .map_err(|_| Error::new(ErrorKind::WriteFailure, "formatting failed"))?;
     }
     Ok(Value::from(out))
 }

@@ -68,7 +68,11 @@ pub fn write_py_repr<W: Write>(out: &mut W, v: &Value) -> fmt::Result {
 /// escapes for the quote, `\\`, `\n`, `\r`, `\t`, and `\xNN`/`\uNNNN`/`\UNNNNNNNN` for
 /// characters Python does not consider printable (`str.isprintable`).
 fn write_py_str_repr<W: Write>(out: &mut W, s: &str) -> fmt::Result {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     out.write_char(quote)?;
     for c in s.chars() {
         match c {
@@ -127,7 +131,11 @@ pub fn py_float_repr(f: f64) -> String {
         return if f < 0.0 { "-inf".into() } else { "inf".into() };
     }
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
+        return if f.is_sign_negative() {
+            "-0.0".into()
+        } else {
+            "0.0".into()
+        };
     }
     // Rust's `{:e}` prints the shortest round-tripping digits, like Python's repr.
     let sci = format!("{:e}", f.abs());
@@ -138,7 +146,11 @@ pub fn py_float_repr(f: f64) -> String {
     let decpt = exp + 1; // position of the decimal point relative to the digit string
     if !(-4 < decpt && decpt <= 16) {
         let (first, rest) = digits.split_at(1);
-        let frac = if rest.is_empty() { String::new() } else { format!(".{rest}") };
+        let frac = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
         let esign = if exp < 0 { '-' } else { '+' };
         return format!("{sign}{first}{frac}e{esign}{:02}", exp.abs());
     }
@@ -170,11 +182,23 @@ impl JsonOptions {
         let ensure_ascii = given(&p[0]).is_some_and(|v| v.is_true());
         let indent = match given(&p[1]) {
             None => None,
-            Some(v) if v.kind() == ValueKind::String => Some(v.as_str().unwrap_or_default().to_string()),
-            Some(v) if v.kind() == ValueKind::Bool => Some(if v.is_true() { " ".into() } else { String::new() }),
+            Some(v) if v.kind() == ValueKind::String => {
+                Some(v.as_str().unwrap_or_default().to_string())
+            }
+            Some(v) if v.kind() == ValueKind::Bool => Some(if v.is_true() {
+                " ".into()
+            } else {
+                String::new()
+            }),
             Some(v) => {
                 let n = i64::try_from(v.clone()).map_err(|_| {
-                    Error::new(ErrorKind::InvalidOperation, format!("tojson: indent must be an integer or string, got {}", v.kind()))
+                    Error::new(
+                        ErrorKind::InvalidOperation,
+                        format!(
+                            "tojson: indent must be an integer or string, got {}",
+                            v.kind()
+                        ),
+                    )
                 })?;
                 Some(" ".repeat(n.max(0) as usize))
             }
@@ -201,13 +225,22 @@ impl JsonOptions {
             }
         };
         let sort_keys = given(&p[3]).is_some_and(|v| v.is_true());
-        Ok(JsonOptions { ensure_ascii, indent, item_sep, key_sep, sort_keys })
+        Ok(JsonOptions {
+            ensure_ascii,
+            indent,
+            item_sep,
+            key_sep,
+            sort_keys,
+        })
     }
 }
 
 fn not_serializable(type_name: &str) -> Error {
     // Python's message, so errors read the same as under transformers.
-    Error::new(ErrorKind::InvalidOperation, format!("Object of type {type_name} is not JSON serializable"))
+    Error::new(
+        ErrorKind::InvalidOperation,
+        format!("Object of type {type_name} is not JSON serializable"),
+    )
 }
 
 /// Python `json.dumps(value, ...)` (the pure-Python encoder's output, which the C encoder matches).
@@ -249,10 +282,11 @@ pub fn write_json(out: &mut String, v: &Value, o: &JsonOptions, level: usize) ->
             out.push(']');
         }
         ValueKind::Map => {
-            let mut pairs: Vec<(Value, Value)> = match v.as_object().and_then(|obj| obj.try_iter_pairs()) {
-                Some(it) => it.collect(),
-                None => return Err(not_serializable("object")),
-            };
+            let mut pairs: Vec<(Value, Value)> =
+                match v.as_object().and_then(|obj| obj.try_iter_pairs()) {
+                    Some(it) => it.collect(),
+                    None => return Err(not_serializable("object")),
+                };
             if pairs.is_empty() {
                 out.push_str("{}");
                 return Ok(());
@@ -270,13 +304,18 @@ pub fn write_json(out: &mut String, v: &Value, o: &JsonOptions, level: usize) ->
                     }
                     _ => Err(Error::new(
                         ErrorKind::InvalidOperation,
-                        format!("keys must be str, int, float, bool or None, not {}", k.kind()),
+                        format!(
+                            "keys must be str, int, float, bool or None, not {}",
+                            k.kind()
+                        ),
                     )),
                 }
             };
             if o.sort_keys {
-                let mut keyed: Vec<(String, (Value, Value))> =
-                    pairs.into_iter().map(|p| Ok((key_text(&p.0)?, p))).collect::<Result<_, Error>>()?;
+                let mut keyed: Vec<(String, (Value, Value))> = pairs
+                    .into_iter()
+                    .map(|p| Ok((key_text(&p.0)?, p)))
+                    .collect::<Result<_, Error>>()?;
                 keyed.sort_by(|a, b| a.0.cmp(&b.0));
                 pairs = keyed.into_iter().map(|(_, p)| p).collect();
             }

@@ -17,10 +17,28 @@ pub struct CivilTime {
 }
 
 const MONTHS: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-    "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 ];
-const WEEKDAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+const WEEKDAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
 
 impl CivilTime {
     /// The current UTC time.
@@ -37,7 +55,14 @@ impl CivilTime {
         let days = secs.div_euclid(86_400);
         let rem = secs.rem_euclid(86_400) as u32;
         let (year, month, day) = civil_from_days(days);
-        CivilTime { year, month, day, hour: rem / 3600, minute: rem % 3600 / 60, second: rem % 60 }
+        CivilTime {
+            year,
+            month,
+            day,
+            hour: rem / 3600,
+            minute: rem % 3600 / 60,
+            second: rem % 60,
+        }
     }
 
     /// Days since 1970-01-01.
@@ -84,7 +109,11 @@ impl CivilTime {
                     let _ = write!(out, "{v:0width$}");
                 }
             };
-            let hour12 = if self.hour % 12 == 0 { 12 } else { self.hour % 12 };
+            let hour12 = if self.hour % 12 == 0 {
+                12
+            } else {
+                self.hour % 12
+            };
             let month_name = MONTHS[(self.month.clamp(1, 12) - 1) as usize];
             let weekday_name = WEEKDAYS[self.weekday() as usize];
             match d {
@@ -110,7 +139,16 @@ impl CivilTime {
                 'S' => num(&mut out, self.second, 2, '0'),
                 't' => out.push('\t'),
                 'T' | 'X' => out.push_str(&self.strftime("%H:%M:%S")),
-                'u' => num(&mut out, if self.weekday() == 0 { 7 } else { self.weekday() }, 1, '0'),
+                'u' => num(
+                    &mut out,
+                    if self.weekday() == 0 {
+                        7
+                    } else {
+                        self.weekday()
+                    },
+                    1,
+                    '0',
+                ),
                 'w' => num(&mut out, self.weekday(), 1, '0'),
                 'y' => num(&mut out, self.year.rem_euclid(100) as u32, 2, '0'),
                 'Y' => {
@@ -164,9 +202,29 @@ mod tests {
     fn unix_round_trip_and_weekday() {
         // 1741964966 = 2025-03-14T15:09:26Z (Friday), per `date -u -d @1741964966`.
         let t = CivilTime::from_unix(1_741_964_966);
-        assert_eq!(t, CivilTime { year: 2025, month: 3, day: 14, hour: 15, minute: 9, second: 26 });
+        assert_eq!(
+            t,
+            CivilTime {
+                year: 2025,
+                month: 3,
+                day: 14,
+                hour: 15,
+                minute: 9,
+                second: 26
+            }
+        );
         assert_eq!(t.weekday(), 5);
         assert_eq!(t.day_of_year(), 73);
-        assert_eq!(CivilTime::from_unix(0), CivilTime { year: 1970, month: 1, day: 1, hour: 0, minute: 0, second: 0 });
+        assert_eq!(
+            CivilTime::from_unix(0),
+            CivilTime {
+                year: 1970,
+                month: 1,
+                day: 1,
+                hour: 0,
+                minute: 0,
+                second: 0
+            }
+        );
     }
 }

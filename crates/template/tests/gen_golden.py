@@ -17,7 +17,10 @@ Inputs:
     (default ~/.cache/hearth/models; `scripts/fetch-models.sh` creates them),
     rendered with their own BOS/EOS token texts;
   * the conversations in tests/conversations.json, each with
-    add_generation_prompt true and false.
+    add_generation_prompt true and false;
+  * our fallback template (src/chatml.jinja) the same way;
+  * the one-feature templates in tests/snippets.json (add_generation_prompt true);
+  * Python's strftime of the fixed instant for a few formats.
 
 Templates are never copied into the repo: the golden file keys each one by its
 file name and sha256, and the Rust test reads the template text at run time.
@@ -157,6 +160,20 @@ def main():
         }
         n_ok = sum(1 for c in cases.values() if "ok" in c)
         print(f"{key}: {n_ok}/{len(cases)} rendered", file=sys.stderr)
+
+    # Small templates of our own (tests/snippets.json) exercising one feature each: tojson
+    # options, Python printing, string/dict methods, tests, slices, loop controls, namespace, ...
+    with open(os.path.join(HERE, "snippets.json"), encoding="utf-8") as f:
+        snippets = json.load(f)
+    golden["snippets"] = {}
+    for snip in snippets:
+        extra = dict(snip.get("extra", {}))
+        conv = {
+            "messages": snip.get("messages", [{"role": "user", "content": "hello"}]),
+            "tools": extra.pop("tools", None),
+            "extra": extra,
+        }
+        golden["snippets"][snip["name"]] = render(snip["template"], conv, True, DEFAULT_BOS, DEFAULT_EOS)
 
     out = os.path.join(HERE, "golden.json")
     with open(out, "w", encoding="utf-8") as f:

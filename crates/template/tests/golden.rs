@@ -19,10 +19,26 @@ use sha2::{Digest, Sha256};
 
 /// (template key, case name, why we differ from transformers).
 const KNOWN_DIFFERENCES: &[(&str, &str, &str)] = &[
-    ("llama.cpp/meetkai-functionary-medium-v3.1.jinja", "tools_dict_arguments/nogen", MARKUP_ADD),
-    ("llama.cpp/meetkai-functionary-medium-v3.1.jinja", "tools_dict_arguments/gen", MARKUP_ADD),
-    ("llama.cpp/meetkai-functionary-medium-v3.1.jinja", "tools_string_arguments/nogen", MARKUP_ADD),
-    ("llama.cpp/meetkai-functionary-medium-v3.1.jinja", "tools_string_arguments/gen", MARKUP_ADD),
+    (
+        "llama.cpp/meetkai-functionary-medium-v3.1.jinja",
+        "tools_dict_arguments/nogen",
+        MARKUP_ADD,
+    ),
+    (
+        "llama.cpp/meetkai-functionary-medium-v3.1.jinja",
+        "tools_dict_arguments/gen",
+        MARKUP_ADD,
+    ),
+    (
+        "llama.cpp/meetkai-functionary-medium-v3.1.jinja",
+        "tools_string_arguments/nogen",
+        MARKUP_ADD,
+    ),
+    (
+        "llama.cpp/meetkai-functionary-medium-v3.1.jinja",
+        "tools_string_arguments/gen",
+        MARKUP_ADD,
+    ),
 ];
 
 /// The functionary v3.1 template writes `"Use the function '"|safe + name + ... + t | tojson`.
@@ -30,7 +46,8 @@ const KNOWN_DIFFERENCES: &[(&str, &str, &str)] = &[
 /// so under transformers the tool JSON comes out as `{&#34;name&#34;: ...}` even though
 /// autoescaping is off. minijinja has no operator hook to reproduce that (its `+` on strings
 /// is plain concatenation), so we print the JSON unescaped.
-const MARKUP_ADD: &str = "jinja2 Markup `+` HTML-escapes the tool JSON (`&#34;`); minijinja concatenates plainly";
+const MARKUP_ADD: &str =
+    "jinja2 Markup `+` HTML-escapes the tool JSON (`&#34;`); minijinja concatenates plainly";
 
 fn home() -> PathBuf {
     PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
@@ -39,7 +56,9 @@ fn home() -> PathBuf {
 fn llama_cpp_src() -> PathBuf {
     let p = std::env::var("HEARTH_LLAMA_CPP_SRC")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| home().join(".cache/hearth/oracle/llama-cpp-python-0.3.36/vendor/llama.cpp"));
+        .unwrap_or_else(|_| {
+            home().join(".cache/hearth/oracle/llama-cpp-python-0.3.36/vendor/llama.cpp")
+        });
     assert!(
         p.join("models/templates").is_dir(),
         "llama.cpp source with models/templates not found at {} (set HEARTH_LLAMA_CPP_SRC or run scripts/fetch-llama-cpp.sh)",
@@ -57,9 +76,17 @@ fn models_dir() -> PathBuf {
 /// (template source or None, bos, eos) from a GGUF's tokenizer metadata.
 fn gguf_template(name: &str) -> (Option<String>, String, String) {
     let path = models_dir().join(name);
-    assert!(path.exists(), "model {} not found (set HEARTH_MODELS or run scripts/fetch-models.sh)", path.display());
-    let f = hearth_formats::GgufFile::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let tokens = f.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).expect("tokenizer.ggml.tokens");
+    assert!(
+        path.exists(),
+        "model {} not found (set HEARTH_MODELS or run scripts/fetch-models.sh)",
+        path.display()
+    );
+    let f =
+        hearth_formats::GgufFile::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let tokens = f
+        .get("tokenizer.ggml.tokens")
+        .and_then(|v| v.as_array())
+        .expect("tokenizer.ggml.tokens");
     let tok = |key: &str| {
         let id = f.get_u64(key).unwrap_or_else(|| panic!("{name}: no {key}")) as usize;
         tokens[id].as_str().expect("token text").to_string()
@@ -72,7 +99,10 @@ fn gguf_template(name: &str) -> (Option<String>, String, String) {
 }
 
 fn sha256_hex(s: &str) -> String {
-    Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 struct Conversation {
@@ -84,7 +114,8 @@ struct Conversation {
 
 fn conversations() -> Vec<Conversation> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests");
-    let text = std::fs::read_to_string(dir.join("conversations.json")).expect("tests/conversations.json");
+    let text =
+        std::fs::read_to_string(dir.join("conversations.json")).expect("tests/conversations.json");
     let list: Vec<Json> = serde_json::from_str(&text).expect("conversations.json parses");
     list.into_iter()
         .map(|c| Conversation {
@@ -92,21 +123,33 @@ fn conversations() -> Vec<Conversation> {
             // Through the public parser, so it is exercised on every conversation.
             messages: parse_messages(&c["messages"].to_string()).expect("valid messages"),
             opts_tools: c.get("tools").cloned(),
-            extra: c.get("extra").and_then(|e| e.as_object().cloned()).unwrap_or_default(),
+            extra: c
+                .get("extra")
+                .and_then(|e| e.as_object().cloned())
+                .unwrap_or_default(),
         })
         .collect()
 }
 
 fn fixed_now() -> CivilTime {
     // Must equal FIXED_NOW in gen_golden.py.
-    CivilTime { year: 2025, month: 3, day: 14, hour: 15, minute: 9, second: 26 }
+    CivilTime {
+        year: 2025,
+        month: 3,
+        day: 14,
+        hour: 15,
+        minute: 9,
+        second: 26,
+    }
 }
 
 #[test]
 fn matches_transformers_apply_chat_template() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests");
-    let golden: Json =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).expect("tests/golden.json")).unwrap();
+    let golden: Json = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("golden.json")).expect("tests/golden.json"),
+    )
+    .unwrap();
     assert_eq!(golden["fixed_now"], "2025-03-14T15:09:26");
     let convs = conversations();
     let llama = llama_cpp_src();
@@ -118,23 +161,44 @@ fn matches_transformers_apply_chat_template() {
 
     for (key, entry) in golden["templates"].as_object().unwrap() {
         let (source, bos, eos) = if key == "hearth/chatml.jinja" {
-            (Some(ChatTemplate::fallback_source().to_string()), "<s>".to_string(), "</s>".to_string())
+            (
+                Some(ChatTemplate::fallback_source().to_string()),
+                "<s>".to_string(),
+                "</s>".to_string(),
+            )
         } else if let Some(file) = key.strip_prefix("llama.cpp/") {
             let path = llama.join("models/templates").join(file);
-            let src = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            (Some(src), entry["bos_token"].as_str().unwrap().to_string(), entry["eos_token"].as_str().unwrap().to_string())
+            let src = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            (
+                Some(src),
+                entry["bos_token"].as_str().unwrap().to_string(),
+                entry["eos_token"].as_str().unwrap().to_string(),
+            )
         } else if let Some(file) = key.strip_prefix("gguf/") {
             gguf_template(file)
         } else {
             panic!("unknown template key {key}");
         };
-        assert_eq!(bos, entry["bos_token"].as_str().unwrap(), "{key}: BOS token text differs from the golden");
-        assert_eq!(eos, entry["eos_token"].as_str().unwrap(), "{key}: EOS token text differs from the golden");
+        assert_eq!(
+            bos,
+            entry["bos_token"].as_str().unwrap(),
+            "{key}: BOS token text differs from the golden"
+        );
+        assert_eq!(
+            eos,
+            entry["eos_token"].as_str().unwrap(),
+            "{key}: EOS token text differs from the golden"
+        );
         if entry.get("no_template").is_some() {
-            assert!(source.is_none(), "{key}: golden says no chat template, but the GGUF has one");
+            assert!(
+                source.is_none(),
+                "{key}: golden says no chat template, but the GGUF has one"
+            );
             continue;
         }
-        let source = source.unwrap_or_else(|| panic!("{key}: no tokenizer.chat_template in the GGUF"));
+        let source =
+            source.unwrap_or_else(|| panic!("{key}: no tokenizer.chat_template in the GGUF"));
         assert_eq!(
             sha256_hex(&source),
             entry["sha256"].as_str().unwrap(),
@@ -151,7 +215,9 @@ fn matches_transformers_apply_chat_template() {
         for conv in &convs {
             for agp in [false, true] {
                 let case = format!("{}/{}", conv.name, if agp { "gen" } else { "nogen" });
-                let want = cases.get(&case).unwrap_or_else(|| panic!("{key}: golden lacks case {case}"));
+                let want = cases
+                    .get(&case)
+                    .unwrap_or_else(|| panic!("{key}: golden lacks case {case}"));
                 let opts = RenderOptions {
                     add_generation_prompt: agp,
                     tools: conv.opts_tools.clone(),
@@ -178,7 +244,11 @@ fn matches_transformers_apply_chat_template() {
                     (None, Err(e)) => {
                         if want["kind"] == "raise_exception" {
                             match e {
-                                TemplateError::Raised(m) if Some(m.as_str()) == want["error"].as_str() => None,
+                                TemplateError::Raised(m)
+                                    if Some(m.as_str()) == want["error"].as_str() =>
+                                {
+                                    None
+                                }
                                 other => Some(format!(
                                     "transformers: raise_exception({}); we: {other}",
                                     want["error"]
@@ -189,7 +259,9 @@ fn matches_transformers_apply_chat_template() {
                         }
                     }
                 };
-                let known = KNOWN_DIFFERENCES.iter().find(|(t, c, _)| *t == key && *c == case);
+                let known = KNOWN_DIFFERENCES
+                    .iter()
+                    .find(|(t, c, _)| *t == key && *c == case);
                 match (mismatch, known) {
                     (None, None) => pass += 1,
                     (None, Some(_)) => failures.push(format!(
@@ -216,24 +288,120 @@ fn matches_transformers_apply_chat_template() {
         for f in &failures {
             eprintln!("FAIL {f}\n");
         }
-        panic!("{} of {total} chat-template cases differ from transformers (see above)", failures.len());
+        panic!(
+            "{} of {total} chat-template cases differ from transformers (see above)",
+            failures.len()
+        );
     }
+}
+
+/// Snippets (tests/snippets.json) that knowingly differ from jinja2, with the reason.
+const KNOWN_SNIPPET_DIFFERENCES: &[(&str, &str)] = &[(
+    "tilde_concat_list",
+    "`~` converts operands with minijinja's own Display, which writes a list's strings in double quotes \
+     ([1, \"b\"]) where Python's str() writes [1, 'b']; minijinja has no hook for `~`. Scalars (True, None, \
+     numbers) already match; `{{ }}`, |string, |join and |trim use Python's str().",
+)];
+
+/// One-feature templates (tests/snippets.json) against transformers: tojson options, Python
+/// printing, string/dict methods, tests, slices, loop controls, namespace, whitespace control.
+#[test]
+fn snippets_match_transformers() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let golden: Json = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("golden.json")).expect("tests/golden.json"),
+    )
+    .unwrap();
+    let snippets: Vec<Json> = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("snippets.json")).expect("tests/snippets.json"),
+    )
+    .unwrap();
+    let mut failures = Vec::new();
+    let mut pass = 0;
+    for snip in &snippets {
+        let name = snip["name"].as_str().unwrap();
+        let want = &golden["snippets"][name];
+        assert!(
+            want.is_object(),
+            "golden.json lacks snippet {name}; rerun gen_golden.py"
+        );
+        let messages = match snip.get("messages") {
+            Some(m) => parse_messages(&m.to_string()).expect("snippet messages"),
+            None => vec![hearth_template::Message::new("user", "hello")],
+        };
+        let mut extra = snip
+            .get("extra")
+            .and_then(|e| e.as_object().cloned())
+            .unwrap_or_default();
+        let tools = extra.remove("tools");
+        let opts = RenderOptions {
+            add_generation_prompt: true,
+            tools,
+            extra,
+        };
+        let got = ChatTemplate::new(snip["template"].as_str().unwrap(), "<s>", "</s>")
+            .map(|t| t.with_fixed_now(fixed_now()))
+            .and_then(|t| t.render(&messages, &opts));
+        let ok = match (want.get("ok"), &got) {
+            (Some(w), Ok(g)) => w.as_str() == Some(g.as_str()),
+            (None, Err(TemplateError::Raised(m))) if want["kind"] == "raise_exception" => {
+                want["error"].as_str() == Some(m.as_str())
+            }
+            (None, Err(_)) => want["kind"] != "raise_exception",
+            _ => false,
+        };
+        let known = KNOWN_SNIPPET_DIFFERENCES.iter().find(|(n, _)| *n == name);
+        match (ok, known) {
+            (true, None) => pass += 1,
+            (true, Some(_)) => failures.push(format!(
+                "{name}: listed as a known difference but now matches"
+            )),
+            (false, Some((_, why))) => eprintln!("known difference: snippet {name}: {why}"),
+            (false, None) => failures.push(format!(
+                "{name}:\n  transformers: {want}\n  hearth:       {got:?}"
+            )),
+        }
+    }
+    eprintln!(
+        "snippets: {pass}/{} identical to transformers",
+        snippets.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "snippets differing from transformers:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn strftime_now_matches_python() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests");
-    let golden: Json =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).expect("tests/golden.json")).unwrap();
-    let formats = golden["strftime"].as_object().expect("golden strftime table");
+    let golden: Json = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("golden.json")).expect("tests/golden.json"),
+    )
+    .unwrap();
+    let formats = golden["strftime"]
+        .as_object()
+        .expect("golden strftime table");
     assert!(!formats.is_empty());
     let now = fixed_now();
     for (fmt, want) in formats {
-        assert_eq!(now.strftime(fmt), want.as_str().unwrap(), "strftime({fmt:?})");
+        assert_eq!(
+            now.strftime(fmt),
+            want.as_str().unwrap(),
+            "strftime({fmt:?})"
+        );
         // And through the template global.
-        let src = format!("{{{{ strftime_now({}) }}}}", serde_json::to_string(fmt).unwrap());
+        let src = format!(
+            "{{{{ strftime_now({}) }}}}",
+            serde_json::to_string(fmt).unwrap()
+        );
         let t = ChatTemplate::new(&src, "", "").unwrap().with_fixed_now(now);
-        assert_eq!(t.render(&[], &RenderOptions::default()).unwrap(), want.as_str().unwrap(), "template strftime_now({fmt:?})");
+        assert_eq!(
+            t.render(&[], &RenderOptions::default()).unwrap(),
+            want.as_str().unwrap(),
+            "template strftime_now({fmt:?})"
+        );
     }
 }
 

@@ -186,7 +186,8 @@ def run_ppl(bin_dir, driver, oracle):
         "command": f"llama-perplexity -m MODEL -f tests/data/ppl.txt -c {PPL_CTX} -t {THREADS}",
         "methodology": {
             "source": "llama.cpp tools/perplexity/perplexity.cpp, perplexity() (default mode, no --ppl-stride)",
-            "tokenize": "the whole file once, add_special=true (BOS prepended iff vocab add_bos), parse_special=false",
+            "text": "the file's bytes minus ONE trailing '\\n' (llama.cpp's -f drops it); the file has no backslashes, so -f's escape processing is a no-op",
+            "tokenize": "the whole text once, add_special=true (BOS prepended iff vocab add_bos), parse_special=false",
             "n_ctx": PPL_CTX,
             "n_chunk": "floor(n_tokens / n_ctx); the tail that does not fill a chunk is ignored",
             "chunk_tokens": "tokens[c*n_ctx .. (c+1)*n_ctx), evaluated from an empty KV cache at positions 0..n_ctx-1",

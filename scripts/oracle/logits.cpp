@@ -301,6 +301,13 @@ int main(int argc, char ** argv) {
     const llama_vocab * vocab = llama_model_get_vocab(model);
     const int n_vocab = llama_vocab_n_tokens(vocab);
     if (ppl_ctx > 0) {
+        // llama.cpp's `-f FILE` (common/arg.cpp) drops one trailing '\n' from the file, then
+        // processes backslash escapes; gen_golden.py only feeds texts without backslashes.
+        if (!prompt.empty() && prompt.back() == '\n') prompt.pop_back();
+        if (prompt.find('\\') != std::string::npos) {
+            fprintf(stderr, "error: --ppl text contains a backslash; llama.cpp would unescape it\n");
+            return 1;
+        }
         return run_ppl(model, vocab, prompt, ppl_ctx, n_threads);
     }
 

@@ -25,6 +25,45 @@ use std::path::PathBuf;
 
 pub use stream::StreamDecoder;
 
+/// Fast non-cryptographic hash (the rustc "Fx" multiply-rotate scheme) for the vocabulary
+/// and merge maps: their keys come from the model file, not from users, and SipHash made
+/// building the 262k-entry Gemma map several times slower.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().unwrap()));
+        }
+        let r = chunks.remainder();
+        if !r.is_empty() {
+            let mut buf = [0u8; 8];
+            buf[..r.len()].copy_from_slice(r);
+            self.add(u64::from_le_bytes(buf) ^ ((r.len() as u64) << 56));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
 /// Errors while building a tokenizer. Messages name the file and the metadata key.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
@@ -282,10 +321,10 @@ pub struct Tokenizer {
     tokens: Vec<String>,
     scores: Vec<f32>,
     attrs: Vec<u32>,
-    token_to_id: HashMap<String, u32>,
+    token_to_id: FxMap<String, u32>,
     /// BPE merge ranks keyed by "left right" (the merge line split at its first space
     /// after position 0; the left part never contains a space when we look it up).
-    merges: HashMap<String, u32>,
+    merges: FxMap<String, u32>,
     /// Bytes of every token's piece as llama.cpp's `token_to_piece(special = true)`.
     pieces: Vec<Vec<u8>>,
     /// CONTROL / USER_DEFINED / UNKNOWN tokens, longest text first (partition order).
@@ -357,7 +396,7 @@ impl Tokenizer {
         let mut ignore_merges = false;
         let mut gemma4 = false;
         let mut pretok = None;
-        let mut merges = HashMap::new();
+        let mut merges = FxMap::default();
 
         match model.as_str() {
             "llama" => {
@@ -450,7 +489,7 @@ impl Tokenizer {
                 a[..n].iter().map(|x| type_to_attr(x.as_i64().unwrap_or(0))).collect()
             }
         };
-        let mut token_to_id = HashMap::with_capacity(n);
+        let mut token_to_id = FxMap::with_capacity_and_hasher(n, Default::default());
         for (i, t) in tokens.iter().enumerate() {
             // Duplicate texts: the later id wins, as in llama.cpp's map assignment.
             token_to_id.insert(t.clone(), i as u32);
@@ -504,9 +543,9 @@ impl Tokenizer {
                 if slot.is_some() {
                     return;
                 }
-                if let Some(id) = (0..n).find(|&i| names.contains(&tokens[i].as_str())) {
-                    *slot = Some(id as u32);
-                    attrs[id] |= ATTR_CONTROL;
+                if let Some(id) = names.iter().filter_map(|t| token_to_id.get(*t).copied()).min() {
+                    *slot = Some(id);
+                    attrs[id as usize] |= ATTR_CONTROL;
                 }
             };
             detect(
@@ -551,16 +590,16 @@ impl Tokenizer {
             "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>",
             "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>", "<｜end▁of▁sentence｜>", "[e~[",
         ];
-        for i in 0..n {
-            if EOG_TEXTS.contains(&tokens[i].as_str()) {
-                eog.insert(i as u32);
-                attrs[i] |= ATTR_CONTROL;
+        for t in EOG_TEXTS {
+            if let Some(&id) = token_to_id.get(*t) {
+                eog.insert(id);
+                attrs[id as usize] |= ATTR_CONTROL;
             }
         }
         // gpt-oss: these are always rendered.
-        for i in 0..n {
-            if matches!(tokens[i].as_str(), "<|channel|>" | "<|message|>" | "<|start|>" | "<|constrain|>") {
-                attrs[i] = ATTR_USER_DEFINED;
+        for t in ["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"] {
+            if let Some(&id) = token_to_id.get(t) {
+                attrs[id as usize] = ATTR_USER_DEFINED;
             }
         }
         eog.extend(eos);

@@ -1,0 +1,151 @@
+//! Compare against llama.cpp's `llama-tokenize` on the two real models, using the golden
+//! files written by tests/gen_real_golden.sh (ids, per-token piece bytes, EOG set).
+
+mod common;
+
+use hearth_formats::GgufFile;
+use hearth_tokenizer::{StreamDecoder, Tokenizer};
+use serde_json::Value;
+use std::time::Instant;
+
+const SMOL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+const GEMMA: &str = "gemma-3-270m-Q4_K_M.gguf";
+
+fn load(name: &str) -> Tokenizer {
+    let g = GgufFile::open(common::model(name)).unwrap_or_else(|e| panic!("{e}"));
+    let t0 = Instant::now();
+    let tok = Tokenizer::from_gguf(&g).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("{name}: tokenizer built in {:?} ({} tokens)", t0.elapsed(), tok.vocab_size());
+    tok
+}
+
+fn golden(name: &str) -> Value {
+    let stem = name.strip_suffix(".gguf").unwrap();
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{stem}.json"));
+    let s = std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e} (run crates/tokenizer/tests/gen_real_golden.sh)", p.display()));
+    serde_json::from_str(&s).unwrap()
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+fn check_model(name: &str) {
+    let tok = load(name);
+    let g = golden(name);
+    let want_eog: Vec<u32> = g["eog_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    assert_eq!(tok.eog_ids(), want_eog, "{name}: EOG set differs from llama.cpp's");
+
+    let cases = g["cases"].as_array().unwrap();
+    let (mut ok, mut roundtrips, mut failures) = (0, 0, Vec::new());
+    for c in cases {
+        let prompt = c["prompt"].as_str().unwrap();
+        let add = c["add_special"].as_bool().unwrap();
+        let parse = c["parse_special"].as_bool().unwrap();
+        let want: Vec<u32> = c["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let got = tok.encode(prompt, add, parse);
+        if got != want {
+            failures.push(format!("{prompt:?} add={add} parse={parse}\n    want {want:?}\n    got  {got:?}"));
+            continue;
+        }
+        // Piece bytes of every token must match llama.cpp's token_to_piece.
+        let pieces: Vec<Vec<u8>> = c["pieces_hex"].as_array().unwrap().iter().map(|v| hex(v.as_str().unwrap())).collect();
+        for (id, p) in want.iter().zip(&pieces) {
+            // llama-tokenize prints pieces as C strings: a NUL byte ends them.
+            let mine = tok.token_bytes(*id);
+            let mine = mine.split(|&b| b == 0).next().unwrap_or(&[]).to_vec();
+            assert_eq!(&mine, p, "{name}: piece of token {id}");
+        }
+        // Round trip wherever llama.cpp's pieces reassemble the prompt exactly.
+        if !add && pieces.concat() == prompt.as_bytes() {
+            assert_eq!(tok.decode(&got, false), prompt, "{name}: decode(encode(x)) != x");
+            roundtrips += 1;
+        }
+        ok += 1;
+    }
+    eprintln!("{name}: {ok}/{} cases match llama-tokenize, {roundtrips} round trips checked", cases.len());
+    assert!(failures.is_empty(), "{name}: {} mismatches:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn smollm2_matches_llama_tokenize() {
+    check_model(SMOL);
+}
+
+#[test]
+fn gemma3_matches_llama_tokenize() {
+    check_model(GEMMA);
+}
+
+#[test]
+fn metadata_and_specials() {
+    let smol = load(SMOL);
+    assert_eq!(smol.model_kind(), "gpt2");
+    assert_eq!(smol.pre(), "smollm");
+    assert!(!smol.add_bos());
+    let im_end = smol.token_id("<|im_end|>").unwrap();
+    assert!(smol.is_eog(im_end));
+    assert_eq!(smol.token_text(im_end), "<|im_end|>");
+    assert_eq!(smol.token_bytes(im_end), b"<|im_end|>");
+
+    let gemma = load(GEMMA);
+    assert_eq!(gemma.model_kind(), "llama");
+    assert!(gemma.add_bos());
+    assert_eq!(gemma.bos(), gemma.token_id("<bos>"));
+    assert!(gemma.is_eog(gemma.token_id("<end_of_turn>").unwrap()));
+    // Byte-fallback token → its byte.
+    let nl = gemma.token_id("<0x0A>").unwrap();
+    assert_eq!(gemma.token_bytes(nl), b"\n");
+    // Special tokens are dropped with skip_special, kept otherwise.
+    let ids = gemma.encode("<start_of_turn>user\nhi", true, true);
+    assert_eq!(gemma.decode(&ids, true), "user\nhi");
+    assert_eq!(gemma.decode(&ids, false), "<bos><start_of_turn>user\nhi");
+}
+
+#[test]
+fn gemma_vocab_loads_fast() {
+    let g = GgufFile::open(common::model(GEMMA)).unwrap();
+    let t0 = Instant::now();
+    let tok = Tokenizer::from_gguf(&g).unwrap();
+    let dt = t0.elapsed();
+    assert_eq!(tok.vocab_size(), 262144);
+    // Generous bound for a loaded CI machine; typically far less.
+    assert!(dt.as_secs_f64() < 3.0, "building the 262k-token vocabulary took {dt:?}");
+}
+
+/// Multi-byte characters whose bytes are spread over several tokens must come out whole.
+#[test]
+fn stream_decoder_holds_back_partial_utf8() {
+    for name in [SMOL, GEMMA] {
+        let tok = load(name);
+        let text = "emoji 🦙🔥 中文 ok";
+        let ids = tok.encode(text, false, false);
+        // The test is only meaningful if some token is not valid UTF-8 on its own.
+        let split = ids.iter().any(|&id| std::str::from_utf8(&tok.token_bytes(id)).is_err());
+        assert!(split, "{name}: expected some token to carry a partial character");
+        let mut d = StreamDecoder::new(true);
+        let mut out = String::new();
+        for &id in &ids {
+            let piece = d.push(&tok, id);
+            assert!(!piece.contains('\u{FFFD}'), "{name}: broken UTF-8 emitted: {piece:?}");
+            out.push_str(&piece);
+        }
+        out.push_str(&d.flush());
+        assert_eq!(out, text, "{name}");
+    }
+}
+
+#[test]
+fn stream_decoder_flushes_incomplete_tail() {
+    let tok = load(GEMMA);
+    // Only the first byte of a 3-byte character (U+4E2D 中 = E4 B8 AD).
+    let e4 = tok.token_id("<0xE4>").unwrap();
+    let mut d = StreamDecoder::new(false);
+    assert_eq!(d.push(&tok, tok.token_id("a").unwrap()), "a");
+    assert_eq!(d.push(&tok, e4), "");
+    assert_eq!(d.push(&tok, tok.token_id("<0xB8>").unwrap()), "");
+    assert_eq!(d.push(&tok, tok.token_id("<0xAD>").unwrap()), "中");
+    assert_eq!(d.push(&tok, e4), "");
+    assert_eq!(d.flush(), "\u{FFFD}");
+}

@@ -33,4 +33,4 @@ pub use backend::{
 };
 pub use config::ServerConfig;
 pub use error::ApiError;
-pub use serve::{serve, serve_on};
+pub use serve::{serve, serve_on, shutdown_signal};

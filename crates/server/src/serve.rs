@@ -72,7 +72,8 @@ pub async fn serve_on(
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM (SIGINT only off Unix).
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!("cannot listen for SIGINT: {e}");

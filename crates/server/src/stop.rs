@@ -60,7 +60,7 @@ impl Matcher {
         let mut best: Option<(usize, usize)> = None;
         for (i, p) in self.patterns.iter().enumerate() {
             if let Some(pos) = self.pending.find(p.as_str()) {
-                if best.map_or(true, |(bp, _)| pos < bp) {
+                if !matches!(best, Some((bp, _)) if bp <= pos) {
                     best = Some((pos, i));
                 }
             }

@@ -243,17 +243,19 @@ async fn handle(state: &SharedState, req: CompletionRequest) -> ApiResult<Respon
     state.metrics.prompt_tokens(&card.id, prompt_tokens);
 
     // Per choice: the echoed prompt (text and logprob entries), if any.
-    let echoes: Vec<Echo> = tokenized
-        .iter()
-        .flat_map(|(_, text, pieces)| {
-            std::iter::repeat(Echo {
-                text: text.clone(),
-                pieces: pieces.clone(),
-            })
-            .take(n)
-        })
-        .map(|e| if echo { e } else { Echo::default() })
-        .collect();
+    let mut echoes = Vec::with_capacity(choices.len());
+    for (_, text, pieces) in &tokenized {
+        for _ in 0..n {
+            echoes.push(if echo {
+                Echo {
+                    text: text.clone(),
+                    pieces: pieces.clone(),
+                }
+            } else {
+                Echo::default()
+            });
+        }
+    }
     let ctx = Ctx {
         id: launch.request_id.clone(),
         created: ids::unix_now(),

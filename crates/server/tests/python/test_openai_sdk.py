@@ -1,0 +1,137 @@
+"""The official `openai` Python SDK against hearth-server over the fake backend.
+
+The SDK is the oracle for "OpenAI-compatible": it parses every response into
+its own pydantic models and raises typed errors from status codes.
+
+Run: pip install openai pytest && python3 -m pytest crates/server/tests/python
+(builds `cargo build -p hearth-server --example fake_server` first).
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import openai
+import pytest
+
+REPO = Path(__file__).resolve().parents[4]
+SCRIPT = "Hello from the fake backend. Goodbye, wörld!"
+MODEL = "fake-model"
+
+
+def _binary() -> Path:
+    subprocess.run(
+        ["cargo", "build", "--quiet", "-p", "hearth-server", "--example", "fake_server"],
+        cwd=REPO,
+        check=True,
+    )
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    path = target / "debug" / "examples" / "fake_server"
+    assert path.exists(), f"{path} was not built"
+    return path
+
+
+@pytest.fixture(scope="module")
+def server():
+    proc = subprocess.Popen(
+        [str(_binary()), "--port", "0", "--script", SCRIPT],
+        stdout=subprocess.PIPE,
+        stderr=sys.stderr,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline().strip()
+        assert line.startswith("listening on http://"), f"unexpected first line: {line!r}"
+        yield line.removeprefix("listening on ")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
+
+
+def chat(client, **kw):
+    return client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}], **kw
+    )
+
+
+def test_models(client):
+    models = client.models.list().data
+    assert [m.id for m in models] == [MODEL]
+    assert models[0].owned_by == "hearth"
+    assert client.models.retrieve(MODEL).id == MODEL
+
+
+def test_non_streaming(client):
+    r = chat(client)
+    assert r.object == "chat.completion"
+    assert r.id.startswith("chatcmpl-")
+    assert r.model == MODEL
+    assert r.choices[0].message.role == "assistant"
+    assert r.choices[0].message.content == SCRIPT
+    assert r.choices[0].finish_reason == "stop"
+    assert r.usage.completion_tokens == len(SCRIPT.encode())  # one token per byte
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+
+
+def test_streaming_with_usage_chunk(client):
+    chunks = list(chat(client, stream=True, stream_options={"include_usage": True}))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == SCRIPT
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "stop" and all(f is None for f in finishes[:-1])
+    last = chunks[-1]
+    assert last.choices == []
+    assert last.usage.completion_tokens == len(SCRIPT.encode())
+    assert all(c.usage is None for c in chunks[:-1])
+
+
+def test_stop(client):
+    r = chat(client, stop=["Goodbye"])
+    assert r.choices[0].message.content == "Hello from the fake backend. "
+    assert r.choices[0].finish_reason == "stop"
+    streamed = "".join(
+        c.choices[0].delta.content or "" for c in chat(client, stop="Goodbye", stream=True)
+    )
+    assert streamed == "Hello from the fake backend. "
+
+
+def test_n_2(client):
+    r = chat(client, n=2, max_tokens=5)
+    assert [c.index for c in r.choices] == [0, 1]
+    assert all(c.message.content == SCRIPT[:5] for c in r.choices)
+    assert all(c.finish_reason == "length" for c in r.choices)
+    assert r.usage.completion_tokens == 10
+
+
+def test_completions(client):
+    r = client.completions.create(model=MODEL, prompt="Say:", max_tokens=5, echo=True)
+    assert r.object == "text_completion"
+    assert r.choices[0].text == "Say:" + SCRIPT[:5]
+    chunks = list(client.completions.create(model=MODEL, prompt="Say:", max_tokens=5, stream=True))
+    assert "".join(c.choices[0].text for c in chunks) == SCRIPT[:5]
+
+
+def test_unknown_model_is_404(client):
+    with pytest.raises(openai.NotFoundError) as e:
+        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+    assert e.value.status_code == 404
+    assert e.value.code == "model_not_found"
+    assert e.value.param == "model"
+
+
+def test_bad_param_is_400(client):
+    with pytest.raises(openai.BadRequestError) as e:
+        chat(client, temperature=5)
+    assert e.value.param == "temperature"
+    assert e.value.type == "invalid_request_error"
+    with pytest.raises(openai.BadRequestError) as e:
+        chat(client, max_tokens=10**6)
+    assert e.value.code == "context_length_exceeded"
+    assert "256" in e.value.message

@@ -216,6 +216,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Start a generation. Events arrive on the returned channel; dropping the
     /// receiver cancels the generation (the backend must notice and free its
     /// resources). Returns `QueueFull` instead of queueing without bound.
+    ///
+    /// Called on an async worker inside a tokio runtime: it must not block
+    /// (enqueue to the engine loop and return; never run the model here).
     fn generate(&self, req: GenerateRequest)
         -> Result<mpsc::Receiver<GenerateEvent>, BackendError>;
 

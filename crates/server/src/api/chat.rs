@@ -62,7 +62,9 @@ pub async fn handler(
         Ok(JsonBody(req)) => {
             let model = req.model.clone();
             let r = handle(&state, req).await;
-            let known = !matches!(&r, Err(e) if e.code == Some("model_not_found"));
+            // Label by model only for served models: a client must not be
+            // able to grow the metrics without bound with made-up names.
+            let known = state.backend.models().iter().any(|m| m.id == model);
             (if known { model } else { String::new() }, r)
         }
         Err(e) => (String::new(), Err(e)),

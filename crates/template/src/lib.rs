@@ -141,6 +141,18 @@ const TEMPLATE_NAME: &str = "chat_template";
 /// Content given as a parts list contributes the text of its text parts.
 const CHATML_FALLBACK: &str = include_str!("chatml.jinja");
 
+/// Where a template loaded by [`ChatTemplate::from_gguf`] came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TemplateSource {
+    /// The GGUF's own `tokenizer.chat_template`.
+    Gguf,
+    /// The GGUF has no template: [`ChatTemplate::fallback`] (ChatML); the caller should warn.
+    Fallback,
+}
+
+/// The GGUF metadata key holding the model's default chat template.
+pub const GGUF_CHAT_TEMPLATE_KEY: &str = "tokenizer.chat_template";
+
 /// The error `raise_exception` attaches as the source of its minijinja error, so that
 /// [`ChatTemplate::render`] can report the template's own message as [`TemplateError::Raised`].
 #[derive(Debug)]
@@ -173,6 +185,40 @@ impl ChatTemplate {
     pub fn fallback(bos_token: &str, eos_token: &str) -> Self {
         // The fallback source is ours and covered by tests; failing to compile it is a bug.
         Self::new(CHATML_FALLBACK, bos_token, eos_token).expect("built-in ChatML template compiles")
+    }
+
+    /// The model's chat template from GGUF metadata (`tokenizer.chat_template`), with the BOS
+    /// and EOS token texts (`tokenizer.ggml.tokens[tokenizer.ggml.{bos,eos}_token_id]`; empty
+    /// when the file does not name them). Falls back to ChatML when the GGUF has no template,
+    /// as llama.cpp does; the returned [`TemplateSource`] says which, so the caller can warn.
+    pub fn from_gguf(
+        gguf: &hearth_formats::GgufFile,
+    ) -> Result<(Self, TemplateSource), TemplateError> {
+        let token_text = |key: &str| -> String {
+            let tokens = gguf.get("tokenizer.ggml.tokens").and_then(|v| v.as_array());
+            match (tokens, gguf.get_u64(key)) {
+                (Some(tokens), Some(id)) => usize::try_from(id)
+                    .ok()
+                    .and_then(|id| tokens.get(id))
+                    .and_then(|t| t.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                _ => String::new(),
+            }
+        };
+        let bos = token_text("tokenizer.ggml.bos_token_id");
+        let eos = token_text("tokenizer.ggml.eos_token_id");
+        match gguf.get(GGUF_CHAT_TEMPLATE_KEY) {
+            Some(v) => {
+                let source = v.as_str().ok_or_else(|| {
+                    TemplateError::Syntax(format!(
+                        "GGUF metadata {GGUF_CHAT_TEMPLATE_KEY} is not a string"
+                    ))
+                })?;
+                Ok((Self::new(source, &bos, &eos)?, TemplateSource::Gguf))
+            }
+            None => Ok((Self::fallback(&bos, &eos), TemplateSource::Fallback)),
+        }
     }
 
     /// The source of the fallback template (for `hearth template` to show, and for tests).
@@ -392,8 +438,7 @@ fn describe(e: &Error) -> String {
 fn rewrite_source(source: &str) -> String {
     let mut out = String::with_capacity(source.len() + 64);
     let mut rest = source;
-    loop {
-        let Some(pos) = rest.find('{') else { break };
+    while let Some(pos) = rest.find('{') {
         let after = &rest[pos..];
         let close = if after.starts_with("{#") {
             "#}"
@@ -481,18 +526,15 @@ fn rewrite_for(body: &str) -> Option<String> {
     let keyword_at = |i: usize, kw: &str| -> bool {
         body[bytes[i].0..].starts_with(kw)
             && (i == 0 || !is_word(bytes[i - 1].1))
-            && body[bytes[i].0 + kw.len()..]
-                .chars()
-                .next()
-                .map_or(true, |c| !is_word(c))
+            && !matches!(body[bytes[i].0 + kw.len()..].chars().next(), Some(c) if is_word(c))
     };
     let mut in_pos = None;
-    for i in 0..bytes.len() {
+    for (i, &(_, c)) in bytes.iter().enumerate() {
         if keyword_at(i, "in") {
             in_pos = Some(i);
             break;
         }
-        if matches!(bytes[i].1, '\'' | '"') {
+        if matches!(c, '\'' | '"') {
             return None; // targets never contain strings
         }
     }

@@ -109,10 +109,9 @@ impl CivilTime {
                     let _ = write!(out, "{v:0width$}");
                 }
             };
-            let hour12 = if self.hour % 12 == 0 {
-                12
-            } else {
-                self.hour % 12
+            let hour12 = match self.hour % 12 {
+                0 => 12,
+                h => h,
             };
             let month_name = MONTHS[(self.month.clamp(1, 12) - 1) as usize];
             let weekday_name = WEEKDAYS[self.weekday() as usize];

@@ -33,6 +33,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import sys
 
 import jinja2
@@ -73,6 +74,17 @@ def gguf_template(path):
     bos_id = field("tokenizer.ggml.bos_token_id")
     eos_id = field("tokenizer.ggml.eos_token_id")
     return field("tokenizer.chat_template"), tokens[bos_id], tokens[eos_id]
+
+
+def llama_cpp_chatml_source(llama_src):
+    """The CHATML_TEMPLATE_SRC macro of llama.cpp's common/chat.cpp, as the C compiler sees it."""
+    with open(os.path.join(llama_src, "common", "chat.cpp"), encoding="utf-8") as f:
+        text = f.read()
+    m = re.search(r"#define CHATML_TEMPLATE_SRC(.*?)\n\n", text, re.S)
+    if not m:
+        sys.exit("CHATML_TEMPLATE_SRC not found in common/chat.cpp")
+    literals = re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(1))
+    return "".join(lit.encode("latin-1").decode("unicode_escape") for lit in literals)
 
 
 def render(source, conv, add_generation_prompt, bos, eos):
@@ -126,6 +138,10 @@ def main():
     with open(os.path.join(HERE, "..", "src", "chatml.jinja"), encoding="utf-8") as f:
         sources.append(("hearth/chatml.jinja", f.read(), DEFAULT_BOS, DEFAULT_EOS))
 
+    # llama.cpp's own default (common/chat.cpp CHATML_TEMPLATE_SRC, used when a model has no
+    # template): our fallback must render the same wherever that template renders at all.
+    llama_chatml = llama_cpp_chatml_source(llama_src)
+
     golden = {
         "generator": "crates/template/tests/gen_golden.py",
         "fixed_now": FIXED_NOW.isoformat(),
@@ -160,6 +176,15 @@ def main():
         }
         n_ok = sum(1 for c in cases.values() if "ok" in c)
         print(f"{key}: {n_ok}/{len(cases)} rendered", file=sys.stderr)
+
+    golden["llama_cpp_chatml"] = {
+        "sha256": hashlib.sha256(llama_chatml.encode("utf-8")).hexdigest(),
+        "cases": {
+            f"{conv['name']}/{'gen' if agp else 'nogen'}": render(llama_chatml, conv, agp, DEFAULT_BOS, DEFAULT_EOS)
+            for conv in conversations
+            for agp in (False, True)
+        },
+    }
 
     # Small templates of our own (tests/snippets.json) exercising one feature each: tojson
     # options, Python printing, string/dict methods, tests, slices, loop controls, namespace, ...

@@ -13,7 +13,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use hearth_template::{parse_messages, ChatTemplate, CivilTime, RenderOptions, TemplateError};
+use hearth_template::{
+    parse_messages, ChatTemplate, CivilTime, RenderOptions, TemplateError, TemplateSource,
+};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
@@ -207,6 +209,12 @@ fn matches_transformers_apply_chat_template() {
 
         let compiled = if key == "hearth/chatml.jinja" {
             Ok(ChatTemplate::fallback(&bos, &eos))
+        } else if let Some(file) = key.strip_prefix("gguf/") {
+            // Through the public GGUF loader (its BOS/EOS are the ones checked above).
+            let f = hearth_formats::GgufFile::open(models_dir().join(file)).unwrap();
+            let (t, src) = ChatTemplate::from_gguf(&f).unwrap();
+            assert_eq!(src, TemplateSource::Gguf, "{key}");
+            Ok(t.with_fixed_now(fixed_now()))
         } else {
             ChatTemplate::new(&source, &bos, &eos).map(|t| t.with_fixed_now(fixed_now()))
         };
@@ -371,6 +379,44 @@ fn snippets_match_transformers() {
         "snippets differing from transformers:\n{}",
         failures.join("\n")
     );
+}
+
+/// Our fallback renders exactly what llama.cpp's default template (common/chat.cpp
+/// CHATML_TEMPLATE_SRC, rendered by transformers) renders, wherever that template renders.
+/// Where it fails (content given as a parts list, or absent on a tool-call message) our
+/// fallback is deliberately lenient: it uses the text parts / empty content.
+#[test]
+fn fallback_matches_llama_cpp_default_chatml() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let golden: Json = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("golden.json")).expect("tests/golden.json"),
+    )
+    .unwrap();
+    let cases = golden["llama_cpp_chatml"]["cases"]
+        .as_object()
+        .expect("golden llama_cpp_chatml");
+    let t = ChatTemplate::fallback("<s>", "</s>");
+    let mut checked = 0;
+    for conv in conversations() {
+        for agp in [false, true] {
+            let case = format!("{}/{}", conv.name, if agp { "gen" } else { "nogen" });
+            let Some(want) = cases[&case].get("ok").and_then(Json::as_str) else {
+                continue;
+            };
+            let opts = RenderOptions {
+                add_generation_prompt: agp,
+                tools: conv.opts_tools.clone(),
+                extra: conv.extra.clone(),
+            };
+            assert_eq!(
+                t.render(&conv.messages, &opts).unwrap(),
+                want,
+                "fallback vs llama.cpp chatml, {case}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} cases compared");
 }
 
 #[test]

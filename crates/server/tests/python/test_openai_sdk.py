@@ -135,3 +135,28 @@ def test_bad_param_is_400(client):
         chat(client, max_tokens=10**6)
     assert e.value.code == "context_length_exceeded"
     assert "256" in e.value.message
+
+
+def test_metrics_parse_with_prometheus_client(server, client):
+    """prometheus_client's own parser is the oracle for the exposition format."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    chat(client, max_tokens=3)
+    body = urllib.request.urlopen(f"{server}/metrics").read().decode()
+    families = {f.name: f for f in text_string_to_metric_families(body)}
+    # prometheus_client strips the _total suffix from counter family names.
+    requests = families["hearth_requests"]
+    assert requests.type == "counter"
+    ok = [s for s in requests.samples if s.labels == {"endpoint": "chat_completions", "model": MODEL, "status": "200"}]
+    assert ok and ok[0].value >= 1
+    ttft = families["hearth_time_to_first_token_seconds"]
+    assert ttft.type == "histogram"
+    buckets = [s for s in ttft.samples if s.name.endswith("_bucket")]
+    counts = [s.value for s in buckets]
+    assert counts == sorted(counts), "buckets are cumulative"
+    assert buckets[-1].labels["le"] == "+Inf"
+    count = next(s.value for s in ttft.samples if s.name.endswith("_count"))
+    assert buckets[-1].value == count
+    assert families["hearth_requests_running"].type == "gauge"

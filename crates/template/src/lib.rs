@@ -812,3 +812,126 @@ fn join_filter(
     }
     Ok(Value::from(out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_template_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<ChatTemplate>();
+    }
+
+    #[test]
+    fn parse_messages_accepts_list_and_request_body() {
+        let list = r#"[{"role":"user","content":"hi","name":null},{"role":"assistant","content":[{"type":"text","text":"yo"}]}]"#;
+        let m = parse_messages(list).unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].role(), Some("user"));
+        assert_eq!(m[1].content_text().as_deref(), Some("yo"));
+        // Key order is kept (templates can see it).
+        assert_eq!(
+            m[0].0.keys().collect::<Vec<_>>(),
+            ["role", "content", "name"]
+        );
+        let body = r#"{"model":"x","messages":[{"role":"user","content":"hi"}]}"#;
+        assert_eq!(parse_messages(body).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn parse_messages_errors_name_the_field() {
+        let err = |json: &str| parse_messages(json).unwrap_err().to_string();
+        assert!(err("nope").contains("not valid JSON"));
+        assert!(err("42").contains("expected an array of messages"));
+        assert!(err(r#"{"messages": 1}"#).contains("\"messages\" must be an array"));
+        assert!(err(r#"[1]"#).contains("messages[0]: expected an object"));
+        assert!(err(r#"[{"content":"x"}]"#).contains("messages[0]: missing \"role\""));
+        assert!(err(r#"[{"role":"user","content":"a"},{"role":3}]"#).contains("messages[1].role"));
+        assert!(err(r#"[{"role":"user","content":5}]"#).contains("messages[0].content"));
+        assert!(err(r#"[{"role":"user","content":["x"]}]"#).contains("messages[0].content[0]"));
+        assert!(err(r#"[{"role":"assistant","tool_calls":{}}]"#).contains("messages[0].tool_calls"));
+        assert!(err(r#"[{"role":"tool","tool_call_id":1}]"#).contains("messages[0].tool_call_id"));
+    }
+
+    #[test]
+    fn errors_are_typed() {
+        assert!(matches!(
+            ChatTemplate::new("{% if %}", "", ""),
+            Err(TemplateError::Syntax(_))
+        ));
+        let t =
+            ChatTemplate::new("{{ raise_exception('no ' + messages[0].role) }}", "", "").unwrap();
+        match t.render(&[Message::new("user", "x")], &RenderOptions::default()) {
+            Err(TemplateError::Raised(m)) => assert_eq!(m, "no user"),
+            other => panic!("{other:?}"),
+        }
+        // raise_exception inside a macro still reports the template's message.
+        let t = ChatTemplate::new(
+            "{% macro f() %}{{ raise_exception('deep') }}{% endmacro %}{{ f() }}",
+            "",
+            "",
+        )
+        .unwrap();
+        assert!(
+            matches!(t.render(&[], &RenderOptions::default()), Err(TemplateError::Raised(m)) if m == "deep")
+        );
+        let t = ChatTemplate::new("{{ messages[0].a.b }}", "", "").unwrap();
+        assert!(matches!(
+            t.render(&[Message::new("user", "x")], &RenderOptions::default()),
+            Err(TemplateError::Render(_))
+        ));
+    }
+
+    #[test]
+    fn prepare_message_drops_nulls_and_aliases_reasoning() {
+        let m = Message::new("assistant", "a")
+            .with("reasoning", "r")
+            .with("tool_calls", Json::Null);
+        let p = prepare_message(&m.0);
+        assert_eq!(
+            p.keys().collect::<Vec<_>>(),
+            [
+                "thinking",
+                "role",
+                "content",
+                "reasoning",
+                "reasoning_content"
+            ]
+        );
+        assert_eq!(p["thinking"], "r");
+        assert_eq!(p["reasoning_content"], "r");
+        let plain = Message::new("user", "u");
+        assert_eq!(prepare_message(&plain.0), plain.0);
+    }
+
+    #[test]
+    fn rewrite_for_wraps_only_the_iterable() {
+        assert_eq!(
+            rewrite_for(" for m in messages ").unwrap(),
+            " for m in (messages)|__py_iter "
+        );
+        assert_eq!(
+            rewrite_for(" for k, v in d.items() if k != 'if' recursive").unwrap(),
+            " for k, v in (d.items())|__py_iter if k != 'if' recursive"
+        );
+        assert_eq!(
+            rewrite_for(" for x in f(a if b else c) if x").unwrap(),
+            " for x in (f(a if b else c))|__py_iter if x"
+        );
+        assert_eq!(
+            rewrite_for(" for index in indexes ").unwrap(),
+            " for index in (indexes)|__py_iter "
+        );
+        assert!(rewrite_for(" for x ").is_none());
+    }
+
+    #[test]
+    fn rewrite_source_keeps_raw_comments_and_whitespace_markers() {
+        let src = "{#- {% for a in b %} -#}{%- for m in xs -%}{{ '{% for' }}{%+ endfor %}{% raw %}{% for q in r %}{% endraw %}{%- generation -%}";
+        assert_eq!(
+            rewrite_source(src),
+            "{#- {% for a in b %} -#}{%- for m in (xs)|__py_iter -%}{{ '{% for' }}{%+ endfor %}{% raw %}{% for q in r %}{% endraw %}{%- if true -%}"
+        );
+    }
+}

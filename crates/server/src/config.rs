@@ -20,6 +20,10 @@ pub struct ServerConfig {
     /// Interval of SSE comment lines that keep idle streams (long prompts)
     /// alive through proxies.
     pub sse_keep_alive: Duration,
+    /// When set, every route but `/health` requires
+    /// `Authorization: Bearer <key>` (401 otherwise), like llama-server's
+    /// `--api-key`.
+    pub api_key: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -31,6 +35,7 @@ impl Default for ServerConfig {
             max_n: 16,
             max_stop: 16,
             sse_keep_alive: Duration::from_secs(15),
+            api_key: None,
         }
     }
 }

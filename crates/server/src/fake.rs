@@ -40,6 +40,8 @@ pub struct FakeConfig {
     pub capacity: usize,
     /// Send `GenerateEvent::Error` after this many tokens.
     pub fail_after: Option<usize>,
+    /// When set, `health()` reports this reason.
+    pub unhealthy: Option<String>,
 }
 
 impl Default for FakeConfig {
@@ -52,6 +54,7 @@ impl Default for FakeConfig {
             eos_after: None,
             capacity: 64,
             fail_after: None,
+            unhealthy: None,
         }
     }
 }
@@ -285,6 +288,13 @@ impl Backend for FakeBackend {
             }
         });
         Ok(rx)
+    }
+
+    fn health(&self) -> Result<(), String> {
+        match &self.config.unhealthy {
+            Some(why) => Err(why.clone()),
+            None => Ok(()),
+        }
     }
 
     fn stats(&self) -> BackendStats {

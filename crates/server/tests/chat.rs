@@ -396,7 +396,7 @@ async fn hermes_tool_calls_become_openai_tool_calls() {
     assert_eq!(args, json!({"city": "Paris"}));
     // The tools reached the template and the backend.
     let req = s.fake.last_request.lock().unwrap().clone().unwrap();
-    assert_eq!(req.constraints.tools, Some(tools));
+    assert_eq!(req.constraints.tools, Some(tools.clone()));
     let prompt = String::from_utf8(req.prompt_tokens.iter().map(|&t| t as u8).collect()).unwrap();
     assert!(prompt.starts_with("<|tools|>"), "{prompt}");
 
@@ -423,6 +423,14 @@ async fn hermes_tool_calls_become_openai_tool_calls() {
         chunks.last().unwrap()["choices"][0]["finish_reason"],
         "tool_calls"
     );
+
+    // tool_choice "none": the model was told not to call tools; leave the text.
+    let mut none = chat_body("weather?");
+    none["tools"] = tools.clone();
+    none["tool_choice"] = json!("none");
+    let (_, _, v) = s.post("/v1/chat/completions", &none).await;
+    assert_eq!(v["choices"][0]["message"]["content"], script);
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
 
     // Without tools in the request the same output is plain content.
     let (_, _, v) = s.post("/v1/chat/completions", &chat_body("weather?")).await;

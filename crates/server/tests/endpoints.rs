@@ -476,3 +476,51 @@ async fn drain_deadline_cuts_long_streams() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn unhealthy_backend_gives_503() {
+    let cfg = FakeConfig {
+        unhealthy: Some("still loading".into()),
+        ..FakeConfig::default()
+    };
+    let s = TestServer::start(cfg).await;
+    let (status, body) = s.get("/health").await;
+    assert_eq!(status, 503);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("still loading"));
+}
+
+#[tokio::test]
+async fn api_key_is_required_when_configured() {
+    let server_cfg = ServerConfig {
+        api_key: Some("sekret".into()),
+        ..ServerConfig::default()
+    };
+    let s = TestServer::start_with(scripted("ok"), server_cfg).await;
+    let (status, body) = s.get("/v1/models").await;
+    assert_eq!(status, 401);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], "invalid_api_key");
+    let r = s
+        .client
+        .get(s.url("/v1/models"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = s
+        .client
+        .post(s.url("/v1/chat/completions"))
+        .bearer_auth("sekret")
+        .json(&chat_body("hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // Health probes need no key.
+    assert_eq!(s.get("/health").await.0, 200);
+}

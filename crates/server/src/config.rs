@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::backend::SamplingParams;
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Where [`crate::serve`] listens.
@@ -24,6 +26,11 @@ pub struct ServerConfig {
     /// `Authorization: Bearer <key>` (401 otherwise), like llama-server's
     /// `--api-key`.
     pub api_key: Option<String>,
+    /// Sampling settings used for what a request leaves out. The default is
+    /// OpenAI's neutral set (temperature 1, no top-k/top-p/min-p, no
+    /// penalties); an operator may prefer llama.cpp's (top-k 40, top-p 0.95,
+    /// min-p 0.05) or a model's `generation_config.json`.
+    pub default_sampling: SamplingParams,
 }
 
 impl Default for ServerConfig {
@@ -36,6 +43,7 @@ impl Default for ServerConfig {
             max_stop: 16,
             sse_keep_alive: Duration::from_secs(15),
             api_key: None,
+            default_sampling: SamplingParams::default(),
         }
     }
 }

@@ -82,17 +82,20 @@ async fn handle(state: &SharedState, req: ChatCompletionRequest) -> ApiResult<Re
     let card = state.model(&req.model)?;
 
     let messages = normalize_messages(&req.messages)?;
-    let params = common::sampling(&SamplingFields {
-        temperature: req.temperature,
-        top_p: req.top_p,
-        top_k: req.top_k,
-        min_p: req.min_p,
-        seed: req.seed,
-        presence_penalty: req.presence_penalty,
-        frequency_penalty: req.frequency_penalty,
-        repetition_penalty: req.repetition_penalty,
-        logit_bias: req.logit_bias.as_ref(),
-    })?;
+    let params = common::sampling(
+        &SamplingFields {
+            temperature: req.temperature,
+            top_p: req.top_p,
+            top_k: req.top_k,
+            min_p: req.min_p,
+            seed: req.seed,
+            presence_penalty: req.presence_penalty,
+            frequency_penalty: req.frequency_penalty,
+            repetition_penalty: req.repetition_penalty,
+            logit_bias: req.logit_bias.as_ref(),
+        },
+        &state.config.default_sampling,
+    )?;
     let n = common::n_choices(req.n, state.config.max_n)?;
     let stop = common::stop_strings(req.stop.as_ref(), state.config.max_stop)?;
     let logprobs = match (req.logprobs.unwrap_or(false), req.top_logprobs) {

@@ -54,10 +54,11 @@ fn in_range(param: &str, v: Option<f32>, lo: f32, hi: f32, default: f32) -> ApiR
 }
 
 /// Check ranges (OpenAI's documented ones; vLLM's for the extensions
-/// `top_k`, `min_p`, `repetition_penalty`) and fill in defaults.
-pub fn sampling(f: &SamplingFields<'_>) -> ApiResult<SamplingParams> {
-    let temperature = in_range("temperature", f.temperature, 0.0, 2.0, 1.0)?;
-    let top_p = in_range("top_p", f.top_p, 0.0, 1.0, 1.0)?;
+/// `top_k`, `min_p`, `repetition_penalty`) and fill what the request leaves
+/// out from `d` (`ServerConfig::default_sampling`).
+pub fn sampling(f: &SamplingFields<'_>, d: &SamplingParams) -> ApiResult<SamplingParams> {
+    let temperature = in_range("temperature", f.temperature, 0.0, 2.0, d.temperature)?;
+    let top_p = in_range("top_p", f.top_p, 0.0, 1.0, d.top_p)?;
     if top_p <= 0.0 {
         return Err(ApiError::invalid_param(
             "top_p",
@@ -65,7 +66,8 @@ pub fn sampling(f: &SamplingFields<'_>) -> ApiResult<SamplingParams> {
         ));
     }
     let top_k = match f.top_k {
-        None | Some(-1) | Some(0) => 0,
+        None => d.top_k,
+        Some(-1) | Some(0) => 0,
         Some(k) if k > 0 => k as usize,
         Some(k) => {
             return Err(ApiError::invalid_param(
@@ -74,15 +76,27 @@ pub fn sampling(f: &SamplingFields<'_>) -> ApiResult<SamplingParams> {
             ))
         }
     };
-    let min_p = in_range("min_p", f.min_p, 0.0, 1.0, 0.0)?;
-    let presence_penalty = in_range("presence_penalty", f.presence_penalty, -2.0, 2.0, 0.0)?;
-    let frequency_penalty = in_range("frequency_penalty", f.frequency_penalty, -2.0, 2.0, 0.0)?;
+    let min_p = in_range("min_p", f.min_p, 0.0, 1.0, d.min_p)?;
+    let presence_penalty = in_range(
+        "presence_penalty",
+        f.presence_penalty,
+        -2.0,
+        2.0,
+        d.presence_penalty,
+    )?;
+    let frequency_penalty = in_range(
+        "frequency_penalty",
+        f.frequency_penalty,
+        -2.0,
+        2.0,
+        d.frequency_penalty,
+    )?;
     let repetition_penalty = in_range(
         "repetition_penalty",
         f.repetition_penalty,
         0.0,
         f32::MAX,
-        1.0,
+        d.repetition_penalty,
     )?;
     if repetition_penalty <= 0.0 {
         return Err(ApiError::invalid_param(
@@ -117,7 +131,7 @@ pub fn sampling(f: &SamplingFields<'_>) -> ApiResult<SamplingParams> {
         top_k,
         min_p,
         // OpenAI seeds are signed 64-bit; keep all 64 bits.
-        seed: f.seed.map(|s| s as u64),
+        seed: f.seed.map(|s| s as u64).or(d.seed),
         presence_penalty,
         frequency_penalty,
         repetition_penalty,
@@ -308,32 +322,68 @@ mod tests {
             repetition_penalty: None,
             logit_bias: None,
         };
-        assert_eq!(sampling(&base()).unwrap(), SamplingParams::default());
-        let e = sampling(&SamplingFields {
-            temperature: Some(2.5),
-            ..base()
-        })
+        assert_eq!(
+            sampling(&base(), &SamplingParams::default()).unwrap(),
+            SamplingParams::default()
+        );
+        // Omitted fields come from the configured defaults; explicit
+        // "disabled" values override them.
+        let llama_like = SamplingParams {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            ..SamplingParams::default()
+        };
+        let p = sampling(&base(), &llama_like).unwrap();
+        assert_eq!(p, llama_like);
+        let p = sampling(
+            &SamplingFields {
+                top_k: Some(-1),
+                temperature: Some(0.0),
+                ..base()
+            },
+            &llama_like,
+        )
+        .unwrap();
+        assert_eq!((p.top_k, p.temperature, p.top_p), (0, 0.0, 0.95));
+        let e = sampling(
+            &SamplingFields {
+                temperature: Some(2.5),
+                ..base()
+            },
+            &SamplingParams::default(),
+        )
         .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("temperature"));
-        let e = sampling(&SamplingFields {
-            top_p: Some(0.0),
-            ..base()
-        })
+        let e = sampling(
+            &SamplingFields {
+                top_p: Some(0.0),
+                ..base()
+            },
+            &SamplingParams::default(),
+        )
         .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("top_p"));
         let bias: HashMap<String, f32> = [("abc".to_string(), 1.0)].into();
-        let e = sampling(&SamplingFields {
-            logit_bias: Some(&bias),
-            ..base()
-        })
+        let e = sampling(
+            &SamplingFields {
+                logit_bias: Some(&bias),
+                ..base()
+            },
+            &SamplingParams::default(),
+        )
         .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("logit_bias"));
         let bias: HashMap<String, f32> = [("7".to_string(), -100.0)].into();
-        let p = sampling(&SamplingFields {
-            logit_bias: Some(&bias),
-            seed: Some(-1),
-            ..base()
-        })
+        let p = sampling(
+            &SamplingFields {
+                logit_bias: Some(&bias),
+                seed: Some(-1),
+                ..base()
+            },
+            &SamplingParams::default(),
+        )
         .unwrap();
         assert_eq!(p.logit_bias, vec![(7, -100.0)]);
         assert_eq!(p.seed, Some(u64::MAX));

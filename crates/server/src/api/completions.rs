@@ -133,17 +133,20 @@ async fn handle(state: &SharedState, req: CompletionRequest) -> ApiResult<Respon
     state.check_not_draining()?;
     let card = state.model(&req.model)?;
     let prompts = parse_prompt(&req.prompt)?;
-    let params = common::sampling(&SamplingFields {
-        temperature: req.temperature,
-        top_p: req.top_p,
-        top_k: req.top_k,
-        min_p: req.min_p,
-        seed: req.seed,
-        presence_penalty: req.presence_penalty,
-        frequency_penalty: req.frequency_penalty,
-        repetition_penalty: req.repetition_penalty,
-        logit_bias: req.logit_bias.as_ref(),
-    })?;
+    let params = common::sampling(
+        &SamplingFields {
+            temperature: req.temperature,
+            top_p: req.top_p,
+            top_k: req.top_k,
+            min_p: req.min_p,
+            seed: req.seed,
+            presence_penalty: req.presence_penalty,
+            frequency_penalty: req.frequency_penalty,
+            repetition_penalty: req.repetition_penalty,
+            logit_bias: req.logit_bias.as_ref(),
+        },
+        &state.config.default_sampling,
+    )?;
     let n = common::n_choices(req.n, state.config.max_n)?;
     if let Some(b) = req.best_of {
         if b != n as i64 {

@@ -264,7 +264,11 @@ impl ChatTemplate {
             "add_generation_prompt".into(),
             Json::Bool(opts.add_generation_prompt),
         );
-        tmpl.render(Value::from_serialize(&ctx)).map_err(|e| {
+        let ctx: Value = ctx
+            .iter()
+            .map(|(k, v)| (Value::from(k.as_str()), py_value(v)))
+            .collect();
+        tmpl.render(ctx).map_err(|e| {
             let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
             while let Some(err) = src {
                 if let Some(raised) = err.downcast_ref::<RaisedByTemplate>() {
@@ -702,6 +706,84 @@ fn configure(env: &mut Environment<'static>) {
     env.add_function("strftime_now", |fmt: &str| -> Result<Value, Error> {
         Ok(Value::from(CivilTime::now_utc().strftime(fmt)))
     });
+}
+
+/// Converts JSON input into template values whose lists and dicts print (`~`, string
+/// filters, error messages) as Python's `str()` would, since minijinja's `~` operator uses the
+/// value's own Display. Scalars are plain values.
+fn py_value(j: &Json) -> Value {
+    match j {
+        Json::Null => Value::from(()),
+        Json::Bool(b) => Value::from(*b),
+        Json::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                Value::from(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Json::String(s) => Value::from(s.as_str()),
+        Json::Array(items) => Value::from_object(PyList(items.iter().map(py_value).collect())),
+        Json::Object(map) => Value::from_object(PyDict(
+            map.iter()
+                .map(|(k, v)| (Value::from(k.as_str()), py_value(v)))
+                .collect(),
+        )),
+    }
+}
+
+/// A JSON array as a template sequence that renders like a Python list.
+#[derive(Debug)]
+struct PyList(Vec<Value>);
+
+impl Object for PyList {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Seq
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.0.get(usize::try_from(key.clone()).ok()?).cloned()
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Seq(self.0.len())
+    }
+
+    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        pyfmt::write_py_repr(f, &Value::from_dyn_object(self.clone()))
+    }
+}
+
+/// A JSON object as a template map (insertion-ordered, like a Python dict) that renders
+/// like a Python dict. The inner value is a native minijinja map.
+#[derive(Debug)]
+struct PyDict(Value);
+
+impl Object for PyDict {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.0.as_object()?.get_value(key)
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        self.mapped_enumerator(|this| match this.0.try_iter() {
+            Ok(keys) => Box::new(keys),
+            Err(_) => Box::new(std::iter::empty()),
+        })
+    }
+
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        self.0.len()
+    }
+
+    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        pyfmt::write_py_repr(f, &Value::from_dyn_object(self.clone()))
+    }
 }
 
 /// Stands in for the Python generator that jinja2's map/select/reject/selectattr/rejectattr

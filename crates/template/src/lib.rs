@@ -121,6 +121,8 @@ pub struct RenderOptions {
 /// A compiled chat template: compile once with [`ChatTemplate::new`], render many times.
 pub struct ChatTemplate {
     env: Environment<'static>,
+    /// Whether a `tool_use` variant was added (see [`ChatTemplate::with_tool_use_template`]).
+    has_tool_use: bool,
     bos_token: String,
     eos_token: String,
 }
@@ -135,6 +137,11 @@ impl std::fmt::Debug for ChatTemplate {
 }
 
 const TEMPLATE_NAME: &str = "chat_template";
+const TOOL_USE_TEMPLATE_NAME: &str = "tool_use";
+
+/// The GGUF metadata key of a model's tool-use template variant (llama.cpp's
+/// `LLM_KV_TOKENIZER_CHAT_TEMPLATE` with the name `tool_use`), used when tools are given.
+pub const GGUF_TOOL_USE_TEMPLATE_KEY: &str = "tokenizer.chat_template.tool_use";
 
 /// The fallback template (ChatML, as llama.cpp's `LLM_CHAT_TEMPLATE_CHATML` formats it:
 /// `<|im_start|>{role}\n{content}<|im_end|>\n` per message, then `<|im_start|>assistant\n`).
@@ -175,9 +182,22 @@ impl ChatTemplate {
             .map_err(|e| TemplateError::Syntax(describe(&e)))?;
         Ok(ChatTemplate {
             env,
+            has_tool_use: false,
             bos_token: bos_token.to_string(),
             eos_token: eos_token.to_string(),
         })
+    }
+
+    /// Adds a `tool_use` variant (Hugging Face tokenizers may carry a dict of named templates,
+    /// GGUF stores it as `tokenizer.chat_template.tool_use`). As in transformers'
+    /// `get_chat_template`, it is used whenever `RenderOptions::tools` is `Some` (even an
+    /// empty list); otherwise the default template is used.
+    pub fn with_tool_use_template(mut self, source: &str) -> Result<Self, TemplateError> {
+        self.env
+            .add_template_owned(TOOL_USE_TEMPLATE_NAME, rewrite_source(source))
+            .map_err(|e| TemplateError::Syntax(format!("tool_use template: {}", describe(&e))))?;
+        self.has_tool_use = true;
+        Ok(self)
     }
 
     /// The documented fallback for models whose GGUF has no `tokenizer.chat_template`:
@@ -187,7 +207,8 @@ impl ChatTemplate {
         Self::new(CHATML_FALLBACK, bos_token, eos_token).expect("built-in ChatML template compiles")
     }
 
-    /// The model's chat template from GGUF metadata (`tokenizer.chat_template`), with the BOS
+    /// The model's chat template from GGUF metadata (`tokenizer.chat_template`, plus
+    /// `tokenizer.chat_template.tool_use` when present), with the BOS
     /// and EOS token texts (`tokenizer.ggml.tokens[tokenizer.ggml.{bos,eos}_token_id]`; empty
     /// when the file does not name them). Falls back to ChatML when the GGUF has no template,
     /// as llama.cpp does; the returned [`TemplateSource`] says which, so the caller can warn.
@@ -215,7 +236,11 @@ impl ChatTemplate {
                         "GGUF metadata {GGUF_CHAT_TEMPLATE_KEY} is not a string"
                     ))
                 })?;
-                Ok((Self::new(source, &bos, &eos)?, TemplateSource::Gguf))
+                let mut t = Self::new(source, &bos, &eos)?;
+                if let Some(tool_use) = gguf.get_str(GGUF_TOOL_USE_TEMPLATE_KEY) {
+                    t = t.with_tool_use_template(tool_use)?;
+                }
+                Ok((t, TemplateSource::Gguf))
             }
             None => Ok((Self::fallback(&bos, &eos), TemplateSource::Fallback)),
         }
@@ -243,9 +268,14 @@ impl ChatTemplate {
         messages: &[Message],
         opts: &RenderOptions,
     ) -> Result<String, TemplateError> {
+        let name = if self.has_tool_use && opts.tools.is_some() {
+            TOOL_USE_TEMPLATE_NAME
+        } else {
+            TEMPLATE_NAME
+        };
         let tmpl = self
             .env
-            .get_template(TEMPLATE_NAME)
+            .get_template(name)
             .map_err(|e| TemplateError::Render(describe(&e)))?;
         let messages: Vec<Json> = messages
             .iter()
@@ -963,6 +993,27 @@ mod tests {
             t.render(&[Message::new("user", "x")], &RenderOptions::default()),
             Err(TemplateError::Render(_))
         ));
+    }
+
+    #[test]
+    fn tool_use_variant_is_chosen_when_tools_are_given() {
+        let t = ChatTemplate::new("default", "", "")
+            .unwrap()
+            .with_tool_use_template("tools:{{ tools | length }}")
+            .unwrap();
+        let msgs = [Message::new("user", "x")];
+        assert_eq!(
+            t.render(&msgs, &RenderOptions::default()).unwrap(),
+            "default"
+        );
+        let opts = RenderOptions {
+            tools: Some(Json::Array(vec![])),
+            ..Default::default()
+        };
+        assert_eq!(t.render(&msgs, &opts).unwrap(), "tools:0");
+        // Without a variant, tools go to the default template.
+        let plain = ChatTemplate::new("default", "", "").unwrap();
+        assert_eq!(plain.render(&msgs, &opts).unwrap(), "default");
     }
 
     #[test]

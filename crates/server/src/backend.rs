@@ -17,7 +17,7 @@
 //!   the text stream with hold-back, see [`crate::stop`]), Hermes tool-call
 //!   parsing, usage counting, metrics, SSE. When the server has what it needs
 //!   (a stop string matched, the client went away) it drops the receiver; the
-//!   backend must notice (`Sender::is_closed`/`closed()` or a failed `send`)
+//!   backend must notice (`UnboundedSender::is_closed` or a failed `send`)
 //!   and free the sequence.
 
 use serde::Serialize;
@@ -214,13 +214,20 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<String, BackendError>;
 
     /// Start a generation. Events arrive on the returned channel; dropping the
-    /// receiver cancels the generation (the backend must notice and free its
-    /// resources). Returns `QueueFull` instead of queueing without bound.
+    /// receiver cancels the generation (the backend must notice — a failed
+    /// `send` or `UnboundedSender::is_closed` — and free its resources).
+    /// Returns `QueueFull` instead of queueing without bound.
+    ///
+    /// The channel is unbounded on purpose (as TGI's response streams are):
+    /// the engine loop must never wait on one slow client, and a
+    /// generation's events are bounded by `max_tokens` anyway.
     ///
     /// Called on an async worker inside a tokio runtime: it must not block
     /// (enqueue to the engine loop and return; never run the model here).
-    fn generate(&self, req: GenerateRequest)
-        -> Result<mpsc::Receiver<GenerateEvent>, BackendError>;
+    fn generate(
+        &self,
+        req: GenerateRequest,
+    ) -> Result<mpsc::UnboundedReceiver<GenerateEvent>, BackendError>;
 
     /// Load figures for `/metrics`.
     fn stats(&self) -> BackendStats {

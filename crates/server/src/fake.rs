@@ -194,7 +194,7 @@ impl Backend for FakeBackend {
     fn generate(
         &self,
         req: GenerateRequest,
-    ) -> Result<mpsc::Receiver<GenerateEvent>, BackendError> {
+    ) -> Result<mpsc::UnboundedReceiver<GenerateEvent>, BackendError> {
         self.check_model(&req.model)?;
         let c = &self.counters;
         // Reserve a slot atomically so concurrent callers cannot overshoot.
@@ -219,7 +219,7 @@ impl Backend for FakeBackend {
         *self.last_request.lock().unwrap_or_else(|p| p.into_inner()) = Some(req.clone());
 
         let (ids, ends_with_eos) = self.plan(&req);
-        let (tx, rx) = mpsc::channel(8);
+        let (tx, rx) = mpsc::unbounded_channel();
         let counters = self.counters.clone();
         let delay = self.config.token_delay;
         let fail_after = self.config.fail_after;
@@ -241,9 +241,7 @@ impl Backend for FakeBackend {
             let mut pending: Vec<u8> = Vec::new();
             for (i, &id) in ids.iter().take(max_tokens).enumerate() {
                 if fail_after == Some(i) {
-                    let _ = tx
-                        .send(GenerateEvent::Error("injected failure".into()))
-                        .await;
+                    let _ = tx.send(GenerateEvent::Error("injected failure".into()));
                     return;
                 }
                 tokio::select! {
@@ -268,11 +266,7 @@ impl Backend for FakeBackend {
                     Err(_) => String::from_utf8_lossy(&std::mem::take(&mut pending)).into_owned(),
                 };
                 let logprob = logprobs.map(|k| fake_logprob(id, i, k));
-                if tx
-                    .send(GenerateEvent::Token { id, text, logprob })
-                    .await
-                    .is_err()
-                {
+                if tx.send(GenerateEvent::Token { id, text, logprob }).is_err() {
                     return cancelled();
                 }
             }
@@ -281,7 +275,7 @@ impl Backend for FakeBackend {
             } else {
                 FinishReason::Length
             };
-            if tx.send(GenerateEvent::Done { finish_reason }).await.is_ok() {
+            if tx.send(GenerateEvent::Done { finish_reason }).is_ok() {
                 counters.finished.fetch_add(1, Ordering::SeqCst);
             } else {
                 cancelled();

@@ -53,7 +53,7 @@ pub enum ChoiceEvent {
 }
 
 pub struct Choice {
-    rx: Option<mpsc::Receiver<GenerateEvent>>,
+    rx: Option<mpsc::UnboundedReceiver<GenerateEvent>>,
     stop: Matcher,
     /// Watches for `<tool_call>` when the request has tools.
     tool_trigger: Option<Matcher>,
@@ -74,7 +74,7 @@ pub struct Choice {
 
 impl Choice {
     pub fn new(
-        rx: mpsc::Receiver<GenerateEvent>,
+        rx: mpsc::UnboundedReceiver<GenerateEvent>,
         stop: Vec<String>,
         parse_tools: bool,
         max_tokens: usize,
@@ -278,9 +278,9 @@ mod tests {
         tools: bool,
         max_tokens: usize,
     ) -> (Collected, bool) {
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, rx) = mpsc::unbounded_channel();
         for e in events {
-            tx.send(e).await.unwrap();
+            tx.send(e).unwrap();
         }
         let c = Choice::new(
             rx,
@@ -352,8 +352,8 @@ mod tests {
 
     #[tokio::test]
     async fn channel_closed_without_done_is_an_error() {
-        let (tx, rx) = mpsc::channel(4);
-        tx.send(tok("a")).await.unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        tx.send(tok("a")).unwrap();
         drop(tx);
         let choice = Choice::new(
             rx,

@@ -326,7 +326,8 @@ unsafe fn dot_b32<B: B32>(q: __m256i, a: __m256i) -> __m256i {
     }
 }
 
-/// RM weight rows × TN tokens, the whole row length. Activation rows: qs at 0, d at k, s at k+4nb.
+/// RM weight rows × TN (≤ 4) tokens, the whole row length.
+/// Activation rows: qs at 0, d at k, s at k + 4·nb.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
@@ -341,11 +342,13 @@ unsafe fn tile32<B: B32, const RM: usize, const TN: usize>(
 ) {
     let nb = k / 32;
     let mut acc = [[_mm256_setzero_ps(); TN]; RM];
-    let mut corr = [[0f32; TN]; RM];
+    // The offset/min terms c·s, one lane per token: one FMA per row and block covers all TN
+    // tokens (instead of TN scalar FMAs competing for registers with the accumulators).
+    let mut corr = [_mm_setzero_ps(); RM];
     for b in 0..nb {
         let mut a = [_mm256_setzero_si256(); TN];
         let mut da = [0f32; TN];
-        let mut sa = [0f32; TN];
+        let mut sa = [0f32; 4];
         for t in 0..TN {
             let ar = act.add(t * ab);
             a[t] = _mm256_loadu_si256(ar.add(32 * b) as *const __m256i);
@@ -354,39 +357,139 @@ unsafe fn tile32<B: B32, const RM: usize, const TN: usize>(
                 sa[t] = ld_f32(ar.add(k + 4 * nb + 4 * b));
             }
         }
+        let sv = _mm_loadu_ps(sa.as_ptr());
         for r in 0..RM {
             let (q, d, c) = B::load(w.add(r * rb + b * B::BYTES));
             let dv = _mm256_set1_ps(d);
             for t in 0..TN {
                 let p = _mm256_cvtepi32_ps(dot_b32::<B>(q, a[t]));
                 acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dv, _mm256_set1_ps(da[t])), p, acc[r][t]);
-                if B::HAS_C {
-                    corr[r][t] = c.mul_add(sa[t], corr[r][t]);
-                }
+            }
+            if B::HAS_C {
+                corr[r] = _mm_fmadd_ps(_mm_set1_ps(c), sv, corr[r]);
             }
         }
+    }
+    let mut cs = [[0f32; 4]; RM];
+    for r in 0..RM {
+        _mm_storeu_ps(cs[r].as_mut_ptr(), corr[r]);
     }
     for t in 0..TN {
         if RM == 4 {
             let s = hsum4_ps(acc[0][t], acc[1][t], acc[2][t], acc[3][t]);
-            let c = _mm_setr_ps(corr[0][t], corr[1][t], corr[2][t], corr[3][t]);
+            let c = _mm_setr_ps(cs[0][t], cs[1][t], cs[2][t], cs[3][t]);
             _mm_storeu_ps(out.add(t * os), _mm_add_ps(s, c));
         } else {
             // Same reduction order as the 4-row case, so a row's result does not depend on
             // how the caller split rows across threads.
             for r in 0..RM {
                 let s = _mm_cvtss_f32(hsum4_ps(acc[r][t], acc[r][t], acc[r][t], acc[r][t]));
-                *out.add(t * os + r) = s + corr[r][t];
+                *out.add(t * os + r) = s + cs[r][t];
             }
         }
     }
 }
 
-const TN32: usize = 4;
+/// RM weight rows × exactly 4 tokens, for prefill. Instead of one float accumulator per
+/// (row, token) — 16 for a 4×4 tile, more than AVX2's 16 registers, and a convert + scale + FMA
+/// per block each — the 4 tokens' integer block sums of one row are packed into one vector with
+/// horizontal adds ([t0 t1 t2 t3 | t0 t1 t2 t3], low/high 16 values of the block), so each
+/// (row, block) costs a single convert and FMA with the scale vector d·[da_t0..da_t3].
+/// Unsigned formats add in i16 (4 `pmaddubsw` lanes of ≤ 2·31·127 fit); Q8_0 (signed, up to
+/// 2·128·127 per lane) widens to i32 first.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile32_t4<B: B32, const RM: usize>(
+    k: usize,
+    w: *const u8,
+    rb: usize,
+    act: *const u8,
+    ab: usize,
+    out: *mut f32,
+    os: usize,
+) {
+    let nb = k / 32;
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); RM];
+    let mut corr = [_mm_setzero_ps(); RM];
+    let (a0p, a1p, a2p, a3p) = (act, act.add(ab), act.add(2 * ab), act.add(3 * ab));
+    for b in 0..nb {
+        let a0 = _mm256_loadu_si256(a0p.add(32 * b) as *const __m256i);
+        let a1 = _mm256_loadu_si256(a1p.add(32 * b) as *const __m256i);
+        let a2 = _mm256_loadu_si256(a2p.add(32 * b) as *const __m256i);
+        let a3 = _mm256_loadu_si256(a3p.add(32 * b) as *const __m256i);
+        let od = k + 4 * b;
+        let da = _mm_setr_ps(
+            ld_f32(a0p.add(od)),
+            ld_f32(a1p.add(od)),
+            ld_f32(a2p.add(od)),
+            ld_f32(a3p.add(od)),
+        );
+        let da8 = _mm256_set_m128(da, da);
+        let os_ = k + 4 * nb + 4 * b;
+        let sv = if B::HAS_C {
+            _mm_setr_ps(
+                ld_f32(a0p.add(os_)),
+                ld_f32(a1p.add(os_)),
+                ld_f32(a2p.add(os_)),
+                ld_f32(a3p.add(os_)),
+            )
+        } else {
+            _mm_setzero_ps()
+        };
+        for r in 0..RM {
+            let (q, d, c) = B::load(w.add(r * rb + b * B::BYTES));
+            let isum = if B::SIGNED {
+                let qa = _mm256_sign_epi8(q, q);
+                let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a0, q)), ones);
+                let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a1, q)), ones);
+                let p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a2, q)), ones);
+                let p3 = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a3, q)), ones);
+                _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3))
+            } else {
+                let p0 = _mm256_maddubs_epi16(q, a0);
+                let p1 = _mm256_maddubs_epi16(q, a1);
+                let p2 = _mm256_maddubs_epi16(q, a2);
+                let p3 = _mm256_maddubs_epi16(q, a3);
+                _mm256_madd_epi16(
+                    _mm256_hadd_epi16(_mm256_hadd_epi16(p0, p1), _mm256_hadd_epi16(p2, p3)),
+                    ones,
+                )
+            };
+            acc[r] = _mm256_fmadd_ps(
+                _mm256_mul_ps(_mm256_set1_ps(d), da8),
+                _mm256_cvtepi32_ps(isum),
+                acc[r],
+            );
+            if B::HAS_C {
+                corr[r] = _mm_fmadd_ps(_mm_set1_ps(c), sv, corr[r]);
+            }
+        }
+    }
+    for r in 0..RM {
+        let v = _mm_add_ps(
+            _mm_add_ps(
+                _mm256_castps256_ps128(acc[r]),
+                _mm256_extractf128_ps(acc[r], 1),
+            ),
+            corr[r],
+        );
+        let mut t4 = [0f32; 4];
+        _mm_storeu_ps(t4.as_mut_ptr(), v);
+        for (t, v) in t4.iter().enumerate() {
+            *out.add(t * os + r) = *v;
+        }
+    }
+}
+
+/// Token-tile variant for 32-blocks, for tuning experiments (kbench `--sweep`):
+/// 0 = 4 rows × 4 tokens with packed token sums (default), 1 = 4 × 4 one accumulator per
+/// (row, token), 2 = 4 × 2, 3 = 2 × 4.
+pub(crate) static TILE_CFG: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn rows32<B: B32, const RM: usize>(
+unsafe fn rows32<B: B32, const RM: usize, const TN: usize, const PACKED: bool>(
     k: usize,
     w: *const u8,
     rb: usize,
@@ -397,9 +500,13 @@ unsafe fn rows32<B: B32, const RM: usize>(
     os: usize,
 ) {
     let mut t = 0;
-    while t + TN32 <= n_tok {
-        tile32::<B, RM, TN32>(k, w, rb, act.add(t * ab), ab, out.add(t * os), os);
-        t += TN32;
+    while t + TN <= n_tok {
+        if PACKED {
+            tile32_t4::<B, RM>(k, w, rb, act.add(t * ab), ab, out.add(t * os), os);
+        } else {
+            tile32::<B, RM, TN>(k, w, rb, act.add(t * ab), ab, out.add(t * os), os);
+        }
+        t += TN;
     }
     let (a, o) = (act.add(t * ab), out.add(t * os));
     match n_tok - t {
@@ -413,7 +520,7 @@ unsafe fn rows32<B: B32, const RM: usize>(
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn mm32<B: B32>(
+unsafe fn mm32_cfg<B: B32, const RM: usize, const TN: usize, const PACKED: bool>(
     k: usize,
     w: *const u8,
     n_rows: usize,
@@ -425,13 +532,31 @@ unsafe fn mm32<B: B32>(
     let rb = k / 32 * B::BYTES;
     let ab = crate::act_row_bytes(ActFormat::Q8_0, k);
     let mut r = 0;
-    while r + 4 <= n_rows {
-        rows32::<B, 4>(k, w.add(r * rb), rb, act, ab, n_tok, out.add(r), os);
-        r += 4;
+    while r + RM <= n_rows {
+        rows32::<B, RM, TN, PACKED>(k, w.add(r * rb), rb, act, ab, n_tok, out.add(r), os);
+        r += RM;
     }
     while r < n_rows {
-        rows32::<B, 1>(k, w.add(r * rb), rb, act, ab, n_tok, out.add(r), os);
+        rows32::<B, 1, TN, PACKED>(k, w.add(r * rb), rb, act, ab, n_tok, out.add(r), os);
         r += 1;
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mm32<B: B32>(
+    k: usize,
+    w: *const u8,
+    n_rows: usize,
+    act: *const u8,
+    n_tok: usize,
+    out: *mut f32,
+    os: usize,
+) {
+    match TILE_CFG.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => mm32_cfg::<B, 4, 4, false>(k, w, n_rows, act, n_tok, out, os),
+        2 => mm32_cfg::<B, 4, 2, false>(k, w, n_rows, act, n_tok, out, os),
+        3 => mm32_cfg::<B, 2, 4, false>(k, w, n_rows, act, n_tok, out, os),
+        _ => mm32_cfg::<B, 4, 4, true>(k, w, n_rows, act, n_tok, out, os),
     }
 }
 

@@ -23,6 +23,17 @@
 //! values, a `json.dumps`-compatible `tojson`, and jinja2's definitions of the `sequence`,
 //! `iterable` and `number` tests. `tests/golden.rs` checks byte-identical output against
 //! transformers itself for every template in llama.cpp's `models/templates`.
+//!
+//! ```
+//! use hearth_template::{parse_messages, ChatTemplate, RenderOptions};
+//!
+//! let template = ChatTemplate::fallback("<s>", "</s>"); // or ChatTemplate::new(src, bos, eos)?
+//! let messages = parse_messages(r#"[{"role": "user", "content": "Hi"}]"#)?;
+//! let opts = RenderOptions { add_generation_prompt: true, ..Default::default() };
+//! let prompt = template.render(&messages, &opts)?;
+//! assert_eq!(prompt, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+//! # Ok::<(), hearth_template::TemplateError>(())
+//! ```
 
 use std::fmt::Write as _;
 
@@ -49,6 +60,9 @@ pub enum TemplateError {
     /// Rendering failed (undefined attribute, type error, unknown filter, ...).
     #[error("chat template failed to render: {0}")]
     Render(String),
+    /// GGUF chat-template metadata has the wrong type; the message names the key.
+    #[error("GGUF chat template metadata: {0}")]
+    Metadata(String),
     /// The messages JSON is malformed; the message names the offending index/field.
     #[error("invalid chat messages: {0}")]
     Messages(String),
@@ -229,15 +243,22 @@ impl ChatTemplate {
         };
         let bos = token_text("tokenizer.ggml.bos_token_id");
         let eos = token_text("tokenizer.ggml.eos_token_id");
-        match gguf.get(GGUF_CHAT_TEMPLATE_KEY) {
-            Some(v) => {
-                let source = v.as_str().ok_or_else(|| {
-                    TemplateError::Syntax(format!(
-                        "GGUF metadata {GGUF_CHAT_TEMPLATE_KEY} is not a string"
-                    ))
-                })?;
+        let text = |key: &str| -> Result<Option<&str>, TemplateError> {
+            match gguf.get(key) {
+                None => Ok(None),
+                Some(v) => v
+                    .as_str()
+                    .map(Some)
+                    .ok_or_else(|| TemplateError::Metadata(format!("{key} is not a string"))),
+            }
+        };
+        let tool_use = text(GGUF_TOOL_USE_TEMPLATE_KEY)?;
+        // llama.cpp (common_chat_templates_init) uses the tool_use variant as the default
+        // when only that one exists.
+        match text(GGUF_CHAT_TEMPLATE_KEY)?.or(tool_use) {
+            Some(source) => {
                 let mut t = Self::new(source, &bos, &eos)?;
-                if let Some(tool_use) = gguf.get_str(GGUF_TOOL_USE_TEMPLATE_KEY) {
+                if let Some(tool_use) = tool_use {
                     t = t.with_tool_use_template(tool_use)?;
                 }
                 Ok((t, TemplateSource::Gguf))

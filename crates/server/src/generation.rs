@@ -69,6 +69,7 @@ pub struct Choice {
     metrics: Arc<Metrics>,
     model: String,
     started: Instant,
+    id: String,
     last_token: Option<Instant>,
 }
 
@@ -95,6 +96,7 @@ impl Choice {
             metrics,
             model,
             started,
+            id: String::new(),
             last_token: None,
         }
     }
@@ -230,22 +232,48 @@ impl Choice {
             reason,
             completion_tokens: self.completion_tokens,
         });
-        self.close();
+        self.close(reason.as_str());
     }
 
     fn fail(&mut self, message: String) {
+        tracing::warn!(id = %self.id, error = %message, "generation failed");
         self.queue.push_back(ChoiceEvent::Error(message));
-        self.close();
+        self.close("error");
     }
 
-    fn close(&mut self) {
+    fn close(&mut self, outcome: &str) {
         self.done = true;
         // Dropping the receiver tells the backend to stop (stop string,
         // max_tokens) or frees the channel (normal end).
         self.rx = None;
+        let elapsed = self.started.elapsed();
         self.metrics
             .generation_tokens(&self.model, self.completion_tokens);
-        self.metrics.e2e(&self.model, self.started.elapsed());
+        self.metrics.e2e(&self.model, elapsed);
+        tracing::info!(
+            id = %self.id,
+            model = %self.model,
+            completion_tokens = self.completion_tokens,
+            outcome,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "generation finished"
+        );
+    }
+
+    /// Name this choice in logs (the backend request id).
+    pub fn with_id(mut self, id: String) -> Self {
+        self.id = id;
+        self
+    }
+}
+
+impl Drop for Choice {
+    /// A choice dropped before its end (client gone, sibling failed,
+    /// shutdown): its tokens were still generated, so count them.
+    fn drop(&mut self) {
+        if !self.done {
+            self.close("cancelled");
+        }
     }
 }
 

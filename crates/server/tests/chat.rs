@@ -697,6 +697,20 @@ async fn client_disconnect_cancels_a_stream() {
         f.counters.active.load(Ordering::SeqCst) == 0
     })
     .await;
+    // The cancelled generation is still accounted for in /metrics.
+    let (_, metrics) = s.get("/metrics").await;
+    assert!(
+        metrics.contains("hearth_e2e_request_latency_seconds_count{model=\"fake-model\"} 1\n"),
+        "{metrics}"
+    );
+    let generated: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("hearth_generation_tokens_total{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(generated >= 1.0 && generated < 150.0, "{generated}");
 }
 
 #[tokio::test]

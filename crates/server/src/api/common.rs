@@ -242,16 +242,20 @@ pub fn launch(
                 constraints: l.constraints.clone(),
                 request_id: format!("{}-{}", l.request_id, choices.len()),
             };
+            let id = req.request_id.clone();
             let rx = state.backend.generate(req)?;
-            choices.push(Choice::new(
-                rx,
-                l.stop.clone(),
-                l.parse_tools,
-                l.max_tokens,
-                state.metrics.clone(),
-                l.model.clone(),
-                l.started,
-            ));
+            choices.push(
+                Choice::new(
+                    rx,
+                    l.stop.clone(),
+                    l.parse_tools,
+                    l.max_tokens,
+                    state.metrics.clone(),
+                    l.model.clone(),
+                    l.started,
+                )
+                .with_id(id),
+            );
         }
     }
     Ok(choices)

@@ -7,6 +7,7 @@ Run: pip install openai pytest && python3 -m pytest crates/server/tests/python
 (builds `cargo build -p hearth-server --example fake_server` first).
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -32,18 +33,49 @@ def _binary() -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def server():
+def _start(script):
     proc = subprocess.Popen(
-        [str(_binary()), "--port", "0", "--script", SCRIPT],
+        [str(_binary()), "--port", "0", "--script", script],
         stdout=subprocess.PIPE,
         stderr=sys.stderr,
         text=True,
     )
+    line = proc.stdout.readline().strip()
+    if not line.startswith("listening on http://"):
+        proc.kill()
+        raise AssertionError(f"unexpected first line: {line!r}")
+    return proc, line.removeprefix("listening on ")
+
+
+@pytest.fixture(scope="module")
+def server():
+    proc, url = _start(SCRIPT)
     try:
-        line = proc.stdout.readline().strip()
-        assert line.startswith("listening on http://"), f"unexpected first line: {line!r}"
-        yield line.removeprefix("listening on ")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+TOOL_SCRIPT = (
+    'Checking.<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+)
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
+
+
+@pytest.fixture(scope="module")
+def tool_client():
+    proc, url = _start(TOOL_SCRIPT)
+    try:
+        yield openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -160,3 +192,27 @@ def test_metrics_parse_with_prometheus_client(server, client):
     count = next(s.value for s in ttft.samples if s.name.endswith("_count"))
     assert buckets[-1].value == count
     assert families["hearth_requests_running"].type == "gauge"
+
+
+def test_tool_calls(tool_client):
+    r = chat(tool_client, tools=TOOLS)
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content == "Checking."
+    (call,) = choice.message.tool_calls
+    assert call.type == "function"
+    assert call.id.startswith("call_")
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+
+
+def test_tool_calls_streaming(tool_client):
+    chunks = list(chat(tool_client, tools=TOOLS, stream=True))
+    content = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert content == "Checking."
+    calls = [tc for c in chunks for tc in (c.choices[0].delta.tool_calls or [])]
+    assert len(calls) == 1
+    assert calls[0].index == 0
+    assert calls[0].function.name == "get_weather"
+    assert json.loads(calls[0].function.arguments) == {"city": "Paris"}
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"

@@ -524,3 +524,42 @@ async fn api_key_is_required_when_configured() {
     // Health probes need no key.
     assert_eq!(s.get("/health").await.0, 200);
 }
+
+#[tokio::test]
+async fn completions_streamed_logprobs_offsets_run_across_chunks() {
+    let s = TestServer::start(FakeConfig {
+        eos_after: Some(4),
+        ..FakeConfig::default()
+    })
+    .await;
+    let body =
+        json!({"model": "fake-model", "prompt": "ab", "stream": true, "logprobs": 1, "echo": true});
+    let events = s.post_sse("/v1/completions", &body).await;
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let mut text = String::new();
+    let mut tokens = Vec::new();
+    let mut offsets = Vec::new();
+    for c in &chunks {
+        let ch = &c["choices"][0];
+        text.push_str(ch["text"].as_str().unwrap());
+        if let Some(lp) = ch["logprobs"].as_object() {
+            for t in lp["tokens"].as_array().unwrap() {
+                tokens.push(t.as_str().unwrap().to_string());
+            }
+            for o in lp["text_offset"].as_array().unwrap() {
+                offsets.push(o.as_u64().unwrap() as usize);
+            }
+        }
+    }
+    // The echoed prompt (BOS, "a", "b") and 4 generated words.
+    assert_eq!(tokens.len(), 7);
+    assert_eq!(tokens.concat(), text);
+    let mut off = 0;
+    for (t, o) in tokens.iter().zip(&offsets) {
+        assert_eq!(*o, off);
+        off += t.chars().count();
+    }
+}

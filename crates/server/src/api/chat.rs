@@ -6,11 +6,10 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures::stream::{self, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::common::{self, Launch, SamplingFields, SseSender, StopParam, StreamOptions};
+use super::common::{self, Launch, SamplingFields, StopParam, StreamOptions};
 use crate::backend::{OutputConstraints, TokenLogprob};
 use crate::error::{ApiError, ApiResult};
 use crate::generation::{Choice, ChoiceEvent, Collected};
@@ -58,22 +57,14 @@ pub async fn handler(
     State(state): State<SharedState>,
     body: Result<JsonBody<ChatCompletionRequest>, ApiError>,
 ) -> Response {
-    let (label, result) = match body {
-        Ok(JsonBody(req)) => {
-            let model = req.model.clone();
-            let r = handle(&state, req).await;
-            // Label by model only for served models: a client must not be
-            // able to grow the metrics without bound with made-up names.
-            let known = state.backend.models().iter().any(|m| m.id == model);
-            (if known { model } else { String::new() }, r)
-        }
-        Err(e) => (String::new(), Err(e)),
-    };
-    let resp = result.unwrap_or_else(|e| e.into_response());
-    state
-        .metrics
-        .request(ENDPOINT, &label, resp.status().as_u16());
-    resp
+    common::respond(
+        &state,
+        ENDPOINT,
+        body,
+        |r| r.model.clone(),
+        |req| handle(&state, req),
+    )
+    .await
 }
 
 async fn handle(state: &SharedState, req: ChatCompletionRequest) -> ApiResult<Response> {
@@ -186,7 +177,7 @@ async fn handle(state: &SharedState, req: ChatCompletionRequest) -> ApiResult<Re
     };
     if stream {
         let (tx, resp) = common::sse_response(state);
-        tokio::spawn(stream_choices(state.clone(), choices, tx, ctx));
+        tokio::spawn(common::drive_stream(state.clone(), choices, tx, ctx));
         Ok(resp)
     } else {
         let collected = tokio::select! {
@@ -434,87 +425,57 @@ fn logprobs_json(lps: &[TokenLogprob]) -> Value {
     json!({"content": content, "refusal": null})
 }
 
-/// Feed SSE chunks for all choices until they finish or the client leaves.
-async fn stream_choices(state: SharedState, choices: Vec<Choice>, tx: SseSender, ctx: Ctx) {
-    // First chunk per choice carries the role, as OpenAI's does.
-    for i in 0..choices.len() {
-        let chunk = ctx.chunk(
-            i,
-            json!({"role": "assistant", "content": ""}),
-            Value::Null,
-            None,
-        );
-        if tx.send(common::json_event(&chunk)).await.is_err() {
-            return;
-        }
+impl common::StreamFormat for Ctx {
+    fn prelude(&mut self, n_choices: usize) -> Vec<Value> {
+        // First chunk per choice carries the role, as OpenAI's does.
+        (0..n_choices)
+            .map(|i| {
+                self.chunk(
+                    i,
+                    json!({"role": "assistant", "content": ""}),
+                    Value::Null,
+                    None,
+                )
+            })
+            .collect()
     }
-    let mut merged = stream::select_all(choices.into_iter().enumerate().map(|(i, c)| {
-        stream::unfold(c, move |mut c| async move {
-            c.next().await.map(|ev| ((i, ev), c))
-        })
-        .boxed()
-    }));
-    let mut completion = 0;
-    loop {
-        let next = tokio::select! {
-            // Client gone: return, dropping `merged` and so every backend receiver.
-            _ = tx.closed() => return,
-            _ = state.aborted() => {
-                let err = ApiError::unavailable("The server shut down before the generation finished.");
-                let _ = tx.send(common::json_event(&err.body())).await;
-                return;
-            }
-            next = merged.next() => next,
-        };
-        let Some((i, ev)) = next else { break };
-        let chunk = match ev {
+
+    fn event(&mut self, i: usize, ev: ChoiceEvent) -> Option<Value> {
+        Some(match ev {
             ChoiceEvent::Delta { text, logprobs } => {
-                let lp = if ctx.logprobs {
+                let lp = if self.logprobs {
                     logprobs_json(&logprobs)
                 } else {
                     Value::Null
                 };
-                ctx.chunk(i, json!({"content": text}), lp, None)
+                self.chunk(i, json!({"content": text}), lp, None)
             }
-            ChoiceEvent::ToolCalls(calls) => ctx.chunk(
+            ChoiceEvent::ToolCalls(calls) => self.chunk(
                 i,
                 json!({"tool_calls": tool_calls_json(&calls, true)}),
                 Value::Null,
                 None,
             ),
-            ChoiceEvent::Finished {
-                reason,
-                completion_tokens,
-            } => {
-                completion += completion_tokens;
-                ctx.chunk(i, json!({}), Value::Null, Some(reason.as_str()))
+            ChoiceEvent::Finished { reason, .. } => {
+                self.chunk(i, json!({}), Value::Null, Some(reason.as_str()))
             }
-            ChoiceEvent::Error(e) => {
-                // The status line is long gone; report in-band, as vLLM does.
-                let err = ApiError::internal(format!("generation failed: {e}"));
-                let _ = tx.send(common::json_event(&err.body())).await;
-                return;
-            }
-        };
-        if tx.send(common::json_event(&chunk)).await.is_err() {
-            return;
-        }
+            ChoiceEvent::Error(_) => return None,
+        })
     }
-    if ctx.include_usage {
-        let chunk = json!({
-            "id": ctx.id,
-            "object": "chat.completion.chunk",
-            "created": ctx.created,
-            "model": ctx.model,
-            "system_fingerprint": null,
-            "choices": [],
-            "usage": ctx.usage(completion),
-        });
-        if tx.send(common::json_event(&chunk)).await.is_err() {
-            return;
-        }
+
+    fn usage_chunk(&self, completion_tokens: usize) -> Option<Value> {
+        self.include_usage.then(|| {
+            json!({
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "system_fingerprint": null,
+                "choices": [],
+                "usage": self.usage(completion_tokens),
+            })
+        })
     }
-    let _ = tx.send(common::done_event()).await;
 }
 
 #[cfg(test)]

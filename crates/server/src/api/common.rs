@@ -6,13 +6,15 @@ use std::time::Instant;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures::stream::{self, StreamExt};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::backend::{BackendError, GenerateRequest, OutputConstraints, SamplingParams};
 use crate::error::{ApiError, ApiResult};
-use crate::generation::Choice;
+use crate::generation::{Choice, ChoiceEvent};
+use crate::json::JsonBody;
 use crate::state::SharedState;
 
 /// `stop`: a string or a list of strings.
@@ -262,6 +264,106 @@ pub fn launch(
 }
 
 pub type SseSender = mpsc::Sender<Result<Event, Infallible>>;
+
+/// Run a generation endpoint's handler and count the request in metrics
+/// (labelled by model only for served models: clients must not be able to
+/// grow the metrics without bound with made-up names).
+pub async fn respond<T, F, Fut>(
+    state: &SharedState,
+    endpoint: &str,
+    body: Result<JsonBody<T>, ApiError>,
+    model_of: impl Fn(&T) -> String,
+    handle: F,
+) -> Response
+where
+    F: FnOnce(T) -> Fut,
+    Fut: std::future::Future<Output = ApiResult<Response>>,
+{
+    let (label, result) = match body {
+        Ok(JsonBody(req)) => {
+            let model = model_of(&req);
+            let r = handle(req).await;
+            let known = state.backend.models().iter().any(|m| m.id == model);
+            (if known { model } else { String::new() }, r)
+        }
+        Err(e) => (String::new(), Err(e)),
+    };
+    let resp = result.unwrap_or_else(|e| e.into_response());
+    state
+        .metrics
+        .request(endpoint, &label, resp.status().as_u16());
+    resp
+}
+
+/// How an endpoint renders stream chunks; [`drive_stream`] does the rest.
+pub trait StreamFormat: Send + 'static {
+    /// Chunks sent before any generated text (chat: one role chunk per
+    /// choice; completions: echoed prompts).
+    fn prelude(&mut self, n_choices: usize) -> Vec<serde_json::Value>;
+    /// The chunk for one event of choice `index` (`None`: send nothing).
+    /// Never called with `ChoiceEvent::Error`.
+    fn event(&mut self, index: usize, ev: ChoiceEvent) -> Option<serde_json::Value>;
+    /// The final `choices: []` chunk carrying usage, when it was asked for.
+    fn usage_chunk(&self, completion_tokens: usize) -> Option<serde_json::Value>;
+}
+
+/// Feed SSE chunks for all choices until they finish, the client leaves
+/// (return: dropping the choices cancels their generations) or the drain
+/// deadline passes. Errors after the 200 status line are reported in-band as
+/// `data: {"error": ...}` (as vLLM does), without `[DONE]`.
+pub async fn drive_stream(
+    state: SharedState,
+    choices: Vec<Choice>,
+    tx: SseSender,
+    mut fmt: impl StreamFormat,
+) {
+    for chunk in fmt.prelude(choices.len()) {
+        if tx.send(json_event(&chunk)).await.is_err() {
+            return;
+        }
+    }
+    let mut merged = stream::select_all(choices.into_iter().enumerate().map(|(i, c)| {
+        stream::unfold(c, move |mut c| async move {
+            c.next().await.map(|ev| ((i, ev), c))
+        })
+        .boxed()
+    }));
+    let mut completion = 0;
+    loop {
+        let next = tokio::select! {
+            _ = tx.closed() => return,
+            _ = state.aborted() => {
+                let err = ApiError::unavailable("The server shut down before the generation finished.");
+                let _ = tx.send(json_event(&err.body())).await;
+                return;
+            }
+            next = merged.next() => next,
+        };
+        let Some((i, ev)) = next else { break };
+        match &ev {
+            ChoiceEvent::Error(e) => {
+                let err = ApiError::internal(format!("generation failed: {e}"));
+                let _ = tx.send(json_event(&err.body())).await;
+                return;
+            }
+            ChoiceEvent::Finished {
+                completion_tokens, ..
+            } => completion += completion_tokens,
+            _ => {}
+        }
+        if let Some(chunk) = fmt.event(i, ev) {
+            if tx.send(json_event(&chunk)).await.is_err() {
+                return;
+            }
+        }
+    }
+    if let Some(chunk) = fmt.usage_chunk(completion) {
+        if tx.send(json_event(&chunk)).await.is_err() {
+            return;
+        }
+    }
+    let _ = tx.send(done_event()).await;
+}
 
 /// An SSE response fed by a channel. When the client goes away axum drops
 /// the body, the channel closes and the producer task (which watches

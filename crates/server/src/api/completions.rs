@@ -12,11 +12,10 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures::stream::{self, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::common::{self, Launch, SamplingFields, SseSender, StopParam, StreamOptions};
+use super::common::{self, Launch, SamplingFields, StopParam, StreamOptions};
 use crate::backend::{OutputConstraints, TokenLogprob};
 use crate::error::{ApiError, ApiResult};
 use crate::generation::{Choice, ChoiceEvent};
@@ -65,22 +64,14 @@ pub async fn handler(
     State(state): State<SharedState>,
     body: Result<JsonBody<CompletionRequest>, ApiError>,
 ) -> Response {
-    let (label, result) = match body {
-        Ok(JsonBody(req)) => {
-            let model = req.model.clone();
-            let r = handle(&state, req).await;
-            // Label by model only for served models: a client must not be
-            // able to grow the metrics without bound with made-up names.
-            let known = state.backend.models().iter().any(|m| m.id == model);
-            (if known { model } else { String::new() }, r)
-        }
-        Err(e) => (String::new(), Err(e)),
-    };
-    let resp = result.unwrap_or_else(|e| e.into_response());
-    state
-        .metrics
-        .request(ENDPOINT, &label, resp.status().as_u16());
-    resp
+    common::respond(
+        &state,
+        ENDPOINT,
+        body,
+        |r| r.model.clone(),
+        |req| handle(&state, req),
+    )
+    .await
 }
 
 fn parse_prompt(v: &Value) -> ApiResult<Vec<Prompt>> {
@@ -271,7 +262,12 @@ async fn handle(state: &SharedState, req: CompletionRequest) -> ApiResult<Respon
     };
     if stream {
         let (tx, resp) = common::sse_response(state);
-        tokio::spawn(stream_choices(state.clone(), choices, echoes, tx, ctx));
+        let fmt = Streaming {
+            ctx,
+            echoes,
+            builders: Vec::new(),
+        };
+        tokio::spawn(common::drive_stream(state.clone(), choices, tx, fmt));
         Ok(resp)
     } else {
         let collected = tokio::select! {
@@ -402,96 +398,65 @@ impl Ctx {
     }
 }
 
-async fn stream_choices(
-    state: SharedState,
-    choices: Vec<Choice>,
-    echoes: Vec<Echo>,
-    tx: SseSender,
+/// Streaming state: the response-wide fields plus, per choice, its echo and
+/// its logprobs builder (whose text offsets run across chunks).
+struct Streaming {
     ctx: Ctx,
-) {
-    let mut builders: Vec<LogprobsBuilder> = (0..choices.len())
-        .map(|_| LogprobsBuilder::default())
-        .collect();
-    for (i, e) in echoes.iter().enumerate() {
-        if e.text.is_empty() && e.pieces.is_empty() {
-            continue;
-        }
-        builders[i].echo(e);
-        let lp = if ctx.logprobs {
-            builders[i].finish()
-        } else {
-            Value::Null
-        };
-        if tx
-            .send(common::json_event(&ctx.chunk(i, &e.text, lp, None)))
-            .await
-            .is_err()
-        {
-            return;
-        }
-    }
-    let mut merged = stream::select_all(choices.into_iter().enumerate().map(|(i, c)| {
-        stream::unfold(c, move |mut c| async move {
-            c.next().await.map(|ev| ((i, ev), c))
-        })
-        .boxed()
-    }));
-    let mut completion = 0;
-    loop {
-        let next = tokio::select! {
-            _ = tx.closed() => return,
-            _ = state.aborted() => {
-                let err = ApiError::unavailable("The server shut down before the generation finished.");
-                let _ = tx.send(common::json_event(&err.body())).await;
-                return;
+    echoes: Vec<Echo>,
+    builders: Vec<LogprobsBuilder>,
+}
+
+impl common::StreamFormat for Streaming {
+    fn prelude(&mut self, n_choices: usize) -> Vec<Value> {
+        self.builders = (0..n_choices).map(|_| LogprobsBuilder::default()).collect();
+        let mut out = Vec::new();
+        for (i, e) in self.echoes.iter().enumerate() {
+            if e.text.is_empty() && e.pieces.is_empty() {
+                continue;
             }
-            next = merged.next() => next,
-        };
-        let Some((i, ev)) = next else { break };
-        let chunk = match ev {
+            self.builders[i].echo(e);
+            let lp = if self.ctx.logprobs {
+                self.builders[i].finish()
+            } else {
+                Value::Null
+            };
+            out.push(self.ctx.chunk(i, &e.text, lp, None));
+        }
+        out
+    }
+
+    fn event(&mut self, i: usize, ev: ChoiceEvent) -> Option<Value> {
+        match ev {
             ChoiceEvent::Delta { text, logprobs } => {
-                builders[i].push(&logprobs);
-                let lp = if ctx.logprobs {
-                    builders[i].finish()
+                self.builders[i].push(&logprobs);
+                let lp = if self.ctx.logprobs {
+                    self.builders[i].finish()
                 } else {
                     Value::Null
                 };
-                ctx.chunk(i, &text, lp, None)
+                Some(self.ctx.chunk(i, &text, lp, None))
             }
-            // Tool calls are a chat-only feature.
-            ChoiceEvent::ToolCalls(_) => continue,
-            ChoiceEvent::Finished {
-                reason,
-                completion_tokens,
-            } => {
-                completion += completion_tokens;
-                ctx.chunk(i, "", Value::Null, Some(reason.as_str()))
+            ChoiceEvent::Finished { reason, .. } => {
+                Some(self.ctx.chunk(i, "", Value::Null, Some(reason.as_str())))
             }
-            ChoiceEvent::Error(e) => {
-                let err = ApiError::internal(format!("generation failed: {e}"));
-                let _ = tx.send(common::json_event(&err.body())).await;
-                return;
-            }
-        };
-        if tx.send(common::json_event(&chunk)).await.is_err() {
-            return;
+            // Tool calls are a chat-only feature; errors are handled by the driver.
+            ChoiceEvent::ToolCalls(_) | ChoiceEvent::Error(_) => None,
         }
     }
-    if ctx.include_usage {
-        let chunk = json!({
-            "id": ctx.id,
-            "object": "text_completion",
-            "created": ctx.created,
-            "model": ctx.model,
-            "system_fingerprint": null,
-            "choices": [],
-            "usage": ctx.usage(completion),
-        });
-        if tx.send(common::json_event(&chunk)).await.is_err() {
-            return;
-        }
+
+    fn usage_chunk(&self, completion_tokens: usize) -> Option<Value> {
+        self.ctx.include_usage.then(|| {
+            json!({
+                "id": self.ctx.id,
+                "object": "text_completion",
+                "created": self.ctx.created,
+                "model": self.ctx.model,
+                "system_fingerprint": null,
+                "choices": [],
+                "usage": self.ctx.usage(completion_tokens),
+            })
+        })
     }
-    let _ = tx.send(common::done_event()).await;
 }
 
 #[cfg(test)]

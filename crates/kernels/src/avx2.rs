@@ -226,6 +226,26 @@ trait B32 {
     /// Whether the `c · s` term exists.
     const HAS_C: bool = true;
     unsafe fn load(p: *const u8) -> (__m256i, f32, f32);
+    /// Scales d and coefficients c of the same block in four rows, as [row0..row3] vectors.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dc4(p: [*const u8; 4]) -> (__m128, __m128) {
+        let (_, d0, c0) = Self::load(p[0]);
+        let (_, d1, c1) = Self::load(p[1]);
+        let (_, d2, c2) = Self::load(p[2]);
+        let (_, d3, c3) = Self::load(p[3]);
+        (_mm_setr_ps(d0, d1, d2, d3), _mm_setr_ps(c0, c1, c2, c3))
+    }
+}
+
+/// Four (f16 d, f16 m) pairs → ([d0..d3], [m0..m3]) with one conversion.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dm4(p: [*const u8; 4]) -> (__m128, __m128) {
+    let u = |q: *const u8| (q as *const i32).read_unaligned();
+    let v = _mm256_cvtph_ps(_mm_setr_epi32(u(p[0]), u(p[1]), u(p[2]), u(p[3])));
+    let v = _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+    (_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1))
 }
 
 struct Q40;
@@ -252,6 +272,11 @@ impl B32 for Q41 {
     unsafe fn load(p: *const u8) -> (__m256i, f32, f32) {
         let (d, m) = ld_f16x2(p);
         (nibbles32(p.add(4)), d, m)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dc4(p: [*const u8; 4]) -> (__m128, __m128) {
+        dm4(p)
     }
 }
 
@@ -282,6 +307,11 @@ impl B32 for Q51 {
             d,
             m,
         )
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dc4(p: [*const u8; 4]) -> (__m128, __m128) {
+        dm4(p)
     }
 }
 
@@ -399,7 +429,7 @@ unsafe fn tile32<B: B32, const RM: usize, const TN: usize>(
 /// 2·128·127 per lane) widens to i32 first.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile32_t4<B: B32, const RM: usize>(
+unsafe fn tile32_t4<B: B32, const RM: usize, const G: usize>(
     k: usize,
     w: *const u8,
     rb: usize,
@@ -410,86 +440,113 @@ unsafe fn tile32_t4<B: B32, const RM: usize>(
 ) {
     let nb = k / 32;
     let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_ps(); RM];
-    let mut corr = [_mm_setzero_ps(); RM];
-    let (a0p, a1p, a2p, a3p) = (act, act.add(ab), act.add(2 * ab), act.add(3 * ab));
+    let mut acc = [[_mm256_setzero_ps(); G]; RM];
+    let mut corr = [[_mm_setzero_ps(); G]; RM];
     for b in 0..nb {
-        let a0 = _mm256_loadu_si256(a0p.add(32 * b) as *const __m256i);
-        let a1 = _mm256_loadu_si256(a1p.add(32 * b) as *const __m256i);
-        let a2 = _mm256_loadu_si256(a2p.add(32 * b) as *const __m256i);
-        let a3 = _mm256_loadu_si256(a3p.add(32 * b) as *const __m256i);
-        let od = k + 4 * b;
-        let da = _mm_setr_ps(
-            ld_f32(a0p.add(od)),
-            ld_f32(a1p.add(od)),
-            ld_f32(a2p.add(od)),
-            ld_f32(a3p.add(od)),
-        );
-        let da8 = _mm256_set_m128(da, da);
-        let os_ = k + 4 * nb + 4 * b;
-        let sv = if B::HAS_C {
-            _mm_setr_ps(
-                ld_f32(a0p.add(os_)),
-                ld_f32(a1p.add(os_)),
-                ld_f32(a2p.add(os_)),
-                ld_f32(a3p.add(os_)),
-            )
-        } else {
-            _mm_setzero_ps()
-        };
+        let mut da8 = [_mm256_setzero_ps(); G];
+        let mut sv = [_mm_setzero_ps(); G];
+        for g in 0..G {
+            let ap = act.add(4 * g * ab);
+            let od = k + 4 * b;
+            let da = _mm_setr_ps(ld_f32(ap.add(od)), ld_f32(ap.add(ab + od)), ld_f32(ap.add(2 * ab + od)), ld_f32(ap.add(3 * ab + od)));
+            da8[g] = _mm256_set_m128(da, da);
+            if B::HAS_C {
+                let o = k + 4 * nb + 4 * b;
+                sv[g] = _mm_setr_ps(ld_f32(ap.add(o)), ld_f32(ap.add(ab + o)), ld_f32(ap.add(2 * ab + o)), ld_f32(ap.add(3 * ab + o)));
+            }
+        }
         for r in 0..RM {
             let (q, d, c) = B::load(w.add(r * rb + b * B::BYTES));
-            let isum = if B::SIGNED {
-                let qa = _mm256_sign_epi8(q, q);
-                let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a0, q)), ones);
-                let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a1, q)), ones);
-                let p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a2, q)), ones);
-                let p3 = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a3, q)), ones);
-                _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3))
-            } else {
-                let p0 = _mm256_maddubs_epi16(q, a0);
-                let p1 = _mm256_maddubs_epi16(q, a1);
-                let p2 = _mm256_maddubs_epi16(q, a2);
-                let p3 = _mm256_maddubs_epi16(q, a3);
-                _mm256_madd_epi16(
-                    _mm256_hadd_epi16(_mm256_hadd_epi16(p0, p1), _mm256_hadd_epi16(p2, p3)),
-                    ones,
-                )
-            };
-            acc[r] = _mm256_fmadd_ps(
-                _mm256_mul_ps(_mm256_set1_ps(d), da8),
-                _mm256_cvtepi32_ps(isum),
-                acc[r],
-            );
-            if B::HAS_C {
-                corr[r] = _mm_fmadd_ps(_mm_set1_ps(c), sv, corr[r]);
+            let dv = _mm256_set1_ps(d);
+            for g in 0..G {
+                let ap = act.add(4 * g * ab + 32 * b);
+                let a0 = _mm256_loadu_si256(ap as *const __m256i);
+                let a1 = _mm256_loadu_si256(ap.add(ab) as *const __m256i);
+                let a2 = _mm256_loadu_si256(ap.add(2 * ab) as *const __m256i);
+                let a3 = _mm256_loadu_si256(ap.add(3 * ab) as *const __m256i);
+                let isum = if B::SIGNED {
+                    let qa = _mm256_sign_epi8(q, q);
+                    let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a0, q)), ones);
+                    let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a1, q)), ones);
+                    let p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a2, q)), ones);
+                    let p3 = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a3, q)), ones);
+                    _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3))
+                } else {
+                    let p0 = _mm256_maddubs_epi16(q, a0);
+                    let p1 = _mm256_maddubs_epi16(q, a1);
+                    let p2 = _mm256_maddubs_epi16(q, a2);
+                    let p3 = _mm256_maddubs_epi16(q, a3);
+                    _mm256_madd_epi16(_mm256_hadd_epi16(_mm256_hadd_epi16(p0, p1), _mm256_hadd_epi16(p2, p3)), ones)
+                };
+                acc[r][g] = _mm256_fmadd_ps(_mm256_mul_ps(dv, da8[g]), _mm256_cvtepi32_ps(isum), acc[r][g]);
+                if B::HAS_C {
+                    corr[r][g] = _mm_fmadd_ps(_mm_set1_ps(c), sv[g], corr[r][g]);
+                }
             }
         }
     }
     for r in 0..RM {
-        let v = _mm_add_ps(
-            _mm_add_ps(
-                _mm256_castps256_ps128(acc[r]),
-                _mm256_extractf128_ps(acc[r], 1),
-            ),
-            corr[r],
-        );
-        let mut t4 = [0f32; 4];
-        _mm_storeu_ps(t4.as_mut_ptr(), v);
-        for (t, v) in t4.iter().enumerate() {
-            *out.add(t * os + r) = *v;
+        for g in 0..G {
+            let v = _mm_add_ps(_mm_add_ps(_mm256_castps256_ps128(acc[r][g]), _mm256_extractf128_ps(acc[r][g], 1)), corr[r][g]);
+            let mut t4 = [0f32; 4];
+            _mm_storeu_ps(t4.as_mut_ptr(), v);
+            for (t, v) in t4.iter().enumerate() {
+                *out.add((4 * g + t) * os + r) = *v;
+            }
         }
     }
 }
 
+/// Four weight rows × one token (decode). As in `tile32_t4` but packing the four *rows'*
+/// block sums into one vector ([r0 r1 r2 r3 | r0 r1 r2 r3]), with the rows' scales converted
+/// together. `rows` may repeat a row to pad a group; only the first `nr` results are stored, and
+/// each row's result is independent of its group (so of how the caller split rows).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile32_r4<B: B32>(k: usize, rows: [*const u8; 4], act: *const u8, out: *mut f32, nr: usize) {
+    let nb = k / 32;
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = _mm256_setzero_ps();
+    let mut corr = _mm_setzero_ps();
+    for b in 0..nb {
+        let a = _mm256_loadu_si256(act.add(32 * b) as *const __m256i);
+        let da = _mm256_set1_ps(ld_f32(act.add(k + 4 * b)));
+        let o = b * B::BYTES;
+        let p = [rows[0].add(o), rows[1].add(o), rows[2].add(o), rows[3].add(o)];
+        let q0 = B::load(p[0]).0;
+        let q1 = B::load(p[1]).0;
+        let q2 = B::load(p[2]).0;
+        let q3 = B::load(p[3]).0;
+        let isum = if B::SIGNED {
+            let d = |q: __m256i| _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(a, q)), ones);
+            _mm256_hadd_epi32(_mm256_hadd_epi32(d(q0), d(q1)), _mm256_hadd_epi32(d(q2), d(q3)))
+        } else {
+            let h01 = _mm256_hadd_epi16(_mm256_maddubs_epi16(q0, a), _mm256_maddubs_epi16(q1, a));
+            let h23 = _mm256_hadd_epi16(_mm256_maddubs_epi16(q2, a), _mm256_maddubs_epi16(q3, a));
+            _mm256_madd_epi16(_mm256_hadd_epi16(h01, h23), ones)
+        };
+        let (d4, c4) = B::dc4(p);
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set_m128(d4, d4), da), _mm256_cvtepi32_ps(isum), acc);
+        if B::HAS_C {
+            corr = _mm_fmadd_ps(c4, _mm_set1_ps(ld_f32(act.add(k + 4 * nb + 4 * b))), corr);
+        }
+    }
+    let v = _mm_add_ps(_mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)), corr);
+    let mut r4 = [0f32; 4];
+    _mm_storeu_ps(r4.as_mut_ptr(), v);
+    for (r, v) in r4.iter().enumerate().take(nr) {
+        *out.add(r) = *v;
+    }
+}
+
 /// Token-tile variant for 32-blocks, for tuning experiments (kbench `--sweep`):
-/// 0 = 4 rows × 4 tokens with packed token sums (default), 1 = 4 × 4 one accumulator per
-/// (row, token), 2 = 4 × 2, 3 = 2 × 4.
+/// 0 = 4 rows × 8 tokens with packed token sums (default), 1 = 4 rows × 4 tokens packed,
+/// 2 = 2 rows × 8 tokens packed, 3 = 4 × 4 with one accumulator per (row, token).
 pub(crate) static TILE_CFG: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn rows32<B: B32, const RM: usize, const TN: usize, const PACKED: bool>(
+unsafe fn rows32<B: B32, const RM: usize, const TN: usize, const G: usize>(
     k: usize,
     w: *const u8,
     rb: usize,
@@ -500,18 +557,29 @@ unsafe fn rows32<B: B32, const RM: usize, const TN: usize, const PACKED: bool>(
     os: usize,
 ) {
     let mut t = 0;
-    while t + TN <= n_tok {
-        if PACKED {
-            tile32_t4::<B, RM>(k, w, rb, act.add(t * ab), ab, out.add(t * os), os);
-        } else {
-            tile32::<B, RM, TN>(k, w, rb, act.add(t * ab), ab, out.add(t * os), os);
+    if G > 0 {
+        while t + 4 * G <= n_tok {
+            tile32_t4::<B, RM, G>(k, w, rb, act.add(t * ab), ab, out.add(t * os), os);
+            t += 4 * G;
         }
-        t += TN;
+        // A last group of 4 when G = 2 leaves 4..7 tokens.
+        while t + 4 <= n_tok {
+            tile32_t4::<B, RM, 1>(k, w, rb, act.add(t * ab), ab, out.add(t * os), os);
+            t += 4;
+        }
+    } else {
+        while t + TN <= n_tok {
+            tile32::<B, RM, TN>(k, w, rb, act.add(t * ab), ab, out.add(t * os), os);
+            t += TN;
+        }
     }
     let (a, o) = (act.add(t * ab), out.add(t * os));
     match n_tok - t {
         0 => {}
-        1 => tile32::<B, RM, 1>(k, w, rb, a, ab, o, os),
+        1 => {
+            let rows = [w, w.add(rb * 1.min(RM - 1)), w.add(rb * 2.min(RM - 1)), w.add(rb * 3.min(RM - 1))];
+            tile32_r4::<B>(k, rows, a, o, RM.min(4));
+        }
         2 => tile32::<B, RM, 2>(k, w, rb, a, ab, o, os),
         3 => tile32::<B, RM, 3>(k, w, rb, a, ab, o, os),
         _ => unreachable!(),
@@ -520,7 +588,7 @@ unsafe fn rows32<B: B32, const RM: usize, const TN: usize, const PACKED: bool>(
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn mm32_cfg<B: B32, const RM: usize, const TN: usize, const PACKED: bool>(
+unsafe fn mm32_cfg<B: B32, const RM: usize, const TN: usize, const G: usize>(
     k: usize,
     w: *const u8,
     n_rows: usize,
@@ -533,11 +601,11 @@ unsafe fn mm32_cfg<B: B32, const RM: usize, const TN: usize, const PACKED: bool>
     let ab = crate::act_row_bytes(ActFormat::Q8_0, k);
     let mut r = 0;
     while r + RM <= n_rows {
-        rows32::<B, RM, TN, PACKED>(k, w.add(r * rb), rb, act, ab, n_tok, out.add(r), os);
+        rows32::<B, RM, TN, G>(k, w.add(r * rb), rb, act, ab, n_tok, out.add(r), os);
         r += RM;
     }
     while r < n_rows {
-        rows32::<B, 1, TN, PACKED>(k, w.add(r * rb), rb, act, ab, n_tok, out.add(r), os);
+        rows32::<B, 1, TN, G>(k, w.add(r * rb), rb, act, ab, n_tok, out.add(r), os);
         r += 1;
     }
 }
@@ -553,10 +621,10 @@ unsafe fn mm32<B: B32>(
     os: usize,
 ) {
     match TILE_CFG.load(std::sync::atomic::Ordering::Relaxed) {
-        1 => mm32_cfg::<B, 4, 4, false>(k, w, n_rows, act, n_tok, out, os),
-        2 => mm32_cfg::<B, 4, 2, false>(k, w, n_rows, act, n_tok, out, os),
-        3 => mm32_cfg::<B, 2, 4, false>(k, w, n_rows, act, n_tok, out, os),
-        _ => mm32_cfg::<B, 4, 4, true>(k, w, n_rows, act, n_tok, out, os),
+        1 => mm32_cfg::<B, 4, 4, 1>(k, w, n_rows, act, n_tok, out, os),
+        2 => mm32_cfg::<B, 2, 4, 2>(k, w, n_rows, act, n_tok, out, os),
+        3 => mm32_cfg::<B, 4, 4, 0>(k, w, n_rows, act, n_tok, out, os),
+        _ => mm32_cfg::<B, 4, 4, 2>(k, w, n_rows, act, n_tok, out, os),
     }
 }
 

@@ -204,6 +204,8 @@ def run_ppl(bin_dir, driver, oracle):
         "models": {},
     }
     tool = Path(bin_dir) / "llama-perplexity"
+    res["oracle"]["llama_perplexity_version"] = " ".join(
+        subprocess.run([str(tool), "--version"], capture_output=True, text=True).stderr.split())
     for key, fname in MODEL_SET.items():
         path = MODELS / fname
         t0 = time.time()
@@ -225,14 +227,25 @@ def run_ppl(bin_dir, driver, oracle):
             sys.exit(f"error: driver found {d['n_chunk']} chunks, llama-perplexity {len(running)}")
         if abs(d["ppl"] - ppl) > 2e-3 * ppl:
             sys.exit(f"error: driver PPL {d['ppl']} disagrees with llama-perplexity {ppl}")
-        # Cross-check the tokens count with llama-tokenize (same tokenization call).
-        tk = sh([str(Path(bin_dir) / "llama-tokenize"), "-m", str(path), "-f", str(text_path), "--ids", "--log-disable"])
+        # Cross-check the token count with llama-tokenize (same common_tokenize call). Unlike the
+        # other tools, llama-tokenize reads -f verbatim, so give it the text without its last '\n'.
+        with tempfile.TemporaryDirectory() as td:
+            stripped = Path(td) / "ppl.txt"
+            raw = text_path.read_bytes()
+            stripped.write_bytes(raw[:-1] if raw.endswith(b"\n") else raw)
+            tk = sh([str(Path(bin_dir) / "llama-tokenize"), "-m", str(path), "-f", str(stripped), "--ids",
+                     "--log-disable"])
+            tk_full = sh([str(Path(bin_dir) / "llama-tokenize"), "-m", str(path), "-f", str(text_path), "--ids",
+                          "--log-disable"])
         ids = json.loads(tk.stdout.strip().splitlines()[-1])
+        n_full = len(json.loads(tk_full.stdout.strip().splitlines()[-1]))
         if len(ids) != d["n_tokens"]:
             sys.exit(f"error: llama-tokenize gives {len(ids)} tokens, driver {d['n_tokens']}")
         res["models"][key] = {
             "model": model_info(key, path),
             "n_tokens": d["n_tokens"],
+            "n_tokens_note": "tokens of the text as llama-perplexity sees it (final newline dropped), BOS included iff add_bos",
+            "n_tokens_whole_file": n_full,
             "add_bos": d["add_bos"],
             "n_chunk": d["n_chunk"],
             "final_ppl": ppl,
@@ -255,7 +268,9 @@ def main():
     only = set(args.only or ["smollm2", "gemma3", "ppl"])
 
     src = Path(sh([str(ROOT / "scripts/fetch-llama-cpp.sh")]).stdout.strip())
-    bin_dir = src.parent.parent / "build/bin"  # where fetch-llama-cpp.sh --build puts the tools
+    # Where fetch-llama-cpp.sh --build puts the tools; HEARTH_LLAMA_BIN overrides (e.g. tools
+    # compiled by hand from the same source and static libraries).
+    bin_dir = Path(os.environ.get("HEARTH_LLAMA_BIN", src.parent.parent / "build/bin"))
     need = ["llama-perplexity", "llama-tokenize"] if "ppl" in only else []
     missing = [t for t in need if not (bin_dir / t).exists()]
     if missing:

@@ -182,4 +182,40 @@ mod tests {
         assert_eq!(out, "");
         assert_eq!(m, Some((0, "\n\nrest".into())));
     }
+
+    proptest::proptest! {
+        /// Whatever the chunking, the streamed output equals the whole text
+        /// cut at the earliest occurrence of any stop string, as `str::find`
+        /// over the full text finds it.
+        #[test]
+        fn chunking_never_changes_the_result(
+            text in "[abé ]{0,40}",
+            stops in proptest::collection::vec("[abé]{1,4}", 0..3),
+            cuts in proptest::collection::vec(0usize..48, 0..10),
+        ) {
+            let expected = stops
+                .iter()
+                .filter_map(|s| text.find(s.as_str()))
+                .min()
+                .map_or(text.as_str(), |pos| &text[..pos]);
+            // Split at char boundaries only (tokens carry whole characters).
+            let mut bounds: Vec<usize> = cuts
+                .iter()
+                .map(|&c| c.min(text.len()))
+                .filter(|&c| text.is_char_boundary(c))
+                .collect();
+            bounds.sort();
+            bounds.dedup();
+            let mut chunks = Vec::new();
+            let mut prev = 0;
+            for b in bounds.into_iter().chain([text.len()]) {
+                chunks.push(&text[prev..b]);
+                prev = b;
+            }
+            let stop_refs: Vec<&str> = stops.iter().map(String::as_str).collect();
+            let (out, matched) = run(&stop_refs, &chunks);
+            proptest::prop_assert_eq!(out.as_str(), expected);
+            proptest::prop_assert_eq!(matched.is_some(), expected.len() < text.len());
+        }
+    }
 }

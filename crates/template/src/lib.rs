@@ -905,20 +905,21 @@ fn tojson_filter(value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Result<Val
 
 /// jinja2's `join(value, d='', attribute=None)`: `d.join(str(x) for x in value)`, where
 /// `str()` is Python's (so `True`, `None`, Python reprs of containers).
-fn join_filter(
-    state: &State,
-    value: &Value,
-    d: Option<&str>,
-    kwargs: Kwargs,
-) -> Result<Value, Error> {
+fn join_filter(value: &Value, d: Option<&str>, kwargs: Kwargs) -> Result<Value, Error> {
     let attribute: Option<Value> = kwargs.get("attribute")?;
     kwargs.assert_all_used()?;
-    let _ = state;
     let d = d.unwrap_or("");
     let mut out = String::new();
-    if value.is_undefined() {
-        // jinja2's Undefined iterates as empty.
-        return Ok(Value::from(""));
+    match value.kind() {
+        // jinja2's Undefined iterates as empty; None is not iterable.
+        ValueKind::Undefined => return Ok(Value::from("")),
+        ValueKind::None => {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "'NoneType' object is not iterable",
+            ))
+        }
+        _ => {}
     }
     for (i, item) in value.try_iter()?.enumerate() {
         if i > 0 {

@@ -81,7 +81,7 @@ impl CivilTime {
     }
 
     /// C-locale `strftime`. Supports `%a %A %b %h %B %c %C %d %D %e %F %H %I %j %m %M %n %p
-    /// %r %R %S %t %T %u %w %x %X %y %Y %G? %z %Z %%` and glibc's `%-d`-style flag that drops
+    /// %r %R %S %t %T %u %w %x %X %y %Y %z %Z %%` and glibc's `%-d`-style flag that drops
     /// padding. `%z`/`%Z` are empty (a naive time has no zone, as in Python). Unknown
     /// directives are copied through unchanged, as glibc does.
     pub fn strftime(&self, fmt: &str) -> String {

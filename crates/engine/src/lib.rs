@@ -15,6 +15,7 @@ pub mod weights;
 
 pub use error::EngineError;
 pub use hearth_formats as formats;
+pub use hearth_kernels as kernels;
 pub use hearth_template as template;
 pub use hearth_tokenizer as tokenizer;
 pub use sample::SamplingParams;

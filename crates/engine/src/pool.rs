@@ -37,9 +37,13 @@ pub struct Pool {
     n_threads: usize,
 }
 
-/// Spins before a worker parks. About a millisecond or two: long enough to cover the gap between
-/// jobs within a forward pass and between decode steps, short enough that an idle pool sleeps.
-const SPINS_BEFORE_PARK: u32 = 200_000;
+/// Busy-wait iterations before a waiting thread starts yielding its core: enough to cover the
+/// gap between jobs of one forward pass (microseconds) without burning a timeslice when the
+/// machine is oversubscribed (a spinning waiter would then delay the very thread it waits for).
+const SPINS_BEFORE_YIELD: u32 = 20_000;
+/// Yields before a worker parks (about a millisecond or more): covers the gap between decode
+/// steps; after it an idle pool sleeps.
+const YIELDS_BEFORE_PARK: u32 = 2_000;
 
 impl Pool {
     pub fn new(n_threads: usize) -> Self {
@@ -93,7 +97,7 @@ impl Pool {
         let mut spins = 0u32;
         while s.done.load(Ordering::Acquire) < need {
             spins += 1;
-            if spins < 1 << 16 {
+            if spins < SPINS_BEFORE_YIELD {
                 std::hint::spin_loop();
             } else {
                 thread::yield_now();
@@ -133,8 +137,10 @@ fn worker(s: Arc<Shared>, id: usize, n: usize) {
                 return;
             }
             spins += 1;
-            if spins < SPINS_BEFORE_PARK {
+            if spins < SPINS_BEFORE_YIELD {
                 std::hint::spin_loop();
+            } else if spins < SPINS_BEFORE_YIELD + YIELDS_BEFORE_PARK {
+                thread::yield_now();
             } else {
                 s.sleepers.fetch_add(1, Ordering::SeqCst);
                 if s.epoch.load(Ordering::SeqCst) == seen && !s.stop.load(Ordering::SeqCst) {

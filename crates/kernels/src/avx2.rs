@@ -238,6 +238,14 @@ trait B32 {
     }
 }
 
+/// Four f16 scales → [d0..d3] with one conversion.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn d4_f16(p: [*const u8; 4]) -> __m128 {
+    let u = |q: *const u8| (q as *const i16).read_unaligned();
+    _mm_cvtph_ps(_mm_setr_epi16(u(p[0]), u(p[1]), u(p[2]), u(p[3]), 0, 0, 0, 0))
+}
+
 /// Four (f16 d, f16 m) pairs → ([d0..d3], [m0..m3]) with one conversion.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -262,6 +270,12 @@ impl B32 for Q40 {
     unsafe fn load(p: *const u8) -> (__m256i, f32, f32) {
         let d = ld_f16(p);
         (nibbles32(p.add(2)), d, -8.0 * d)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dc4(p: [*const u8; 4]) -> (__m128, __m128) {
+        let d = d4_f16(p);
+        (d, _mm_mul_ps(d, _mm_set1_ps(-8.0)))
     }
 }
 
@@ -292,6 +306,12 @@ impl B32 for Q50 {
             d,
             -16.0 * d,
         )
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dc4(p: [*const u8; 4]) -> (__m128, __m128) {
+        let d = d4_f16(p);
+        (d, _mm_mul_ps(d, _mm_set1_ps(-16.0)))
     }
 }
 
@@ -327,6 +347,12 @@ impl B32 for Q80 {
             ld_f16(p),
             0.0,
         )
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dc4(p: [*const u8; 4]) -> (__m128, __m128) {
+        let d = d4_f16(p);
+        (d, _mm_setzero_ps())
     }
 }
 
@@ -513,6 +539,12 @@ unsafe fn tile32_r4<B: B32>(k: usize, rows: [*const u8; 4], act: *const u8, out:
         let da = _mm256_set1_ps(ld_f32(act.add(k + 4 * b)));
         let o = b * B::BYTES;
         let p = [rows[0].add(o), rows[1].add(o), rows[2].add(o), rows[3].add(o)];
+        if PF > 0 {
+            // Decode streams weights from DRAM: ask for the lines PF bytes ahead in each row.
+            for pr in p {
+                _mm_prefetch::<_MM_HINT_T0>(pr.add(PF) as *const i8);
+            }
+        }
         let q0 = B::load(p[0]).0;
         let q1 = B::load(p[1]).0;
         let q2 = B::load(p[2]).0;
@@ -538,6 +570,9 @@ unsafe fn tile32_r4<B: B32>(k: usize, rows: [*const u8; 4], act: *const u8, out:
         *out.add(r) = *v;
     }
 }
+
+/// Software prefetch distance (bytes) in the decode kernel; 0 disables.
+const PF: usize = 512;
 
 /// Token-tile variant for 32-blocks, for tuning experiments (kbench `--sweep`):
 /// 0 = 4 rows × 8 tokens with packed token sums (default), 1 = 4 rows × 4 tokens packed,

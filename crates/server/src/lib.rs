@@ -15,6 +15,7 @@
 pub mod api;
 pub mod backend;
 pub mod config;
+pub mod conformance;
 pub mod error;
 pub mod fake;
 pub mod generation;

@@ -1277,3 +1277,29 @@ fn clean_up_spaces(t: &mut Vec<u8>) {
         t.truncate(total);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `tokenizer.ggml.pre` we accept maps to regexes that compile and split text.
+    #[test]
+    fn all_supported_pre_tokenizers_compile() {
+        for pre in SUPPORTED_PRE {
+            let cfg = pre_config(pre).unwrap_or_else(|| panic!("{pre} listed but not configured"));
+            let (exprs, be) = pre_regex::regexes(cfg.group).unwrap_or_else(|| panic!("{pre}: no regexes"));
+            let p = PreTokenizer::new(exprs, be).unwrap_or_else(|e| panic!("{pre}: {e}"));
+            let words = p.split("Hello, world! 12345 你好 \n\n  x's");
+            assert!(!words.is_empty(), "{pre}");
+        }
+    }
+
+    #[test]
+    fn clean_spaces_passes() {
+        let mut t = b"Hello , world ! It ' s I 'm you 're ok 't".to_vec();
+        clean_up_spaces(&mut t);
+        // " ," and " !" lose the space; " ' " loses both; " 'm"/" 're" lose the space,
+        // " 't" keeps it (llama.cpp's detokenize clean-up).
+        assert_eq!(String::from_utf8(t).unwrap(), "Hello, world! It's I'm you're ok 't");
+    }
+}

@@ -47,7 +47,7 @@ def parse_pieces(out, ids):
 with tempfile.NamedTemporaryFile("wb", suffix=".txt", delete=False) as f:
     f.write(b"x")
     probe = f.name
-log = run(["--ids"], probe).stderr.decode("utf-8", "replace")
+log = run(["--ids", "-v"], probe).stderr.decode("utf-8", "replace")
 eog = []
 in_eog = False
 for line in log.splitlines():

@@ -20,7 +20,12 @@ How to regenerate (takes a few minutes on 2 cores):
   scripts/fetch-llama-cpp.sh --build      # llama.cpp source + static tools (slow, once)
   python3 scripts/oracle/gen_golden.py    # builds the driver (scripts/oracle/build.sh), writes tests/golden/
 
-Options: --only smollm2|gemma3|ppl (repeatable) to regenerate part of the set.
+  * tests/golden/oracle_noise.json (--only noise, not part of the default run)
+      the same driver with flash attention off, compared with the goldens: how far llama.cpp
+      moves when only its attention kernel changes (a floor for the engine's tolerances).
+
+Options: --only smollm2|gemma3|ppl|noise (repeatable) to regenerate part of the set;
+default: smollm2, gemma3, ppl.
 """
 
 import argparse
@@ -45,6 +50,12 @@ THREADS = 2
 N_CTX = 2048
 PPL_CTX = 256
 DECIMALS = 4
+# Flash attention off for the goldens: ggml's CPU flash-attention kernel accumulates V in F16,
+# which moves these small models' log-probs by up to ~0.8 (see oracle_noise.json); the
+# classic path (F16 K/V, F32 accumulation and softmax) is what an F32-math engine should match.
+# KV cache F16, llama.cpp's default type.
+FLASH_ATTN = "off"
+KV_TYPE = "f16"
 
 MODEL_SET = {
     "smollm2": "SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -113,7 +124,7 @@ def gen_model(key, driver, prompts, oracle):
             pf.write_bytes(p["text"].encode("utf-8"))
             t0 = time.time()
             r = sh([str(driver), "-m", str(path), "-f", str(pf), "-n", str(N_PREDICT), "-k", str(TOP_K),
-                    "-t", str(THREADS), "-c", str(N_CTX)])
+                    "-t", str(THREADS), "-c", str(N_CTX), "--fa", FLASH_ATTN, "--kv", KV_TYPE])
             dt = time.time() - t0
             t_total += dt
             j = json.loads(r.stdout)
@@ -199,6 +210,7 @@ def run_ppl(bin_dir, driver, oracle):
             "ppl": "exp(sum of nll over all chunks / total scored count)",
             "running_ppl": "llama-perplexity prints [c]exp(cumulative nll / cumulative count) after each chunk c (1-based), 4 decimals",
             "uncertainty": "+/- ppl * sqrt((mean(nll^2) - mean(nll)^2) / (count - 1))",
+            "flash_attn": "llama-perplexity default (auto; resolves to on for the CPU backend); see fa_off for the flash-attention-off values",
             "llama_perplexity_batching": "default -b 2048 gives n_seq = 2048/256 = 8 chunks decoded per batch as 8 sequences (ubatch 512); per-chunk math is unaffected",
         },
         "models": {},
@@ -227,6 +239,9 @@ def run_ppl(bin_dir, driver, oracle):
             sys.exit(f"error: driver found {d['n_chunk']} chunks, llama-perplexity {len(running)}")
         if abs(d["ppl"] - ppl) > 2e-3 * ppl:
             sys.exit(f"error: driver PPL {d['ppl']} disagrees with llama-perplexity {ppl}")
+        # The same computation with flash attention off, the precision the logit goldens use.
+        d_off = json.loads(sh([str(driver), "-m", str(path), "-f", str(text_path), "--ppl", str(PPL_CTX),
+                               "-t", str(THREADS), "--fa", "off"]).stdout)
         # Cross-check the token count with llama-tokenize (same common_tokenize call). Unlike the
         # other tools, llama-tokenize reads -f verbatim, so give it the text without its last '\n'.
         with tempfile.TemporaryDirectory() as td:
@@ -248,12 +263,20 @@ def run_ppl(bin_dir, driver, oracle):
             "n_tokens_whole_file": n_full,
             "add_bos": d["add_bos"],
             "n_chunk": d["n_chunk"],
+            "llama_perplexity_flash_attn": "on" if "Flash Attention enabled" in log else
+                                           "off" if "Flash Attention not supported" in log else "unknown",
             "final_ppl": ppl,
             "final_ppl_err": err,
             "running_ppl": running,
             "chunks": [{"nll_sum": round(c["nll_sum"], 4), "count": c["count"],
                         "ppl": round(pow(2.718281828459045, c["nll_sum"] / c["count"]), 4)} for c in d["chunks"]],
             "driver_ppl": round(d["ppl"], 4),
+            "fa_off": {
+                "note": "hearth-oracle-logits --ppl with flash attention off (like the logit goldens); "
+                        "llama-perplexity and `chunks` above use the default (auto, resolved to on on CPU)",
+                "ppl": round(d_off["ppl"], 4),
+                "chunks": [{"nll_sum": round(c["nll_sum"], 4), "count": c["count"]} for c in d_off["chunks"]],
+            },
             "llama_perplexity_seconds": round(dt, 1),
         }
         print(f"  ppl {key}: {ppl} +/- {err} over {d['n_chunk']} chunks ({d['n_tokens']} tokens), "
@@ -261,9 +284,59 @@ def run_ppl(bin_dir, driver, oracle):
     return res
 
 
+NOISE_VARIANTS = {"fa_on_kv_f16": ("on", "f16"), "fa_off_kv_f32": ("off", "f32")}
+
+
+def run_noise(driver, prompts):
+    """How much llama.cpp disagrees with itself when only the attention precision changes:
+    a floor for the engine's tolerances."""
+    res = {"format": 1, "generator": "scripts/oracle/gen_golden.py --only noise",
+           "what": "tests/golden/<model>.json (flash_attn off, KV f16) vs the same driver with another attention "
+                   "precision; prompt_max_abs_dlogprob: max over positions and over golden top-5 ids also in the "
+                   "variant's top-5 of |logprob difference| (golden rounded to 4 decimals); prompt_max_abs_dtop1: "
+                   "the same for the golden top-1 id only; greedy_common_prefix: generated tokens equal before "
+                   "the first difference",
+           "variants": {k: {"flash_attn": v[0], "kv": v[1]} for k, v in NOISE_VARIANTS.items()},
+           "models": {}}
+    for key, fname in MODEL_SET.items():
+        path = MODELS / fname
+        golden = {p["id"]: p for p in json.loads((GOLDEN / f"{key}.json").read_text(encoding="utf-8"))["prompts"]}
+        res["models"][key] = {}
+        for vname, (vfa, vkv) in NOISE_VARIANTS.items():
+            per = {}
+            with tempfile.TemporaryDirectory() as td:
+                for p in prompts:
+                    pf = Path(td) / "prompt.txt"
+                    pf.write_bytes(p["text"].encode("utf-8"))
+                    j = json.loads(sh([str(driver), "-m", str(path), "-f", str(pf), "-n", str(N_PREDICT),
+                                       "-k", str(TOP_K), "-t", str(THREADS), "-c", str(N_CTX),
+                                       "--fa", vfa, "--kv", vkv]).stdout)
+                    g = golden[p["id"]]
+                    assert j["prompt_tokens"] == g["prompt_tokens"]
+                    max_d, max_d1, top1_same = 0.0, 0.0, 0
+                    for a, b in zip(g["prompt_top"], j["prompt_top"]):
+                        top1_same += a["ids"][0] == b["ids"][0]
+                        lb = dict(zip(b["ids"], b["logprobs"]))
+                        for r, (i, lp) in enumerate(zip(a["ids"], a["logprobs"])):
+                            if i in lb:
+                                max_d = max(max_d, abs(lp - lb[i]))
+                                if r == 0:
+                                    max_d1 = max(max_d1, abs(lp - lb[i]))
+                    ga, gb = g["greedy"]["ids"], j["greedy"]["ids"]
+                    n = min(len(ga), len(gb))
+                    same = next((k for k in range(n) if ga[k] != gb[k]), n)
+                    per[p["id"]] = {"prompt_max_abs_dlogprob": round(max_d, 4),
+                                    "prompt_max_abs_dtop1": round(max_d1, 4),
+                                    "prompt_top1_agree": f"{top1_same}/{len(g['prompt_top'])}",
+                                    "greedy_common_prefix": same, "greedy_len": len(ga)}
+                    print(f"  noise {key}/{vname}/{p['id']}: {per[p['id']]}", file=sys.stderr)
+            res["models"][key][vname] = per
+    return res
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", action="append", choices=["smollm2", "gemma3", "ppl"])
+    ap.add_argument("--only", action="append", choices=["smollm2", "gemma3", "ppl", "noise"])
     args = ap.parse_args()
     only = set(args.only or ["smollm2", "gemma3", "ppl"])
 
@@ -285,6 +358,8 @@ def main():
             dump(gen_model(key, driver, prompts, oracle), GOLDEN / f"{key}.json")
     if "ppl" in only:
         dump(run_ppl(bin_dir, driver, oracle), GOLDEN / "perplexity.json")
+    if "noise" in only:
+        dump(run_noise(driver, prompts), GOLDEN / "oracle_noise.json")
 
 
 if __name__ == "__main__":

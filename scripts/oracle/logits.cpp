@@ -14,8 +14,8 @@
 // Build: scripts/oracle/build.sh.  Used by scripts/oracle/gen_golden.py.
 //
 // Usage: hearth-oracle-logits -m MODEL.gguf -f PROMPT.txt [-n 64] [-k 5] [-t 2] [-c 2048]
-//                             [--fa auto|on|off]
-//        hearth-oracle-logits -m MODEL.gguf -f TEXT.txt --ppl N_CTX [-t 2]
+//                             [--fa auto|on|off] [--kv f16|f32]
+//        hearth-oracle-logits -m MODEL.gguf -f TEXT.txt --ppl N_CTX [-t 2] [--fa auto|on|off]
 //
 // --ppl re-does llama-perplexity's default computation (tools/perplexity/perplexity.cpp,
 // perplexity()) one chunk at a time and prints every chunk's summed negative log-likelihood
@@ -176,7 +176,8 @@ std::string topk_json(const TopK & t) {
 // chunk is evaluated from an empty KV cache at positions 0..n_ctx-1; logits at positions
 // first = n_ctx/2 .. n_ctx-2 are scored against the next token, i.e. tokens first+1..n_ctx-1
 // of the chunk (n_ctx - first - 1 tokens per chunk). PPL = exp(total NLL / total count).
-int run_ppl(llama_model * model, const llama_vocab * vocab, const std::string & text, int n_ctx, int n_threads) {
+int run_ppl(llama_model * model, const llama_vocab * vocab, const std::string & text, int n_ctx, int n_threads,
+            llama_flash_attn_type fa) {
     const int n_vocab = llama_vocab_n_tokens(vocab);
     const bool add_bos = llama_vocab_get_add_bos(vocab);
     int n = -llama_tokenize(vocab, text.data(), (int32_t) text.size(), nullptr, 0, true, false);
@@ -199,6 +200,7 @@ int run_ppl(llama_model * model, const llama_vocab * vocab, const std::string & 
     cp.n_outputs_max_per_seq = 0;
     cp.n_threads = n_threads;
     cp.n_threads_batch = n_threads;
+    cp.flash_attn_type = fa;
     llama_context * ctx = llama_init_from_model(model, cp);
     if (!ctx) {
         fprintf(stderr, "error: failed to create context\n");
@@ -249,10 +251,16 @@ int run_ppl(llama_model * model, const llama_vocab * vocab, const std::string & 
     return 0;
 }
 
+llama_flash_attn_type parse_fa(const std::string & fa) {
+    return fa == "on" ? LLAMA_FLASH_ATTN_TYPE_ENABLED
+           : fa == "off" ? LLAMA_FLASH_ATTN_TYPE_DISABLED
+                         : LLAMA_FLASH_ATTN_TYPE_AUTO;
+}
+
 [[noreturn]] void usage(const char * argv0) {
     fprintf(stderr,
             "usage: %s -m MODEL.gguf -f PROMPT.txt [-n N_PREDICT=64] [-k TOPK=5] [-t THREADS=2] "
-            "[-c N_CTX=2048] [--fa auto|on|off]\n       %s -m MODEL.gguf -f TEXT.txt --ppl N_CTX [-t THREADS]\n",
+            "[-c N_CTX=2048] [--fa auto|on|off] [--kv f16|f32]\n       %s -m MODEL.gguf -f TEXT.txt --ppl N_CTX [-t THREADS] [--fa auto|on|off]\n",
             argv0, argv0);
     exit(2);
 }
@@ -261,7 +269,7 @@ int run_ppl(llama_model * model, const llama_vocab * vocab, const std::string & 
 
 int main(int argc, char ** argv) {
     std::setlocale(LC_NUMERIC, "C");
-    std::string model_path, prompt_path, fa = "auto";
+    std::string model_path, prompt_path, fa = "auto", kv = "f16";
     int n_predict = 64, k = 5, n_threads = 2, n_ctx = 2048, ppl_ctx = 0;
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
@@ -276,6 +284,7 @@ int main(int argc, char ** argv) {
         else if (a == "-t") n_threads = atoi(next());
         else if (a == "-c") n_ctx = atoi(next());
         else if (a == "--fa") fa = next();
+        else if (a == "--kv") kv = next();
         else if (a == "--ppl") ppl_ctx = atoi(next());
         else usage(argv[0]);
     }
@@ -308,7 +317,7 @@ int main(int argc, char ** argv) {
             fprintf(stderr, "error: --ppl text contains a backslash; llama.cpp would unescape it\n");
             return 1;
         }
-        return run_ppl(model, vocab, prompt, ppl_ctx, n_threads);
+        return run_ppl(model, vocab, prompt, ppl_ctx, n_threads, parse_fa(fa));
     }
 
     // Same call llama-server makes for a raw /completion prompt (tokenize_mixed -> common_tokenize).
@@ -333,11 +342,9 @@ int main(int argc, char ** argv) {
     cp.n_outputs_max_per_seq = 0;  // 0 = n_outputs_max
     cp.n_threads = n_threads;
     cp.n_threads_batch = n_threads;
-    cp.type_k = GGML_TYPE_F16;
-    cp.type_v = GGML_TYPE_F16;
-    cp.flash_attn_type = fa == "on" ? LLAMA_FLASH_ATTN_TYPE_ENABLED
-                         : fa == "off" ? LLAMA_FLASH_ATTN_TYPE_DISABLED
-                                       : LLAMA_FLASH_ATTN_TYPE_AUTO;
+    cp.type_k = kv == "f32" ? GGML_TYPE_F32 : GGML_TYPE_F16;
+    cp.type_v = cp.type_k;
+    cp.flash_attn_type = parse_fa(fa);
     llama_context * ctx = llama_init_from_model(model, cp);
     if (!ctx) {
         fprintf(stderr, "error: failed to create context\n");
@@ -362,7 +369,7 @@ int main(int argc, char ** argv) {
     out << ",\"add_eos\":" << (llama_vocab_get_add_eos(vocab) ? "true" : "false");
     out << ",\"bos_id\":" << llama_vocab_bos(vocab);
     out << ",\"settings\":{\"n_ctx\":" << n_ctx << ",\"n_batch\":" << cp.n_batch << ",\"n_ubatch\":" << cp.n_ubatch
-        << ",\"n_threads\":" << n_threads << ",\"type_k\":\"f16\",\"type_v\":\"f16\",\"flash_attn\":\""
+        << ",\"n_threads\":" << n_threads << ",\"type_k\":\"" << kv << "\",\"type_v\":\"" << kv << "\",\"flash_attn\":\""
         << fa_resolved << "\",\"swa_full\":" << (cp.swa_full ? "true" : "false") << "}";
     out << ",\"prompt_tokens\":[";
     for (int i = 0; i < n_prompt; i++) out << (i ? "," : "") << toks[i];

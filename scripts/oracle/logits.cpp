@@ -48,40 +48,50 @@ void log_cb(ggml_log_level level, const char * text, void * /*user*/) {
 }
 
 // JSON string escaping. Invalid UTF-8 (possible when a generation is cut mid-character)
-// becomes U+FFFD so the output is always valid JSON; `valid` reports whether that happened.
+// becomes U+FFFD, one per "maximal subpart" as Unicode recommends (Unicode 15, section 3.9,
+// U+FFFD substitution of maximal subparts) — the same as Rust's String::from_utf8_lossy and
+// Python's bytes.decode(errors="replace") — so the output is always valid JSON; `valid`
+// reports whether a replacement happened.
 std::string json_str(const std::string & s, bool * valid = nullptr) {
     std::string o = "\"";
     bool ok = true;
     size_t i = 0;
     const size_t n = s.size();
     while (i < n) {
-        unsigned char c = (unsigned char) s[i];
+        const unsigned char c = (unsigned char) s[i];
         size_t len = 0;
+        unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
         if (c < 0x80) {
             len = 1;
-        } else if ((c & 0xE0) == 0xC0 && c >= 0xC2) {
+        } else if (c >= 0xC2 && c <= 0xDF) {
             len = 2;
-        } else if ((c & 0xF0) == 0xE0) {
+        } else if (c >= 0xE0 && c <= 0xEF) {
             len = 3;
-        } else if ((c & 0xF8) == 0xF0 && c <= 0xF4) {
+            if (c == 0xE0) lo = 0xA0;  // no overlongs
+            if (c == 0xED) hi = 0x9F;  // no surrogates
+        } else if (c >= 0xF0 && c <= 0xF4) {
             len = 4;
+            if (c == 0xF0) lo = 0x90;
+            if (c == 0xF4) hi = 0x8F;  // <= U+10FFFF
         }
-        bool seq_ok = len > 0 && i + len <= n;
-        for (size_t j = 1; seq_ok && j < len; j++) {
-            seq_ok = (((unsigned char) s[i + j]) & 0xC0) == 0x80;
-        }
-        if (seq_ok && len == 3) {
-            unsigned char c1 = (unsigned char) s[i + 1];
-            if ((c == 0xE0 && c1 < 0xA0) || (c == 0xED && c1 >= 0xA0)) seq_ok = false;  // overlong / surrogate
-        }
-        if (seq_ok && len == 4) {
-            unsigned char c1 = (unsigned char) s[i + 1];
-            if ((c == 0xF0 && c1 < 0x90) || (c == 0xF4 && c1 >= 0x90)) seq_ok = false;
-        }
-        if (!seq_ok) {
+        if (len == 0) {  // a byte that can never start a character
             ok = false;
             o += "\\ufffd";
             i += 1;
+            continue;
+        }
+        // how many bytes of the sequence are well-formed
+        size_t k = 1;
+        while (k < len && i + k < n) {
+            const unsigned char b = (unsigned char) s[i + k];
+            const bool good = k == 1 ? (b >= lo && b <= hi) : (b >= 0x80 && b <= 0xBF);
+            if (!good) break;
+            k++;
+        }
+        if (k < len) {  // truncated or broken: the maximal subpart s[i..i+k) becomes one U+FFFD
+            ok = false;
+            o += "\\ufffd";
+            i += k;
             continue;
         }
         if (len == 1) {

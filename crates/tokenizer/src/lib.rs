@@ -11,10 +11,13 @@
 //! Everything the encoder needs is precomputed at load: token→id map, merge ranks,
 //! the detokenized bytes of every token, and the special-token search automaton.
 
+#[cfg(feature = "hf")]
+mod hf;
 mod pre_regex;
 mod pretok;
 mod stream;
 mod unicode;
+#[rustfmt::skip]
 mod unicode_table;
 
 use aho_corasick::AhoCorasick;
@@ -24,6 +27,12 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::path::PathBuf;
 
 pub use stream::StreamDecoder;
+
+#[cfg(feature = "hf")]
+use hf::HfParts;
+/// Stand-in when the `hf` feature is off: no value of it ever exists.
+#[cfg(not(feature = "hf"))]
+enum HfParts {}
 
 /// Fast non-cryptographic hash (the rustc "Fx" multiply-rotate scheme) for the vocabulary
 /// and merge maps: their keys come from the model file, not from users, and SipHash made
@@ -51,7 +60,8 @@ impl std::hash::Hasher for FxHasher {
     }
     #[inline]
     fn finish(&self) -> u64 {
-        self.0
+        // The multiply leaves the low bits weak; hashbrown indexes buckets with them.
+        self.0.rotate_left(26)
     }
 }
 
@@ -70,16 +80,30 @@ pub enum TokenizerError {
     #[error("{path}: missing tokenizer metadata '{key}'")]
     Missing { path: PathBuf, key: &'static str },
     #[error("{path}: tokenizer metadata '{key}' is malformed: {what}")]
-    Malformed { path: PathBuf, key: &'static str, what: String },
+    Malformed {
+        path: PathBuf,
+        key: &'static str,
+        what: String,
+    },
     #[error(
         "{path}: unsupported tokenizer.ggml.model '{model}' (supported: 'llama' = SentencePiece, \
          'gpt2' = byte-level BPE, 'gemma4' = SentencePiece-style BPE)"
     )]
     UnsupportedModel { path: PathBuf, model: String },
     #[error("{path}: unsupported tokenizer.ggml.pre '{pre}' (supported: {supported})")]
-    UnsupportedPre { path: PathBuf, pre: String, supported: String },
+    UnsupportedPre {
+        path: PathBuf,
+        pre: String,
+        supported: String,
+    },
     #[error("{path}: pre-tokenizer '{pre}': {what}")]
-    Regex { path: PathBuf, pre: String, what: String },
+    Regex {
+        path: PathBuf,
+        pre: String,
+        what: String,
+    },
+    #[error("{path}: {what}")]
+    Json { path: PathBuf, what: String },
 }
 
 // Token attributes, as llama.cpp's `llama_token_attr` bit flags.
@@ -111,6 +135,9 @@ enum Kind {
     Spm,
     /// BPE (`gpt2`, `gemma4`).
     Bpe,
+    /// Hugging Face `tokenizers` (tokenizer.json).
+    #[cfg_attr(not(feature = "hf"), allow(dead_code))]
+    Hf,
 }
 
 /// Pre-tokenizer settings derived from `tokenizer.ggml.pre` (llama.cpp `impl::load`).
@@ -139,8 +166,8 @@ fn pre_config(pre: &str) -> Option<PreCfg> {
             c.ignore_merges = true;
             "MINICPM5"
         }
-        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0" | "lfm2"
-        | "jina-v5-nano" => {
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0"
+        | "lfm2" | "jina-v5-nano" => {
             c.ignore_merges = true;
             c.add_bos = true;
             "LLAMA3"
@@ -169,8 +196,9 @@ fn pre_config(pre: &str) -> Option<PreCfg> {
         "falcon" => "FALCON",
         "mpt" => "MPT",
         "starcoder" => "STARCODER",
-        "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de" | "a.x-4.0" | "mellum"
-        | "modern-bert" | "jina-v1-en" | "jina-v2-code" | "roberta-bpe" | "exaone4" => "GPT2",
+        "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de"
+        | "a.x-4.0" | "mellum" | "modern-bert" | "jina-v1-en" | "jina-v2-code" | "roberta-bpe"
+        | "exaone4" => "GPT2",
         "jais-2" => "JAIS2",
         "gemma4" | "granite-embed-multi-311m" => {
             c.escape_whitespaces = true;
@@ -296,18 +324,119 @@ fn pre_config(pre: &str) -> Option<PreCfg> {
     Some(c)
 }
 
+/// Token texts llama.cpp treats as end-of-generation (`special_eog_ids`).
+pub(crate) const EOG_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "</s>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "<｜end▁of▁sentence｜>",
+    "[e~[",
+];
+
 /// The `tokenizer.ggml.pre` values [`Tokenizer::from_gguf`] accepts.
 pub const SUPPORTED_PRE: &[&str] = &[
-    "default", "llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2",
-    "jina-v5-nano", "minicpm5", "deepseek-llm", "deepseek-coder", "deepseek-v3", "hunyuan-dense", "hy_v4",
-    "joyai-llm", "spark2_5", "youtu", "falcon", "mpt", "starcoder", "gpt-2", "phi-2", "jina-es", "jina-de",
-    "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0", "mellum", "modern-bert", "jina-v1-en", "jina-v2-code",
-    "roberta-bpe", "exaone4", "jais-2", "gemma4", "granite-embed-multi-311m", "sarvam-moe", "refact", "command-r",
-    "qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "qwen35", "stablelm2", "olmo", "dbrx", "smaug-bpe",
-    "poro-chat", "chatglm-bpe", "glm4", "glm5", "viking", "jais", "tekken", "smollm", "codeshell", "bloom",
-    "gpt3-finnish", "exaone", "exaone-moe", "chameleon", "minerva-7b", "megrez", "gpt-4o", "llama4", "kanana2",
-    "talkie", "granite-embed-multi-97m", "trillion", "granite-docling", "bailingmoe", "bailingmoe2", "llada-moe",
-    "seed-coder", "hunyuan", "ufakzeka", "grok-2", "laguna", "minimax-m2", "solar-open", "mellum2",
+    "default",
+    "llama3",
+    "llama-v3",
+    "llama-bpe",
+    "falcon3",
+    "falcon-h1",
+    "pixtral",
+    "midm-2.0",
+    "lfm2",
+    "jina-v5-nano",
+    "minicpm5",
+    "deepseek-llm",
+    "deepseek-coder",
+    "deepseek-v3",
+    "hunyuan-dense",
+    "hy_v4",
+    "joyai-llm",
+    "spark2_5",
+    "youtu",
+    "falcon",
+    "mpt",
+    "starcoder",
+    "gpt-2",
+    "phi-2",
+    "jina-es",
+    "jina-de",
+    "gigachat",
+    "jina-v2-es",
+    "jina-v2-de",
+    "a.x-4.0",
+    "mellum",
+    "modern-bert",
+    "jina-v1-en",
+    "jina-v2-code",
+    "roberta-bpe",
+    "exaone4",
+    "jais-2",
+    "gemma4",
+    "granite-embed-multi-311m",
+    "sarvam-moe",
+    "refact",
+    "command-r",
+    "qwen2",
+    "deepseek-r1-qwen",
+    "kormo",
+    "f2llmv2",
+    "qwen35",
+    "stablelm2",
+    "olmo",
+    "dbrx",
+    "smaug-bpe",
+    "poro-chat",
+    "chatglm-bpe",
+    "glm4",
+    "glm5",
+    "viking",
+    "jais",
+    "tekken",
+    "smollm",
+    "codeshell",
+    "bloom",
+    "gpt3-finnish",
+    "exaone",
+    "exaone-moe",
+    "chameleon",
+    "minerva-7b",
+    "megrez",
+    "gpt-4o",
+    "llama4",
+    "kanana2",
+    "talkie",
+    "granite-embed-multi-97m",
+    "trillion",
+    "granite-docling",
+    "bailingmoe",
+    "bailingmoe2",
+    "llada-moe",
+    "seed-coder",
+    "hunyuan",
+    "ufakzeka",
+    "grok-2",
+    "laguna",
+    "minimax-m2",
+    "solar-open",
+    "mellum2",
 ];
 
 /// A tokenizer reproducing llama.cpp's `llama_tokenize` / `llama_detokenize`.
@@ -344,6 +473,9 @@ pub struct Tokenizer {
     unk: Option<u32>,
     pad: Option<u32>,
     eog: BTreeSet<u32>,
+    /// Set for tokenizers loaded from tokenizer.json.
+    #[cfg_attr(not(feature = "hf"), allow(dead_code))]
+    hf: Option<Box<HfParts>>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -375,11 +507,18 @@ impl Tokenizer {
     /// Build the tokenizer described by a GGUF file's `tokenizer.*` metadata.
     pub fn from_gguf(g: &GgufFile) -> Result<Self, TokenizerError> {
         let path = g.path.clone();
-        let malformed = |key: &'static str, what: String| TokenizerError::Malformed { path: path.clone(), key, what };
+        let malformed = |key: &'static str, what: String| TokenizerError::Malformed {
+            path: path.clone(),
+            key,
+            what,
+        };
 
         let model = g
             .get_str("tokenizer.ggml.model")
-            .ok_or(TokenizerError::Missing { path: path.clone(), key: "tokenizer.ggml.model" })?
+            .ok_or(TokenizerError::Missing {
+                path: path.clone(),
+                key: "tokenizer.ggml.model",
+            })?
             .to_string();
         let mut pre = g.get_str("tokenizer.ggml.pre").unwrap_or("").to_string();
 
@@ -414,16 +553,25 @@ impl Tokenizer {
                 }
                 let list = g
                     .get("tokenizer.ggml.merges")
-                    .ok_or(TokenizerError::Missing { path: path.clone(), key: "tokenizer.ggml.merges" })?
+                    .ok_or(TokenizerError::Missing {
+                        path: path.clone(),
+                        key: "tokenizer.ggml.merges",
+                    })?
                     .as_array()
                     .ok_or_else(|| malformed("tokenizer.ggml.merges", "not an array".into()))?;
                 merges.reserve(list.len());
                 for (i, v) in list.iter().enumerate() {
-                    let s = v.as_str().ok_or_else(|| malformed("tokenizer.ggml.merges", format!("item {i} is not a string")))?;
+                    let s = v.as_str().ok_or_else(|| {
+                        malformed("tokenizer.ggml.merges", format!("item {i} is not a string"))
+                    })?;
                     // llama.cpp splits at the first space after position 0; a line without
                     // one becomes the pair ("", "") which can never be looked up.
                     // Our key is "first second", which is the line itself.
-                    let key = if s.as_bytes().iter().skip(1).any(|&b| b == b' ') { s.to_string() } else { " ".to_string() };
+                    let key = if s.as_bytes().iter().skip(1).any(|&b| b == b' ') {
+                        s.to_string()
+                    } else {
+                        " ".to_string()
+                    };
                     merges.entry(key).or_insert(i as u32);
                 }
                 let cfg = pre_config(&pre).ok_or_else(|| TokenizerError::UnsupportedPre {
@@ -440,53 +588,87 @@ impl Tokenizer {
                     bos = None;
                 }
                 gemma4 = cfg.group == "GEMMA4";
-                let (exprs, byte_encode) = pre_regex::regexes(cfg.group).expect("every supported group has regexes");
-                pretok = Some(PreTokenizer::new(exprs, byte_encode).map_err(|what| TokenizerError::Regex {
-                    path: path.clone(),
-                    pre: pre.clone(),
-                    what,
+                let (exprs, byte_encode) =
+                    pre_regex::regexes(cfg.group).expect("every supported group has regexes");
+                pretok = Some(PreTokenizer::new(exprs, byte_encode).map_err(|what| {
+                    TokenizerError::Regex {
+                        path: path.clone(),
+                        pre: pre.clone(),
+                        what,
+                    }
                 })?);
             }
             _ => return Err(TokenizerError::UnsupportedModel { path, model }),
         }
-        if let Some(v) = g.get("tokenizer.ggml.add_space_prefix").and_then(Value::as_bool) {
+        if let Some(v) = g
+            .get("tokenizer.ggml.add_space_prefix")
+            .and_then(Value::as_bool)
+        {
             add_space_prefix = v;
         }
 
         // Vocabulary.
         let list = g
             .get("tokenizer.ggml.tokens")
-            .ok_or(TokenizerError::Missing { path: path.clone(), key: "tokenizer.ggml.tokens" })?
+            .ok_or(TokenizerError::Missing {
+                path: path.clone(),
+                key: "tokenizer.ggml.tokens",
+            })?
             .as_array()
             .ok_or_else(|| malformed("tokenizer.ggml.tokens", "not an array".into()))?;
         let n = list.len();
         if n == 0 || n > u32::MAX as usize / 2 {
-            return Err(malformed("tokenizer.ggml.tokens", format!("implausible vocabulary size {n}")));
+            return Err(malformed(
+                "tokenizer.ggml.tokens",
+                format!("implausible vocabulary size {n}"),
+            ));
         }
         let mut tokens = Vec::with_capacity(n);
         for (i, v) in list.iter().enumerate() {
-            let s = v.as_str().ok_or_else(|| malformed("tokenizer.ggml.tokens", format!("item {i} is not a string")))?;
+            let s = v.as_str().ok_or_else(|| {
+                malformed("tokenizer.ggml.tokens", format!("item {i} is not a string"))
+            })?;
             // llama.cpp renames empty tokens so that every id has a distinct text.
-            tokens.push(if s.is_empty() { format!("[EMPTY_{i}]") } else { s.to_string() });
+            tokens.push(if s.is_empty() {
+                format!("[EMPTY_{i}]")
+            } else {
+                s.to_string()
+            });
         }
         let scores: Vec<f32> = match g.get("tokenizer.ggml.scores") {
             None => vec![0.0; n],
             Some(v) => {
-                let a = v.as_array().ok_or_else(|| malformed("tokenizer.ggml.scores", "not an array".into()))?;
+                let a = v
+                    .as_array()
+                    .ok_or_else(|| malformed("tokenizer.ggml.scores", "not an array".into()))?;
                 if a.len() < n {
-                    return Err(malformed("tokenizer.ggml.scores", format!("{} scores for {n} tokens", a.len())));
+                    return Err(malformed(
+                        "tokenizer.ggml.scores",
+                        format!("{} scores for {n} tokens", a.len()),
+                    ));
                 }
-                a[..n].iter().map(|x| x.as_f64().unwrap_or(0.0) as f32).collect()
+                a[..n]
+                    .iter()
+                    .map(|x| x.as_f64().unwrap_or(0.0) as f32)
+                    .collect()
             }
         };
         let mut attrs: Vec<u32> = match g.get("tokenizer.ggml.token_type") {
             None => vec![ATTR_NORMAL; n],
             Some(v) => {
-                let a = v.as_array().ok_or_else(|| malformed("tokenizer.ggml.token_type", "not an array".into()))?;
+                let a = v
+                    .as_array()
+                    .ok_or_else(|| malformed("tokenizer.ggml.token_type", "not an array".into()))?;
                 if a.len() < n {
-                    return Err(malformed("tokenizer.ggml.token_type", format!("{} types for {n} tokens", a.len())));
+                    return Err(malformed(
+                        "tokenizer.ggml.token_type",
+                        format!("{} types for {n} tokens", a.len()),
+                    ));
                 }
-                a[..n].iter().map(|x| type_to_attr(x.as_i64().unwrap_or(0))).collect()
+                a[..n]
+                    .iter()
+                    .map(|x| type_to_attr(x.as_i64().unwrap_or(0)))
+                    .collect()
             }
         };
         let mut token_to_id = FxMap::with_capacity_and_hasher(n, Default::default());
@@ -497,7 +679,8 @@ impl Tokenizer {
 
         // Special token ids: defaults above, overridden by metadata when in range.
         let in_range = |id: Option<u32>| id.filter(|&i| (i as usize) < n);
-        let (mut bos, mut eos, mut unk, mut pad) = (in_range(bos), in_range(eos), in_range(unk), in_range(pad));
+        let (mut bos, mut eos, mut unk, mut pad) =
+            (in_range(bos), in_range(eos), in_range(unk), in_range(pad));
         let (mut eot, mut eom) = (None, None);
         let (mut fim_pre, mut fim_suf, mut fim_mid, mut fim_pad, mut fim_rep, mut fim_sep) =
             (None, None, None, None, None, None);
@@ -525,10 +708,16 @@ impl Tokenizer {
             set("tokenizer.ggml.suffix_token_id", &mut fim_suf);
             set("tokenizer.ggml.middle_token_id", &mut fim_mid);
         }
-        if let Some(v) = g.get("tokenizer.ggml.add_bos_token").and_then(Value::as_bool) {
+        if let Some(v) = g
+            .get("tokenizer.ggml.add_bos_token")
+            .and_then(Value::as_bool)
+        {
             add_bos = v;
         }
-        if let Some(v) = g.get("tokenizer.ggml.add_eos_token").and_then(Value::as_bool) {
+        if let Some(v) = g
+            .get("tokenizer.ggml.add_eos_token")
+            .and_then(Value::as_bool)
+        {
             add_eos = v;
         }
         if gemma4 {
@@ -543,7 +732,11 @@ impl Tokenizer {
                 if slot.is_some() {
                     return;
                 }
-                if let Some(id) = names.iter().filter_map(|t| token_to_id.get(*t).copied()).min() {
+                if let Some(id) = names
+                    .iter()
+                    .filter_map(|t| token_to_id.get(*t).copied())
+                    .min()
+                {
                     *slot = Some(id);
                     attrs[id as usize] |= ATTR_CONTROL;
                 }
@@ -551,25 +744,73 @@ impl Tokenizer {
             detect(
                 &mut eot,
                 &[
-                    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>",
-                    "_<EOT>", "[EOT]", "<｜end▁of▁sentence｜>", "<end_of_utterance>",
+                    "<|eot_id|>",
+                    "<|im_end|>",
+                    "<|end|>",
+                    "<end_of_turn>",
+                    "<|endoftext|>",
+                    "<|end_of_text|>",
+                    "<EOT>",
+                    "_<EOT>",
+                    "[EOT]",
+                    "<｜end▁of▁sentence｜>",
+                    "<end_of_utterance>",
                 ],
             );
             detect(&mut eom, &["<|eom_id|>"]);
             detect(
                 &mut fim_pre,
-                &["<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>", "<|code_prefix|>", "<|prefix|>"],
+                &[
+                    "<|fim_prefix|>",
+                    "<fim-prefix>",
+                    "<fim_prefix>",
+                    "<｜fim▁begin｜>",
+                    "<PRE>",
+                    "▁<PRE>",
+                    "<|code_prefix|>",
+                    "<|prefix|>",
+                ],
             );
             detect(
                 &mut fim_suf,
-                &["<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>", "<SUF>", "▁<SUF>", "<|code_suffix|>", "<|suffix|>"],
+                &[
+                    "<|fim_suffix|>",
+                    "<fim-suffix>",
+                    "<fim_suffix>",
+                    "<｜fim▁hole｜>",
+                    "<SUF>",
+                    "▁<SUF>",
+                    "<|code_suffix|>",
+                    "<|suffix|>",
+                ],
             );
             detect(
                 &mut fim_mid,
-                &["<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>", "▁<MID>", "<|code_middle|>", "<|middle|>"],
+                &[
+                    "<|fim_middle|>",
+                    "<fim-middle>",
+                    "<fim_middle>",
+                    "<｜fim▁end｜>",
+                    "<MID>",
+                    "▁<MID>",
+                    "<|code_middle|>",
+                    "<|middle|>",
+                ],
             );
-            detect(&mut fim_pad, &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"]);
-            detect(&mut fim_rep, &["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"]);
+            detect(
+                &mut fim_pad,
+                &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"],
+            );
+            detect(
+                &mut fim_rep,
+                &[
+                    "<|fim_repo|>",
+                    "<|repo_name|>",
+                    "<fim-repo>",
+                    "<REPO>",
+                    "<reponame>",
+                ],
+            );
             detect(&mut fim_sep, &["<|file_sep|>"]);
         }
         let _ = (fim_pre, fim_suf, fim_mid);
@@ -585,11 +826,6 @@ impl Tokenizer {
         eog.extend(fim_pad);
         eog.extend(fim_rep);
         eog.extend(fim_sep);
-        const EOG_TEXTS: &[&str] = &[
-            "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>", "<end_of_turn>",
-            "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>",
-            "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>", "<｜end▁of▁sentence｜>", "[e~[",
-        ];
         for t in EOG_TEXTS {
             if let Some(&id) = token_to_id.get(*t) {
                 eog.insert(id);
@@ -608,7 +844,10 @@ impl Tokenizer {
         {
             // o200k_harmony / solar-open: "<|end|>" ends a message, not the generation.
             let has = |eog: &BTreeSet<u32>, t: &str| eog.iter().any(|&i| tokens[i as usize] == t);
-            let end_id = eog.iter().copied().find(|&i| tokens[i as usize] == "<|end|>");
+            let end_id = eog
+                .iter()
+                .copied()
+                .find(|&i| tokens[i as usize] == "<|end|>");
             if let Some(end_id) = end_id {
                 let has_return = has(&eog, "<|return|>");
                 let has_call = has(&eog, "<|call|>") || has(&eog, "<|calls|>");
@@ -663,6 +902,7 @@ impl Tokenizer {
             unk,
             pad,
             eog,
+            hf: None,
         };
         tk.pieces = (0..n as u32).map(|i| tk.piece_uncached(i)).collect();
 
@@ -670,8 +910,12 @@ impl Tokenizer {
         let name = g.get_str("general.name").unwrap_or("").to_lowercase();
         let arch = g.get_str("general.architecture").unwrap_or("");
         let pre_meta = g.get_str("tokenizer.ggml.pre").unwrap_or("");
-        if ["jina-v2-de", "jina-v2-es", "jina-v2-code"].iter().any(|p| pre_meta.contains(p))
-            || ["nomic-bert-moe", "jina-bert-v3"].iter().any(|a| arch.contains(a))
+        if ["jina-v2-de", "jina-v2-es", "jina-v2-code"]
+            .iter()
+            .any(|p| pre_meta.contains(p))
+            || ["nomic-bert-moe", "jina-bert-v3"]
+                .iter()
+                .any(|a| arch.contains(a))
         {
             if let Some(&id) = tk.token_to_id.get("<mask>") {
                 tk.attrs[id as usize] |= ATTR_LSTRIP;
@@ -695,7 +939,11 @@ impl Tokenizer {
         }
 
         if !tk.special_cache.is_empty() {
-            let pats: Vec<&str> = tk.special_cache.iter().map(|&i| tk.tokens[i as usize].as_str()).collect();
+            let pats: Vec<&str> = tk
+                .special_cache
+                .iter()
+                .map(|&i| tk.tokens[i as usize].as_str())
+                .collect();
             tk.special_ac = AhoCorasick::new(&pats).ok();
         }
         Ok(tk)
@@ -710,6 +958,8 @@ impl Tokenizer {
         }
         if a & ATTR_NORMAL != 0 {
             if self.kind == Kind::Spm || self.escape_whitespaces {
+                // SentencePiece pieces (also SentencePiece-style BPE and tokenizer.json
+                // without a byte-level decoder) mark spaces with U+2581.
                 return text.replace('▁', " ").into_bytes();
             }
             return decode_byte_level(text);
@@ -730,6 +980,10 @@ impl Tokenizer {
     /// `<|im_start|>`) as those tokens; when false only user-defined tokens are matched,
     /// as in llama.cpp.
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
+        #[cfg(feature = "hf")]
+        if let Some(hf) = &self.hf {
+            return self.hf_encode(hf, text, add_special, parse_special);
+        }
         let frags = self.partition(text, parse_special);
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
         match self.kind {
@@ -781,6 +1035,7 @@ impl Tokenizer {
                     out.extend(self.eos);
                 }
             }
+            Kind::Hf => {}
         }
         out
     }
@@ -794,7 +1049,9 @@ impl Tokenizer {
             return frags;
         }
         frags.push(Frag::Raw(0, text.len()));
-        let Some(ac) = &self.special_ac else { return frags };
+        let Some(ac) = &self.special_ac else {
+            return frags;
+        };
         // Which special tokens occur at all? Fragments are substrings of `text`, so a
         // token absent from `text` can be skipped without changing the result.
         let mut present = vec![false; self.special_cache.len()];
@@ -870,7 +1127,10 @@ impl Tokenizer {
             return Some(id);
         }
         if b < 0x80 {
-            if let Some(&id) = self.token_to_id.get((b as char).encode_utf8(&mut [0; 4]) as &str) {
+            if let Some(&id) = self
+                .token_to_id
+                .get((b as char).encode_utf8(&mut [0; 4]) as &str)
+            {
                 return Some(id);
             }
         }
@@ -910,7 +1170,9 @@ impl Tokenizer {
         impl Ord for Bigram {
             // Max-heap: higher score first, then lower left index.
             fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-                self.score.total_cmp(&o.score).then_with(|| o.left.cmp(&self.left))
+                self.score
+                    .total_cmp(&o.score)
+                    .then_with(|| o.left.cmp(&self.left))
             }
         }
         if text.is_empty() {
@@ -923,7 +1185,11 @@ impl Tokenizer {
                 start,
                 n,
                 prev: i as isize - 1,
-                next: if start + n == text.len() { -1 } else { i as isize + 1 },
+                next: if start + n == text.len() {
+                    -1
+                } else {
+                    i as isize + 1
+                },
             });
         }
         let mut heap = BinaryHeap::with_capacity(syms.len());
@@ -935,7 +1201,12 @@ impl Tokenizer {
             let s = syms[l].start;
             let size = syms[l].n + syms[r].n;
             if let Some(&id) = self.token_to_id.get(&text[s..s + size]) {
-                heap.push(Bigram { left: l, right: r, score: self.scores[id as usize], size });
+                heap.push(Bigram {
+                    left: l,
+                    right: r,
+                    score: self.scores[id as usize],
+                    size,
+                });
             }
         };
         for i in 1..syms.len() {
@@ -1010,7 +1281,12 @@ impl Tokenizer {
             let whole = (self.ignore_merges || (self.gemma4 && word.bytes().all(|b| b == b'\n')))
                 && self.token_to_id.contains_key(word.as_str());
             if whole {
-                syms.push(Sym { start: 0, n: word.len(), prev: -1, next: -1 });
+                syms.push(Sym {
+                    start: 0,
+                    n: word.len(),
+                    prev: -1,
+                    next: -1,
+                });
             } else {
                 for (i, (start, c)) in word.char_indices().enumerate() {
                     let n = c.len_utf8();
@@ -1018,7 +1294,11 @@ impl Tokenizer {
                         start,
                         n,
                         prev: i as isize - 1,
-                        next: if start + n == word.len() { -1 } else { i as isize + 1 },
+                        next: if start + n == word.len() {
+                            -1
+                        } else {
+                            i as isize + 1
+                        },
                     });
                 }
             }
@@ -1032,7 +1312,12 @@ impl Tokenizer {
                 key.push(' ');
                 key.push_str(&word[rs.start..rs.start + rs.n]);
                 if let Some(&rank) = self.merges.get(&key) {
-                    heap.push(Bigram { rank, left: l as usize, right: r as usize, size: ls.n + rs.n });
+                    heap.push(Bigram {
+                        rank,
+                        left: l as usize,
+                        right: r as usize,
+                        size: ls.n + rs.n,
+                    });
                 }
             };
             for i in 1..syms.len() {
@@ -1066,7 +1351,9 @@ impl Tokenizer {
                         // llama.cpp looks up the single *byte* of the encoded text, which
                         // only exists as a token for ASCII.
                         if b < 0x80 {
-                            self.token_to_id.get((b as char).encode_utf8(&mut [0; 4]) as &str).copied()
+                            self.token_to_id
+                                .get((b as char).encode_utf8(&mut [0; 4]) as &str)
+                                .copied()
                         } else {
                             None
                         }
@@ -1089,6 +1376,10 @@ impl Tokenizer {
 
     /// [`Tokenizer::decode`] before the lossy UTF-8 conversion.
     pub fn decode_bytes(&self, ids: &[u32], skip_special: bool) -> Vec<u8> {
+        #[cfg(feature = "hf")]
+        if let Some(hf) = &self.hf {
+            return self.hf_decode(hf, ids, skip_special);
+        }
         let mut ids = ids;
         let mut remove_space = self.add_space_prefix;
         if skip_special && self.add_bos && !ids.is_empty() && Some(ids[0]) == self.bos {
@@ -1111,11 +1402,17 @@ impl Tokenizer {
 
     /// llama.cpp `token_to_piece(id, lstrip, special)` appended to `out`.
     pub(crate) fn append_piece(&self, out: &mut Vec<u8>, id: u32, lstrip: bool, special: bool) {
-        let Some(p) = self.pieces.get(id as usize) else { return };
+        let Some(p) = self.pieces.get(id as usize) else {
+            return;
+        };
         if !special && self.attrs[id as usize] & (ATTR_UNKNOWN | ATTR_CONTROL) != 0 {
             return;
         }
-        let p = if lstrip && p.first() == Some(&b' ') { &p[1..] } else { &p[..] };
+        let p = if lstrip && p.first() == Some(&b' ') {
+            &p[1..]
+        } else {
+            &p[..]
+        };
         out.extend_from_slice(p);
     }
 
@@ -1128,7 +1425,9 @@ impl Tokenizer {
 
     /// Whether `id` is a control or unknown token (rendered only when not skipping specials).
     pub fn is_special(&self, id: u32) -> bool {
-        self.attrs.get(id as usize).is_some_and(|a| a & (ATTR_UNKNOWN | ATTR_CONTROL) != 0)
+        self.attrs
+            .get(id as usize)
+            .is_some_and(|a| a & (ATTR_UNKNOWN | ATTR_CONTROL) != 0)
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -1171,7 +1470,10 @@ impl Tokenizer {
     }
     /// The vocabulary string as stored ("" for ids outside the vocabulary).
     pub fn token_text(&self, id: u32) -> &str {
-        self.tokens.get(id as usize).map(String::as_str).unwrap_or("")
+        self.tokens
+            .get(id as usize)
+            .map(String::as_str)
+            .unwrap_or("")
     }
     /// Id of a vocabulary string, exactly as stored.
     pub fn token_id(&self, text: &str) -> Option<u32> {
@@ -1287,7 +1589,8 @@ mod tests {
     fn all_supported_pre_tokenizers_compile() {
         for pre in SUPPORTED_PRE {
             let cfg = pre_config(pre).unwrap_or_else(|| panic!("{pre} listed but not configured"));
-            let (exprs, be) = pre_regex::regexes(cfg.group).unwrap_or_else(|| panic!("{pre}: no regexes"));
+            let (exprs, be) =
+                pre_regex::regexes(cfg.group).unwrap_or_else(|| panic!("{pre}: no regexes"));
             let p = PreTokenizer::new(exprs, be).unwrap_or_else(|e| panic!("{pre}: {e}"));
             let words = p.split("Hello, world! 12345 你好 \n\n  x's");
             assert!(!words.is_empty(), "{pre}");
@@ -1300,6 +1603,9 @@ mod tests {
         clean_up_spaces(&mut t);
         // " ," and " !" lose the space; " ' " loses both; " 'm"/" 're" lose the space,
         // " 't" keeps it (llama.cpp's detokenize clean-up).
-        assert_eq!(String::from_utf8(t).unwrap(), "Hello, world! It's I'm you're ok 't");
+        assert_eq!(
+            String::from_utf8(t).unwrap(),
+            "Hello, world! It's I'm you're ok 't"
+        );
     }
 }

@@ -14,7 +14,8 @@ use crate::unicode::{self, flags, is_letter, is_mark, is_number, is_whitespace};
 use fancy_regex::Regex;
 
 // The regex strings llama.cpp recognises and replaces by hand-written splitters.
-const RE_GPT2: &str = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)";
+const RE_GPT2: &str =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)";
 const RE_LLAMA3_ORIG: &str =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 const RE_LLAMA3: &str = "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
@@ -27,9 +28,15 @@ enum Step {
     Gpt2,
     /// LLaMA-3 family: `max_digits` is 3 for llama3, 1 for qwen2; `marks` adds \p{M}
     /// to letter runs (qwen3.5).
-    Llama3 { max_digits: usize, marks: bool },
+    Llama3 {
+        max_digits: usize,
+        marks: bool,
+    },
     Newlines,
-    Regex { re: Regex, collapsed: bool },
+    Regex {
+        re: Regex,
+        collapsed: bool,
+    },
 }
 
 pub(crate) struct PreTokenizer {
@@ -115,8 +122,14 @@ fn translate(expr: &str, collapsed: bool) -> Result<String, String> {
             let n = chars[i + 1];
             if n == 'p' && collapsed {
                 let rest: String = chars[i..].iter().take(12).collect();
-                let Some((pat, cat)) = UCATS.iter().filter(|(p, _)| rest.starts_with(p)).max_by_key(|(p, _)| p.len()) else {
-                    return Err(format!("unsupported unicode class in pre-tokenizer regex '{expr}'"));
+                let Some((pat, cat)) = UCATS
+                    .iter()
+                    .filter(|(p, _)| rest.starts_with(p))
+                    .max_by_key(|(p, _)| p.len())
+                else {
+                    return Err(format!(
+                        "unsupported unicode class in pre-tokenizer regex '{expr}'"
+                    ));
                 };
                 if !inside {
                     out.push('[');
@@ -172,9 +185,18 @@ impl PreTokenizer {
         for &e in exprs {
             let step = match e {
                 RE_GPT2 => Step::Gpt2,
-                RE_LLAMA3 | RE_LLAMA3_ORIG => Step::Llama3 { max_digits: 3, marks: false },
-                RE_QWEN2 => Step::Llama3 { max_digits: 1, marks: false },
-                RE_QWEN35 => Step::Llama3 { max_digits: 1, marks: true },
+                RE_LLAMA3 | RE_LLAMA3_ORIG => Step::Llama3 {
+                    max_digits: 3,
+                    marks: false,
+                },
+                RE_QWEN2 => Step::Llama3 {
+                    max_digits: 1,
+                    marks: false,
+                },
+                RE_QWEN35 => Step::Llama3 {
+                    max_digits: 1,
+                    marks: true,
+                },
                 RE_NEWLINES => Step::Newlines,
                 _ => {
                     let collapsed = uses_ucat(e);
@@ -189,13 +211,21 @@ impl PreTokenizer {
                     let re = fancy_regex::RegexBuilder::new(&t)
                         .backtrack_limit(10_000_000)
                         .build()
-                        .map_err(|err| format!("pre-tokenizer regex '{e}' (as '{t}') does not compile: {err}"))?;
+                        .map_err(|err| {
+                            format!("pre-tokenizer regex '{e}' (as '{t}') does not compile: {err}")
+                        })?;
                     Step::Regex { re, collapsed }
                 }
             };
             steps.push(step);
         }
-        Ok(PreTokenizer { steps, need_collapse, need_wide, byte_encode, byte_chars: unicode::byte_to_char_table() })
+        Ok(PreTokenizer {
+            steps,
+            need_collapse,
+            need_wide,
+            byte_encode,
+            byte_chars: unicode::byte_to_char_table(),
+        })
     }
 
     /// Split `text` into words (byte-encoded to the GPT-2 alphabet when `byte_encode`).
@@ -204,7 +234,9 @@ impl PreTokenizer {
         if cpts.is_empty() {
             return Vec::new();
         }
-        let collapsed = self.need_collapse.then(|| Haystack::new(&cpts, collapse_char));
+        let collapsed = self
+            .need_collapse
+            .then(|| Haystack::new(&cpts, collapse_char));
         let wide = self.need_wide.then(|| {
             Haystack::new(&cpts, |cp| {
                 if cp > 0x7F && is_whitespace(flags(cp)) {
@@ -218,11 +250,21 @@ impl PreTokenizer {
         for step in &self.steps {
             offsets = match step {
                 Step::Gpt2 => split_gpt2(&cpts, &offsets),
-                Step::Llama3 { max_digits, marks } => split_llama3(&cpts, &offsets, *max_digits, *marks),
+                Step::Llama3 { max_digits, marks } => {
+                    split_llama3(&cpts, &offsets, *max_digits, *marks)
+                }
                 Step::Newlines => split_newlines(&cpts, &offsets),
                 Step::Regex { re, collapsed: c } => {
-                    let h = if *c { collapsed.as_ref() } else { wide.as_ref() };
-                    split_regex(re, h.expect("haystack prepared for every regex kind"), &offsets)
+                    let h = if *c {
+                        collapsed.as_ref()
+                    } else {
+                        wide.as_ref()
+                    };
+                    split_regex(
+                        re,
+                        h.expect("haystack prepared for every regex kind"),
+                        &offsets,
+                    )
                 }
             };
         }
@@ -233,7 +275,11 @@ impl PreTokenizer {
         // Byte offset after each code point.
         let ends: Vec<usize> = text.char_indices().map(|(i, c)| i + c.len_utf8()).collect();
         for &n in &offsets {
-            let end = if n == 0 { byte_pos } else { ends[cp_done + n - 1] };
+            let end = if n == 0 {
+                byte_pos
+            } else {
+                ends[cp_done + n - 1]
+            };
             let w = &text[byte_pos..end];
             cp_done += n;
             byte_pos = end;
@@ -362,7 +408,13 @@ fn lower(cp: u32) -> u32 {
 fn split_gpt2(cpts: &[u32], offsets: &[usize]) -> Vec<usize> {
     let mut out = Vec::with_capacity(offsets.len());
     for (ini, end) in chunks(offsets) {
-        let mut c = Cursor { cpts, ini, end, prev_end: ini, out: &mut out };
+        let mut c = Cursor {
+            cpts,
+            ini,
+            end,
+            prev_end: ini,
+            out: &mut out,
+        };
         let mut pos = ini;
         while pos < end {
             let cpt = c.cpt(pos);
@@ -442,7 +494,13 @@ fn split_llama3(cpts: &[u32], offsets: &[usize], max_digits: usize, marks: bool)
     let mut out = Vec::with_capacity(offsets.len());
     let word = |f: u16| is_letter(f) || (marks && is_mark(f));
     for (ini, end) in chunks(offsets) {
-        let mut c = Cursor { cpts, ini, end, prev_end: ini, out: &mut out };
+        let mut c = Cursor {
+            cpts,
+            ini,
+            end,
+            prev_end: ini,
+            out: &mut out,
+        };
         let mut pos = ini;
         while pos < end {
             let cpt = c.cpt(pos);
@@ -465,7 +523,9 @@ fn split_llama3(cpts: &[u32], offsets: &[usize], max_digits: usize, marks: bool)
                 }
             }
             // [^\r\n\p{L}\p{N}]?\p{L}+
-            if !(cpt == '\r' as u32 || cpt == '\n' as u32 || is_number(f)) && (word(f) || word(c.flags(pos + 1))) {
+            if !(cpt == '\r' as u32 || cpt == '\n' as u32 || is_number(f))
+                && (word(f) || word(c.flags(pos + 1)))
+            {
                 pos += 1;
                 while word(c.flags(pos)) {
                     pos += 1;
@@ -567,12 +627,18 @@ mod tests {
 
     #[test]
     fn gpt2_split() {
-        assert_eq!(words(&[RE_GPT2], "Hello world's  end 123!!"), ["Hello", " world", "'s", " ", " end", " 123", "!!"]);
+        assert_eq!(
+            words(&[RE_GPT2], "Hello world's  end 123!!"),
+            ["Hello", " world", "'s", " ", " end", " 123", "!!"]
+        );
     }
 
     #[test]
     fn llama3_digits_and_newlines() {
-        assert_eq!(words(&[RE_LLAMA3], "a 12345\n\n b"), ["a", " ", "123", "45", "\n\n", " b"]);
+        assert_eq!(
+            words(&[RE_LLAMA3], "a 12345\n\n b"),
+            ["a", " ", "123", "45", "\n\n", " b"]
+        );
     }
 
     #[test]

@@ -18,7 +18,10 @@ pub struct StreamDecoder {
 impl StreamDecoder {
     /// `skip_special`: control/unknown tokens produce no text.
     pub fn new(skip_special: bool) -> Self {
-        StreamDecoder { skip_special, pending: Vec::new() }
+        StreamDecoder {
+            skip_special,
+            pending: Vec::new(),
+        }
     }
 
     /// Add one token; returns the text that became complete.

@@ -71,7 +71,8 @@ pub(crate) fn byte_to_char_table() -> [char; 256] {
     let mut t = ['\0'; 256];
     let mut n = 0u32;
     for b in 0..256u32 {
-        let printable = (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+        let printable =
+            (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
         t[b as usize] = if printable {
             char::from_u32(b).unwrap()
         } else {

@@ -41,15 +41,24 @@ fn run(name: &str) -> Outcome {
         .lines()
         .map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect())
         .collect();
-    assert_eq!(inputs.len(), outputs.len(), "{name}: input/output count mismatch");
+    assert_eq!(
+        inputs.len(),
+        outputs.len(),
+        "{name}: input/output count mismatch"
+    );
 
-    let mut o = Outcome { passed: 0, total: inputs.len(), failures: Vec::new() };
+    let mut o = Outcome {
+        passed: 0,
+        total: inputs.len(),
+        failures: Vec::new(),
+    };
     for (s, want) in inputs.iter().zip(&outputs) {
         let got = tok.encode(s, false, false);
         if &got == want {
             o.passed += 1;
         } else {
-            o.failures.push(format!("{s:?}\n    want {want:?}\n    got  {got:?}"));
+            o.failures
+                .push(format!("{s:?}\n    want {want:?}\n    got  {got:?}"));
         }
     }
     eprintln!("vocab {name}: {}/{} passed", o.passed, o.total);
@@ -63,7 +72,12 @@ fn check(name: &str) {
         "vocab {name}: {}/{} passed; failures:\n{}",
         o.passed,
         o.total,
-        o.failures.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
+        o.failures
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 

@@ -15,27 +15,48 @@ fn load(name: &str) -> Tokenizer {
     let g = GgufFile::open(common::model(name)).unwrap_or_else(|e| panic!("{e}"));
     let t0 = Instant::now();
     let tok = Tokenizer::from_gguf(&g).unwrap_or_else(|e| panic!("{e}"));
-    eprintln!("{name}: tokenizer built in {:?} ({} tokens)", t0.elapsed(), tok.vocab_size());
+    eprintln!(
+        "{name}: tokenizer built in {:?} ({} tokens)",
+        t0.elapsed(),
+        tok.vocab_size()
+    );
     tok
 }
 
 fn golden(name: &str) -> Value {
     let stem = name.strip_suffix(".gguf").unwrap();
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{stem}.json"));
-    let s = std::fs::read_to_string(&p)
-        .unwrap_or_else(|e| panic!("{}: {e} (run crates/tokenizer/tests/gen_real_golden.sh)", p.display()));
+    let p =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{stem}.json"));
+    let s = std::fs::read_to_string(&p).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run crates/tokenizer/tests/gen_real_golden.sh)",
+            p.display()
+        )
+    });
     serde_json::from_str(&s).unwrap()
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 fn check_model(name: &str) {
     let tok = load(name);
     let g = golden(name);
-    let want_eog: Vec<u32> = g["eog_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-    assert_eq!(tok.eog_ids(), want_eog, "{name}: EOG set differs from llama.cpp's");
+    let want_eog: Vec<u32> = g["eog_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(
+        tok.eog_ids(),
+        want_eog,
+        "{name}: EOG set differs from llama.cpp's"
+    );
 
     let cases = g["cases"].as_array().unwrap();
     let (mut ok, mut roundtrips, mut failures) = (0, 0, Vec::new());
@@ -43,14 +64,26 @@ fn check_model(name: &str) {
         let prompt = c["prompt"].as_str().unwrap();
         let add = c["add_special"].as_bool().unwrap();
         let parse = c["parse_special"].as_bool().unwrap();
-        let want: Vec<u32> = c["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let want: Vec<u32> = c["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
         let got = tok.encode(prompt, add, parse);
         if got != want {
-            failures.push(format!("{prompt:?} add={add} parse={parse}\n    want {want:?}\n    got  {got:?}"));
+            failures.push(format!(
+                "{prompt:?} add={add} parse={parse}\n    want {want:?}\n    got  {got:?}"
+            ));
             continue;
         }
         // Piece bytes of every token must match llama.cpp's token_to_piece.
-        let pieces: Vec<Vec<u8>> = c["pieces_hex"].as_array().unwrap().iter().map(|v| hex(v.as_str().unwrap())).collect();
+        let pieces: Vec<Vec<u8>> = c["pieces_hex"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| hex(v.as_str().unwrap()))
+            .collect();
         for (id, p) in want.iter().zip(&pieces) {
             // llama-tokenize prints pieces as C strings: a NUL byte ends them.
             let mine = tok.token_bytes(*id);
@@ -59,13 +92,25 @@ fn check_model(name: &str) {
         }
         // Round trip wherever llama.cpp's pieces reassemble the prompt exactly.
         if !add && pieces.concat() == prompt.as_bytes() {
-            assert_eq!(tok.decode(&got, false), prompt, "{name}: decode(encode(x)) != x");
+            assert_eq!(
+                tok.decode(&got, false),
+                prompt,
+                "{name}: decode(encode(x)) != x"
+            );
             roundtrips += 1;
         }
         ok += 1;
     }
-    eprintln!("{name}: {ok}/{} cases match llama-tokenize, {roundtrips} round trips checked", cases.len());
-    assert!(failures.is_empty(), "{name}: {} mismatches:\n{}", failures.len(), failures.join("\n"));
+    eprintln!(
+        "{name}: {ok}/{} cases match llama-tokenize, {roundtrips} round trips checked",
+        cases.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{name}: {} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -111,7 +156,10 @@ fn gemma_vocab_loads_fast() {
     let dt = t0.elapsed();
     assert_eq!(tok.vocab_size(), 262144);
     // Generous bound for a loaded CI machine; typically far less.
-    assert!(dt.as_secs_f64() < 3.0, "building the 262k-token vocabulary took {dt:?}");
+    assert!(
+        dt.as_secs_f64() < 3.0,
+        "building the 262k-token vocabulary took {dt:?}"
+    );
 }
 
 /// Multi-byte characters whose bytes are spread over several tokens must come out whole.
@@ -122,13 +170,21 @@ fn stream_decoder_holds_back_partial_utf8() {
         let text = "emoji 🦙🔥 中文 ok";
         let ids = tok.encode(text, false, false);
         // The test is only meaningful if some token is not valid UTF-8 on its own.
-        let split = ids.iter().any(|&id| std::str::from_utf8(&tok.token_bytes(id)).is_err());
-        assert!(split, "{name}: expected some token to carry a partial character");
+        let split = ids
+            .iter()
+            .any(|&id| std::str::from_utf8(&tok.token_bytes(id)).is_err());
+        assert!(
+            split,
+            "{name}: expected some token to carry a partial character"
+        );
         let mut d = StreamDecoder::new(true);
         let mut out = String::new();
         for &id in &ids {
             let piece = d.push(&tok, id);
-            assert!(!piece.contains('\u{FFFD}'), "{name}: broken UTF-8 emitted: {piece:?}");
+            assert!(
+                !piece.contains('\u{FFFD}'),
+                "{name}: broken UTF-8 emitted: {piece:?}"
+            );
             out.push_str(&piece);
         }
         out.push_str(&d.flush());

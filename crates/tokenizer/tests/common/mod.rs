@@ -11,7 +11,9 @@ fn home() -> PathBuf {
 pub fn llama_src() -> PathBuf {
     let p = std::env::var("HEARTH_LLAMA_CPP_SRC")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| home().join(".cache/hearth/oracle/llama-cpp-python-0.3.36/vendor/llama.cpp"));
+        .unwrap_or_else(|_| {
+            home().join(".cache/hearth/oracle/llama-cpp-python-0.3.36/vendor/llama.cpp")
+        });
     assert!(
         p.join("models").is_dir(),
         "llama.cpp source not found at {} (set HEARTH_LLAMA_CPP_SRC or run scripts/fetch-llama-cpp.sh)",
@@ -25,12 +27,20 @@ pub fn models_dir() -> PathBuf {
     let p = std::env::var("HEARTH_MODELS")
         .map(PathBuf::from)
         .unwrap_or_else(|_| home().join(".cache/hearth/models"));
-    assert!(p.is_dir(), "models not found at {} (set HEARTH_MODELS or run scripts/fetch-models.sh)", p.display());
+    assert!(
+        p.is_dir(),
+        "models not found at {} (set HEARTH_MODELS or run scripts/fetch-models.sh)",
+        p.display()
+    );
     p
 }
 
 pub fn model(name: &str) -> PathBuf {
     let p = models_dir().join(name);
-    assert!(p.is_file(), "model {} missing (run scripts/fetch-models.sh)", p.display());
+    assert!(
+        p.is_file(),
+        "model {} missing (run scripts/fetch-models.sh)",
+        p.display()
+    );
     p
 }

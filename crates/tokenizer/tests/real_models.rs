@@ -205,3 +205,27 @@ fn stream_decoder_flushes_incomplete_tail() {
     assert_eq!(d.push(&tok, e4), "");
     assert_eq!(d.flush(), "\u{FFFD}");
 }
+
+/// Encoding is on the request path: a ~12 KB prompt must tokenize quickly.
+#[test]
+fn encode_long_prompt_is_fast() {
+    let base = "The quick brown fox jumps over the lazy dog. 你好世界！ fn main() { println!(\"{}\", 42); }\n";
+    let text = base.repeat(12_000 / base.len() + 1);
+    for name in [SMOL, GEMMA] {
+        let tok = load(name);
+        let t0 = Instant::now();
+        let ids = tok.encode(&text, true, true);
+        let dt = t0.elapsed();
+        eprintln!(
+            "{name}: {} bytes -> {} tokens in {dt:?}",
+            text.len(),
+            ids.len()
+        );
+        assert!(
+            dt.as_secs_f64() < 1.0,
+            "{name}: encoding {} bytes took {dt:?}",
+            text.len()
+        );
+        assert_eq!(tok.decode(&ids, true), text);
+    }
+}

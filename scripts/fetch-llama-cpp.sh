@@ -18,13 +18,25 @@ if [ ! -f "$SRC/CMakeLists.txt" ]; then
 fi
 if [ "${1:-}" = "--build" ]; then
   B="$DIR/build"
-  if [ ! -x "$B/bin/llama-bench" ]; then
+  TARGETS="llama-cli llama-bench llama-perplexity llama-tokenize llama-server llama-simple llama-eval-callback"
+  # One build at a time: two cmake builds in the same tree race on the same object files
+  # (and an interrupted make deletes the object it was writing), which breaks the other one.
+  # A second caller waits here, then finds the tools built.
+  mkdir -p "$B"
+  exec 9>"$B/.hearth-build.lock"
+  flock 9
+  if [ ! -x "$B/bin/llama-bench" ] || [ ! -x "$B/bin/llama-perplexity" ] || [ ! -x "$B/bin/llama-tokenize" ]; then
     command -v cmake >/dev/null || "$PY" -m pip install -q cmake >&2
     cmake -S "$SRC" -B "$B" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=ON \
       -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_SERVER=ON >&2
-    cmake --build "$B" -j"$(nproc)" --target llama-cli llama-bench llama-perplexity llama-tokenize llama-server llama-simple llama-eval-callback >&2 || \
+    # shellcheck disable=SC2086  # TARGETS is a word list
+    # Retry the same targets once (a transient failure must not trigger a full build of every
+    # example), and only then build everything.
+    cmake --build "$B" -j"$(nproc)" --target $TARGETS >&2 || \
+    cmake --build "$B" -j"$(nproc)" --target $TARGETS >&2 || \
     cmake --build "$B" -j"$(nproc)" >&2
   fi
+  flock -u 9
   echo "$B/bin"
 else
   echo "$SRC"

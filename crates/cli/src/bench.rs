@@ -28,7 +28,9 @@ fn tokens(lm: &LoadedModel, n: usize, seed: u64) -> Vec<u32> {
     let mut rng = Rng::new(seed);
     let v = lm.model.info().n_vocab as u64;
     let mut t: Vec<u32> = (0..n).map(|_| (rng.next_u64() % v) as u32).collect();
-    if let (true, Some(b), Some(first)) = (lm.tokenizer.add_bos(), lm.tokenizer.bos(), t.first_mut()) {
+    if let (true, Some(b), Some(first)) =
+        (lm.tokenizer.add_bos(), lm.tokenizer.bos(), t.first_mut())
+    {
         *first = b;
     }
     t
@@ -72,8 +74,16 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             }
         }
     }
-    let (pm, psd) = if pp.is_empty() { (0.0, 0.0) } else { mean_sd(&pp) };
-    let (tm, tsd) = if tg.is_empty() { (0.0, 0.0) } else { mean_sd(&tg) };
+    let (pm, psd) = if pp.is_empty() {
+        (0.0, 0.0)
+    } else {
+        mean_sd(&pp)
+    };
+    let (tm, tsd) = if tg.is_empty() {
+        (0.0, 0.0)
+    } else {
+        mean_sd(&tg)
+    };
     let rss = crate::sys::peak_rss_mb().unwrap_or(0.0);
     if a.json {
         println!(
@@ -93,7 +103,11 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             })
         );
     } else {
-        println!("model: {}  threads: {threads}  load: {:.2}s  peak RSS: {rss:.0} MiB", lm.path.display(), lm.load_s);
+        println!(
+            "model: {}  threads: {threads}  load: {:.2}s  peak RSS: {rss:.0} MiB",
+            lm.path.display(),
+            lm.load_s
+        );
         if a.prompt_tokens > 0 {
             println!("pp{:<5} {pm:>9.1} ± {psd:.1} tok/s", a.prompt_tokens);
         }

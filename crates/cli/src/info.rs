@@ -16,10 +16,22 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     let lm = LoadedModel::load(&a.model)?;
     let i = lm.model.info();
     let f = &lm.file;
-    println!("file:           {} ({:.1} MiB, GGUF v{})", lm.path.display(), f.file_len() as f64 / (1 << 20) as f64, f.version);
-    println!("name:           {}", f.get_str("general.name").unwrap_or("-"));
+    println!(
+        "file:           {} ({:.1} MiB, GGUF v{})",
+        lm.path.display(),
+        f.file_len() as f64 / (1 << 20) as f64,
+        f.version
+    );
+    println!(
+        "name:           {}",
+        f.get_str("general.name").unwrap_or("-")
+    );
     println!("architecture:   {}", i.arch);
-    println!("parameters:     {} ({:.1}M)", i.n_params, i.n_params as f64 / 1e6);
+    println!(
+        "parameters:     {} ({:.1}M)",
+        i.n_params,
+        i.n_params as f64 / 1e6
+    );
     println!("layers:         {}", i.n_layer);
     println!("embedding:      {}", i.n_embd);
     println!("context length: {}", i.n_ctx_train);
@@ -29,10 +41,21 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         e.0 += 1;
         e.1 += t.n_bytes;
     }
-    let q: Vec<String> = types.iter().map(|(k, (n, b))| format!("{k} ×{n} ({:.1} MiB)", *b as f64 / (1 << 20) as f64)).collect();
+    let q: Vec<String> = types
+        .iter()
+        .map(|(k, (n, b))| format!("{k} ×{n} ({:.1} MiB)", *b as f64 / (1 << 20) as f64))
+        .collect();
     println!("tensor types:   {}", q.join(", "));
     let tk = &lm.tokenizer;
-    println!("tokenizer:      {} (pre: {}), {} tokens, bos {:?}, eos {:?}, add_bos {}", tk.model_kind(), tk.pre(), tk.vocab_size(), tk.bos(), tk.eos(), tk.add_bos());
+    println!(
+        "tokenizer:      {} (pre: {}), {} tokens, bos {:?}, eos {:?}, add_bos {}",
+        tk.model_kind(),
+        tk.pre(),
+        tk.vocab_size(),
+        tk.bos(),
+        tk.eos(),
+        tk.add_bos()
+    );
     match &lm.template_source {
         Some(src) => {
             println!("chat template:  {} bytes", src.len());

@@ -3,6 +3,7 @@
 mod bench;
 mod info;
 mod run;
+mod serve;
 mod sys;
 mod template;
 
@@ -10,7 +11,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "hearth", version, about = "A private LLM server: run open-weight models on your own CPU")]
+#[command(
+    name = "hearth",
+    version,
+    about = "A private LLM server: run open-weight models on your own CPU"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -26,12 +31,17 @@ enum Cmd {
     Info(info::Args),
     /// Print the prompt the model's chat template renders for a list of messages.
     Template(template::Args),
+    /// Serve models over an OpenAI-compatible HTTP API with continuous batching.
+    Serve(serve::Args),
 }
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let cli = Cli::parse();
     let r = match cli.cmd {
@@ -39,6 +49,7 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => bench::main(a),
         Cmd::Info(a) => info::main(a),
         Cmd::Template(a) => template::main(a),
+        Cmd::Serve(a) => serve::main(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -56,9 +56,17 @@ fn params(a: &Args) -> SamplingParams {
 }
 
 pub fn main(a: Args) -> anyhow::Result<()> {
-    let lm = LoadedModel::load(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
+    let lm =
+        LoadedModel::load(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
     let threads = a.threads.unwrap_or_else(crate::sys::physical_cores);
-    tracing::info!("{}: {} ({} layers) loaded in {:.2}s, {} threads", lm.path.display(), lm.model.info().arch, lm.model.info().n_layer, lm.load_s, threads);
+    tracing::info!(
+        "{}: {} ({} layers) loaded in {:.2}s, {} threads",
+        lm.path.display(),
+        lm.model.info().arch,
+        lm.model.info().n_layer,
+        lm.load_s,
+        threads
+    );
     let mut gen = Generator::new(&lm, threads);
     let p = params(&a);
     let stdout = std::io::stdout();
@@ -76,7 +84,13 @@ pub fn main(a: Args) -> anyhow::Result<()> {
                     msgs.push(Message::new("system", s.clone()));
                 }
                 msgs.push(Message::new("user", prompt.clone()));
-                let text = lm.template.render(&msgs, &RenderOptions { add_generation_prompt: true, ..Default::default() })?;
+                let text = lm.template.render(
+                    &msgs,
+                    &RenderOptions {
+                        add_generation_prompt: true,
+                        ..Default::default()
+                    },
+                )?;
                 lm.tokenizer.encode(&text, false, true)
             };
             let g = gen.generate(&tokens, &p, a.max_tokens, &a.stop, &mut emit)?;
@@ -88,7 +102,10 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             // Prompt from a pipe.
             let mut prompt = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut prompt)?;
-            return main(Args { prompt: Some(prompt), ..a });
+            return main(Args {
+                prompt: Some(prompt),
+                ..a
+            });
         }
     }
     Ok(())
@@ -116,7 +133,10 @@ fn chat(lm: &LoadedModel, gen: &mut Generator, a: &Args, p: &SamplingParams) -> 
     if let Some(s) = &a.system {
         msgs.push(Message::new("system", s.clone()));
     }
-    eprintln!("Chatting with {} — empty line or Ctrl-D to quit.", lm.path.display());
+    eprintln!(
+        "Chatting with {} — empty line or Ctrl-D to quit.",
+        lm.path.display()
+    );
     let stdin = std::io::stdin();
     loop {
         eprint!("> ");
@@ -125,7 +145,13 @@ fn chat(lm: &LoadedModel, gen: &mut Generator, a: &Args, p: &SamplingParams) -> 
             break;
         }
         msgs.push(Message::new("user", line.trim_end().to_string()));
-        let text = lm.template.render(&msgs, &RenderOptions { add_generation_prompt: true, ..Default::default() })?;
+        let text = lm.template.render(
+            &msgs,
+            &RenderOptions {
+                add_generation_prompt: true,
+                ..Default::default()
+            },
+        )?;
         let tokens = lm.tokenizer.encode(&text, false, true);
         let stdout = std::io::stdout();
         let g = gen.generate(&tokens, p, a.max_tokens, &a.stop, |s| {

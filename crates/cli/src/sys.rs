@@ -3,7 +3,9 @@
 /// Physical cores (hyper-threads share a core's execution units, and matmul threads on siblings
 /// slow each other down), from Linux's topology files; otherwise the available parallelism.
 pub fn physical_cores() -> usize {
-    let logical = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let logical = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     #[cfg(target_os = "linux")]
     {
         let mut cores = std::collections::HashSet::new();

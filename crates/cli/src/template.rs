@@ -28,11 +28,23 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     };
     let messages = parse_messages(&json)?;
     let tools = match &a.tools {
-        Some(p) => Some(serde_json::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?).with_context(|| format!("{}: not JSON", p.display()))?),
+        Some(p) => Some(
+            serde_json::from_str(
+                &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+            )
+            .with_context(|| format!("{}: not JSON", p.display()))?,
+        ),
         None => None,
     };
     let lm = LoadedModel::load(&a.model)?;
-    let text = lm.template.render(&messages, &RenderOptions { add_generation_prompt: true, tools, ..Default::default() })?;
+    let text = lm.template.render(
+        &messages,
+        &RenderOptions {
+            add_generation_prompt: true,
+            tools,
+            ..Default::default()
+        },
+    )?;
     print!("{text}");
     Ok(())
 }

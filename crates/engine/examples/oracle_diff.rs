@@ -5,7 +5,8 @@ use hearth_engine::{Generator, LoadedModel};
 
 fn main() {
     let a: Vec<String> = std::env::args().collect();
-    let g: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&a[1]).unwrap()).unwrap();
+    let g: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&a[1]).unwrap()).unwrap();
     let lm = LoadedModel::load(&a[2]).unwrap();
     let only: Option<usize> = a.get(3).map(|s| s.parse().unwrap());
     let nv = lm.model.info().n_vocab;
@@ -14,7 +15,12 @@ fn main() {
         if only.is_some_and(|o| o != pi) {
             continue;
         }
-        let toks: Vec<u32> = p["prompt_tokens"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+        let toks: Vec<u32> = p["prompt_tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
         gen.cached.clear();
         gen.kv.truncate(0);
         let logits = gen.prefill(&toks, true).unwrap().to_vec();
@@ -27,10 +33,16 @@ fn main() {
             let d = lp - t["logprobs"][0].as_f64().unwrap() as f32;
             maxd = maxd.max(d.abs());
             if only.is_some() {
-                line.push_str(&format!("{i}:{d:+.3}{} ", if top[0].0 != want { "*" } else { "" }));
+                line.push_str(&format!(
+                    "{i}:{d:+.3}{} ",
+                    if top[0].0 != want { "*" } else { "" }
+                ));
             }
         }
-        println!("prompt {pi} ({} tokens): max |dlogprob| {maxd:.4}", toks.len());
+        println!(
+            "prompt {pi} ({} tokens): max |dlogprob| {maxd:.4}",
+            toks.len()
+        );
         if !line.is_empty() {
             println!("{line}");
         }

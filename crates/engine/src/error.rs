@@ -7,11 +7,20 @@ pub enum EngineError {
     #[error("{path}: missing tensor '{tensor}'")]
     MissingTensor { path: String, tensor: String },
     #[error("{path}: tensor '{tensor}' has shape {found:?}, expected {expected:?}")]
-    BadShape { path: String, tensor: String, expected: Vec<usize>, found: Vec<usize> },
+    BadShape {
+        path: String,
+        tensor: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
     #[error("{path}: missing or invalid metadata '{key}'")]
     MissingMetadata { path: String, key: String },
     #[error("{path}: unsupported architecture '{arch}' (supported: {supported})")]
-    UnsupportedArchitecture { path: String, arch: String, supported: String },
+    UnsupportedArchitecture {
+        path: String,
+        arch: String,
+        supported: String,
+    },
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
     #[error("tokenizer: {0}")]
@@ -19,5 +28,9 @@ pub enum EngineError {
     #[error("chat template: {0}")]
     Template(String),
     #[error("prompt of {prompt} tokens plus {max_tokens} new tokens exceeds the context length of {context}")]
-    ContextOverflow { prompt: usize, max_tokens: usize, context: usize },
+    ContextOverflow {
+        prompt: usize,
+        max_tokens: usize,
+        context: usize,
+    },
 }

@@ -99,7 +99,15 @@ pub struct SeqKv {
 impl SeqKv {
     pub fn new(specs: &[LayerKvSpec], max_ctx: usize) -> Self {
         SeqKv {
-            layers: specs.iter().map(|s| LayerKv { spec: s.clone(), k: Vec::new(), v: Vec::new(), cap: 0 }).collect(),
+            layers: specs
+                .iter()
+                .map(|s| LayerKv {
+                    spec: s.clone(),
+                    k: Vec::new(),
+                    v: Vec::new(),
+                    cap: 0,
+                })
+                .collect(),
             len: 0,
             max_ctx,
         }
@@ -119,7 +127,9 @@ impl SeqKv {
     /// A position q written after `pos` overwrote ring slot q % ring, which held q - ring; a
     /// query at `pos` needs keys from pos + 1 - window on, so q < pos + 1 + MAX_UBATCH is harmless.
     pub fn can_resume_at(&self, pos: usize) -> bool {
-        pos <= self.len && (self.len <= pos + 1 + MAX_UBATCH || self.layers.iter().all(|l| l.spec.window.is_none()))
+        pos <= self.len
+            && (self.len <= pos + 1 + MAX_UBATCH
+                || self.layers.iter().all(|l| l.spec.window.is_none()))
     }
     pub fn bytes(&self) -> usize {
         self.layers.iter().map(LayerKv::bytes).sum()
@@ -132,7 +142,11 @@ mod tests {
 
     #[test]
     fn ring_keeps_only_the_window() {
-        let spec = LayerKvSpec { n_kv_head: 1, head_dim: 2, window: Some(4) };
+        let spec = LayerKvSpec {
+            n_kv_head: 1,
+            head_dim: 2,
+            window: Some(4),
+        };
         let mut kv = SeqKv::new(&[spec], 10_000);
         let n = 3 * (4 + MAX_UBATCH);
         kv.reserve(n);
@@ -140,8 +154,14 @@ mod tests {
         for p in 0..n {
             kv.layers[0].write(p, &[p as f32, 0.0], &[0.0, p as f32]);
         }
-        assert_eq!(kv.layers[0].k(n - 1)[0].to_f32(), half::f16::from_f32((n - 1) as f32).to_f32());
-        assert_eq!(kv.layers[0].k(n - 4)[0].to_f32(), half::f16::from_f32((n - 4) as f32).to_f32());
+        assert_eq!(
+            kv.layers[0].k(n - 1)[0].to_f32(),
+            half::f16::from_f32((n - 1) as f32).to_f32()
+        );
+        assert_eq!(
+            kv.layers[0].k(n - 4)[0].to_f32(),
+            half::f16::from_f32((n - 4) as f32).to_f32()
+        );
         assert_eq!(kv.layers[0].first_visible(9), 6);
         assert_eq!(kv.layers[0].first_visible(2), 0);
     }

@@ -10,6 +10,7 @@ pub mod models;
 pub mod ops;
 pub mod pool;
 pub mod sample;
+pub mod scheduler;
 pub mod session;
 pub mod weights;
 

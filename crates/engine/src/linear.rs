@@ -36,7 +36,11 @@ impl QActs {
         }
         if n_tok < 8 {
             for t in 0..n_tok {
-                quantize_act(fmt, &x[t * k..(t + 1) * k], &mut self.data[t * rb..(t + 1) * rb]);
+                quantize_act(
+                    fmt,
+                    &x[t * k..(t + 1) * k],
+                    &mut self.data[t * rb..(t + 1) * rb],
+                );
             }
         } else {
             let ptr = SyncPtr(self.data.as_mut_ptr());
@@ -73,11 +77,23 @@ pub struct MatJob<'a> {
 /// Compute several matmuls sharing the same quantized input in one pool job. Each thread takes
 /// a contiguous range of rows of every weight. `after` runs on each thread once its rows are
 /// done, with the row ranges it computed for each job (used to fuse the GLU activation).
-pub fn matmul_many(pool: &Pool, acts: &QActs, jobs: &mut [MatJob], after: Option<&(dyn Fn(&[std::ops::Range<usize>]) + Sync)>) {
+pub fn matmul_many(
+    pool: &Pool,
+    acts: &QActs,
+    jobs: &mut [MatJob],
+    after: Option<&(dyn Fn(&[std::ops::Range<usize>]) + Sync)>,
+) {
     let n_tok = acts.n_tok;
-    let outs: Vec<(SyncPtr<f32>, usize)> = jobs.iter_mut().map(|j| (SyncPtr(j.out.as_mut_ptr()), j.out.len())).collect();
+    let outs: Vec<(SyncPtr<f32>, usize)> = jobs
+        .iter_mut()
+        .map(|j| (SyncPtr(j.out.as_mut_ptr()), j.out.len()))
+        .collect();
     for j in jobs.iter() {
-        assert!(acts.matches(j.w), "activations quantized for another weight shape than {}", j.w.name);
+        assert!(
+            acts.matches(j.w),
+            "activations quantized for another weight shape than {}",
+            j.w.name
+        );
         assert!(j.out.len() >= n_tok * j.w.rows);
     }
     let ws: Vec<&Weight> = jobs.iter().map(|j| j.w).collect();
@@ -112,11 +128,24 @@ pub fn matmul_many(pool: &Pool, acts: &QActs, jobs: &mut [MatJob], after: Option
                     if tile.len() < nr * n_tok {
                         tile.resize(nr * n_tok, 0.0);
                     }
-                    hearth_kernels::matmul(w.dtype, w.cols, wbytes, nr, acts.bytes(), n_tok, &mut tile[..nr * n_tok], nr);
+                    hearth_kernels::matmul(
+                        w.dtype,
+                        w.cols,
+                        wbytes,
+                        nr,
+                        acts.bytes(),
+                        n_tok,
+                        &mut tile[..nr * n_tok],
+                        nr,
+                    );
                     for tk in 0..n_tok {
                         // SAFETY: each thread writes only columns rows.start..rows.end of each output row.
                         unsafe {
-                            std::ptr::copy_nonoverlapping(tile.as_ptr().add(tk * nr), optr.0.add(tk * w.rows + rows.start), nr);
+                            std::ptr::copy_nonoverlapping(
+                                tile.as_ptr().add(tk * nr),
+                                optr.0.add(tk * w.rows + rows.start),
+                                nr,
+                            );
                         }
                     }
                 });

@@ -122,7 +122,12 @@ mod tests {
 
     #[test]
     fn rope_preserves_norm_and_rotates_pairs() {
-        let r = Rope { n_rot: 8, base: 10000.0, freq_scale: 1.0, neox: false };
+        let r = Rope {
+            n_rot: 8,
+            base: 10000.0,
+            freq_scale: 1.0,
+            neox: false,
+        };
         let mut cs = vec![0.0; 8];
         r.table(3, &mut cs);
         let mut x: Vec<f32> = (0..8).map(|i| i as f32 * 0.3 - 1.0).collect();

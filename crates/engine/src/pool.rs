@@ -67,7 +67,11 @@ impl Pool {
                 (h, t)
             })
             .collect();
-        Pool { shared, workers, n_threads }
+        Pool {
+            shared,
+            workers,
+            n_threads,
+        }
     }
 
     pub fn n_threads(&self) -> usize {
@@ -83,7 +87,9 @@ impl Pool {
         let s = &*self.shared;
         let job: &(dyn Fn(usize, usize) + Sync + '_) = &f;
         // SAFETY: erase the lifetime; we wait for all workers below before `f` is dropped.
-        let job: *const Job = unsafe { std::mem::transmute::<&(dyn Fn(usize, usize) + Sync + '_), &'static Job>(job) };
+        let job: *const Job = unsafe {
+            std::mem::transmute::<&(dyn Fn(usize, usize) + Sync + '_), &'static Job>(job)
+        };
         unsafe { *s.job.get() = job };
         s.done.store(0, Ordering::Relaxed);
         s.epoch.fetch_add(1, Ordering::Release);

@@ -44,7 +44,10 @@ impl Default for SamplingParams {
 
 impl SamplingParams {
     pub fn greedy() -> Self {
-        SamplingParams { temperature: 0.0, ..Default::default() }
+        SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        }
     }
     pub fn is_greedy(&self) -> bool {
         self.temperature <= 0.0
@@ -68,7 +71,9 @@ impl Rng {
             x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             x ^ (x >> 31)
         };
-        Rng { s: [next(), next(), next(), next()] }
+        Rng {
+            s: [next(), next(), next(), next()],
+        }
     }
     pub fn next_u64(&mut self) -> u64 {
         let r = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
@@ -99,9 +104,17 @@ impl Sampler {
     pub fn new(params: SamplingParams) -> Self {
         let seed = params.seed.unwrap_or_else(|| {
             use std::time::{SystemTime, UNIX_EPOCH};
-            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0x5eed)
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0x5eed)
         });
-        Sampler { params, rng: Rng::new(seed), cand: Vec::new(), counts: HashMap::new() }
+        Sampler {
+            params,
+            rng: Rng::new(seed),
+            cand: Vec::new(),
+            counts: HashMap::new(),
+        }
     }
 
     /// Apply bias and penalties to `logits` in place, given the tokens seen so far.
@@ -115,7 +128,11 @@ impl Sampler {
         if p.repetition_penalty == 1.0 && p.presence_penalty == 0.0 && p.frequency_penalty == 0.0 {
             return;
         }
-        let window = if p.penalty_last_n == 0 { history } else { &history[history.len().saturating_sub(p.penalty_last_n)..] };
+        let window = if p.penalty_last_n == 0 {
+            history
+        } else {
+            &history[history.len().saturating_sub(p.penalty_last_n)..]
+        };
         self.counts.clear();
         for &t in window {
             *self.counts.entry(t).or_insert(0) += 1;
@@ -123,7 +140,11 @@ impl Sampler {
         for (&t, &c) in &self.counts {
             if let Some(l) = logits.get_mut(t as usize) {
                 if p.repetition_penalty != 1.0 {
-                    *l = if *l > 0.0 { *l / p.repetition_penalty } else { *l * p.repetition_penalty };
+                    *l = if *l > 0.0 {
+                        *l / p.repetition_penalty
+                    } else {
+                        *l * p.repetition_penalty
+                    };
                 }
                 *l -= p.presence_penalty + p.frequency_penalty * c as f32;
             }
@@ -212,10 +233,19 @@ pub fn argmax(x: &[f32]) -> u32 {
 /// log-softmax of `logits` at `id`, and the `n` most likely tokens with their log-probabilities.
 pub fn logprobs(logits: &[f32], id: u32, n: usize) -> (f32, Vec<(u32, f32)>) {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = max + logits.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>().ln() as f32;
+    let lse = max
+        + logits
+            .iter()
+            .map(|&l| ((l - max) as f64).exp())
+            .sum::<f64>()
+            .ln() as f32;
     let mut top: Vec<(u32, f32)> = Vec::new();
     if n > 0 {
-        let mut idx: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+        let mut idx: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i as u32, l))
+            .collect();
         let n = n.min(idx.len());
         idx.select_nth_unstable_by(n - 1, |a, b| b.1.total_cmp(&a.1));
         idx.truncate(n);
@@ -238,11 +268,20 @@ mod tests {
 
     #[test]
     fn same_seed_same_choices() {
-        let p = SamplingParams { seed: Some(42), temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, ..Default::default() };
+        let p = SamplingParams {
+            seed: Some(42),
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            ..Default::default()
+        };
         let logits: Vec<f32> = (0..1000).map(|i| ((i * 7919) % 13) as f32 * 0.3).collect();
         let run = || {
             let mut s = Sampler::new(p.clone());
-            (0..50).map(|_| s.sample(&mut logits.clone(), &[])).collect::<Vec<_>>()
+            (0..50)
+                .map(|_| s.sample(&mut logits.clone(), &[]))
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(), run());
     }
@@ -250,11 +289,20 @@ mod tests {
     #[test]
     fn sampling_follows_the_distribution() {
         // Two tokens with probabilities 0.75 / 0.25 at temperature 1.
-        let p = SamplingParams { seed: Some(7), temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, ..Default::default() };
+        let p = SamplingParams {
+            seed: Some(7),
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            ..Default::default()
+        };
         let mut s = Sampler::new(p);
         let base = [3f32.ln(), 0.0];
         let n = 20_000;
-        let ones = (0..n).filter(|_| s.sample(&mut base.to_vec(), &[]) == 1).count();
+        let ones = (0..n)
+            .filter(|_| s.sample(&mut base.to_vec(), &[]) == 1)
+            .count();
         let frac = ones as f64 / n as f64;
         assert!((frac - 0.25).abs() < 0.015, "{frac}");
     }
@@ -262,11 +310,23 @@ mod tests {
     #[test]
     fn top_k_one_is_greedy_and_top_p_cuts_the_tail() {
         let logits: Vec<f32> = (0..500).map(|i| -(i as f32) * 0.05).collect();
-        let mut s = Sampler::new(SamplingParams { top_k: 1, temperature: 5.0, seed: Some(1), ..Default::default() });
+        let mut s = Sampler::new(SamplingParams {
+            top_k: 1,
+            temperature: 5.0,
+            seed: Some(1),
+            ..Default::default()
+        });
         for _ in 0..100 {
             assert_eq!(s.sample(&mut logits.clone(), &[]), 0);
         }
-        let mut s = Sampler::new(SamplingParams { top_k: 0, top_p: 0.5, min_p: 0.0, temperature: 1.0, seed: Some(2), ..Default::default() });
+        let mut s = Sampler::new(SamplingParams {
+            top_k: 0,
+            top_p: 0.5,
+            min_p: 0.0,
+            temperature: 1.0,
+            seed: Some(2),
+            ..Default::default()
+        });
         // The smallest prefix holding 50% of the mass: compute it independently.
         let z: f32 = logits.iter().map(|l| l.exp()).sum();
         let mut cum = 0.0;
@@ -285,7 +345,12 @@ mod tests {
 
     #[test]
     fn penalties_follow_openai_semantics() {
-        let mut s = Sampler::new(SamplingParams { presence_penalty: 0.5, frequency_penalty: 0.25, penalty_last_n: 0, ..SamplingParams::greedy() });
+        let mut s = Sampler::new(SamplingParams {
+            presence_penalty: 0.5,
+            frequency_penalty: 0.25,
+            penalty_last_n: 0,
+            ..SamplingParams::greedy()
+        });
         let mut l = vec![1.0; 4];
         s.adjust(&mut l, &[2, 2, 3]);
         assert_eq!(l, vec![1.0, 1.0, 1.0 - 0.5 - 0.5, 1.0 - 0.5 - 0.25]);

@@ -29,21 +29,41 @@ impl LoadedModel {
     pub fn load(path: impl AsRef<Path>) -> Result<Self, EngineError> {
         let t0 = Instant::now();
         let path = path.as_ref().to_path_buf();
-        let gguf_path = if path.is_dir() { find_gguf(&path)? } else { path.clone() };
+        let gguf_path = if path.is_dir() {
+            find_gguf(&path)?
+        } else {
+            path.clone()
+        };
         let file = Arc::new(GgufFile::open(&gguf_path)?);
         let model = models::load(file.clone())?;
-        let tokenizer = Tokenizer::from_gguf(&file).map_err(|e| EngineError::Tokenizer(format!("{}: {e}", gguf_path.display())))?;
-        let tok_text = |id: Option<u32>| id.map(|i| tokenizer.token_text(i).to_string()).unwrap_or_default();
+        let tokenizer = Tokenizer::from_gguf(&file)
+            .map_err(|e| EngineError::Tokenizer(format!("{}: {e}", gguf_path.display())))?;
+        let tok_text = |id: Option<u32>| {
+            id.map(|i| tokenizer.token_text(i).to_string())
+                .unwrap_or_default()
+        };
         let (bos, eos) = (tok_text(tokenizer.bos()), tok_text(tokenizer.eos()));
         let template_source = file.get_str("tokenizer.chat_template").map(str::to_string);
         let template = match &template_source {
-            Some(src) => ChatTemplate::new(src, &bos, &eos).map_err(|e| EngineError::Template(format!("{}: {e}", gguf_path.display())))?,
+            Some(src) => ChatTemplate::new(src, &bos, &eos)
+                .map_err(|e| EngineError::Template(format!("{}: {e}", gguf_path.display())))?,
             None => {
-                tracing::warn!("{}: no chat template in the file; using the built-in ChatML fallback", gguf_path.display());
+                tracing::warn!(
+                    "{}: no chat template in the file; using the built-in ChatML fallback",
+                    gguf_path.display()
+                );
                 ChatTemplate::fallback(&bos, &eos)
             }
         };
-        Ok(LoadedModel { path: gguf_path, file, model, tokenizer, template, template_source, load_s: t0.elapsed().as_secs_f64() })
+        Ok(LoadedModel {
+            path: gguf_path,
+            file,
+            model,
+            tokenizer,
+            template,
+            template_source,
+            load_s: t0.elapsed().as_secs_f64(),
+        })
     }
 
     pub fn n_ctx(&self) -> usize {
@@ -52,7 +72,10 @@ impl LoadedModel {
 }
 
 fn find_gguf(dir: &Path) -> Result<PathBuf, EngineError> {
-    let invalid = |m: String| EngineError::Invalid { path: dir.display().to_string(), message: m };
+    let invalid = |m: String| EngineError::Invalid {
+        path: dir.display().to_string(),
+        message: m,
+    };
     let mut ggufs: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| invalid(format!("cannot read directory: {e}")))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -99,19 +122,38 @@ pub struct Generator<'a> {
 impl<'a> Generator<'a> {
     pub fn new(lm: &'a LoadedModel, n_threads: usize) -> Self {
         let kv = SeqKv::new(&lm.model.kv_specs(), lm.n_ctx());
-        Generator { lm, ctx: Ctx::new(n_threads), kv, cached: Vec::new(), logits: Vec::new(), batch: Batch::default() }
+        Generator {
+            lm,
+            ctx: Ctx::new(n_threads),
+            kv,
+            cached: Vec::new(),
+            logits: Vec::new(),
+            batch: Batch::default(),
+        }
     }
 
     /// Bring the cache to exactly `tokens`, computing what is not cached, and return the logits
     /// of the last token (or of every token computed, when `all_logits`).
     pub fn prefill(&mut self, tokens: &[u32], all_logits: bool) -> Result<&[f32], EngineError> {
         if tokens.is_empty() {
-            return Err(EngineError::Invalid { path: self.lm.path.display().to_string(), message: "empty prompt".into() });
+            return Err(EngineError::Invalid {
+                path: self.lm.path.display().to_string(),
+                message: "empty prompt".into(),
+            });
         }
         if tokens.len() > self.lm.n_ctx() {
-            return Err(EngineError::ContextOverflow { prompt: tokens.len(), max_tokens: 0, context: self.lm.n_ctx() });
+            return Err(EngineError::ContextOverflow {
+                prompt: tokens.len(),
+                max_tokens: 0,
+                context: self.lm.n_ctx(),
+            });
         }
-        let mut common = self.cached.iter().zip(tokens).take_while(|(a, b)| a == b).count();
+        let mut common = self
+            .cached
+            .iter()
+            .zip(tokens)
+            .take_while(|(a, b)| a == b)
+            .count();
         // Recompute at least the last token to get its logits.
         common = common.min(tokens.len() - 1);
         if all_logits || !self.kv.can_resume_at(common) {
@@ -121,7 +163,13 @@ impl<'a> Generator<'a> {
         self.cached.truncate(common);
         self.kv.reserve(tokens.len());
         self.batch = Batch::single(&tokens[common..], common, all_logits);
-        models::forward(self.lm.model.as_ref(), &mut self.ctx, &self.batch, &mut [&mut self.kv], &mut self.logits);
+        models::forward(
+            self.lm.model.as_ref(),
+            &mut self.ctx,
+            &self.batch,
+            &mut [&mut self.kv],
+            &mut self.logits,
+        );
         self.kv.len = tokens.len();
         self.cached.extend_from_slice(&tokens[common..]);
         Ok(&self.logits)
@@ -133,7 +181,13 @@ impl<'a> Generator<'a> {
         self.kv.reserve(pos + 1);
         self.batch.clear();
         self.batch.push(token, pos, 0, true);
-        models::forward(self.lm.model.as_ref(), &mut self.ctx, &self.batch, &mut [&mut self.kv], &mut self.logits);
+        models::forward(
+            self.lm.model.as_ref(),
+            &mut self.ctx,
+            &self.batch,
+            &mut [&mut self.kv],
+            &mut self.logits,
+        );
         self.kv.len = pos + 1;
         self.cached.push(token);
         &self.logits
@@ -151,10 +205,19 @@ impl<'a> Generator<'a> {
     ) -> Result<Generation, EngineError> {
         let n_ctx = self.lm.n_ctx();
         if prompt.len() + max_tokens > n_ctx {
-            return Err(EngineError::ContextOverflow { prompt: prompt.len(), max_tokens, context: n_ctx });
+            return Err(EngineError::ContextOverflow {
+                prompt: prompt.len(),
+                max_tokens,
+                context: n_ctx,
+            });
         }
         let t0 = Instant::now();
-        let before = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        let before = self
+            .cached
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
         let mut logits = self.prefill(prompt, false)?.to_vec();
         let n_prompt_computed = prompt.len() - before.min(prompt.len() - 1);
         let prefill_s = t0.elapsed().as_secs_f64();
@@ -202,7 +265,15 @@ impl<'a> Generator<'a> {
                 on_text(&emit);
             }
         }
-        Ok(Generation { tokens: out, text, finish, n_prompt: prompt.len(), n_prompt_computed, prefill_s, decode_s: t1.elapsed().as_secs_f64() })
+        Ok(Generation {
+            tokens: out,
+            text,
+            finish,
+            n_prompt: prompt.len(),
+            n_prompt_computed,
+            prefill_s,
+            decode_s: t1.elapsed().as_secs_f64(),
+        })
     }
 }
 
@@ -215,7 +286,11 @@ pub struct StopMatcher {
 
 impl StopMatcher {
     pub fn new(stops: &[String]) -> Self {
-        StopMatcher { stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(), pending: String::new(), hit: false }
+        StopMatcher {
+            stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            pending: String::new(),
+            hit: false,
+        }
     }
 
     /// Add text; returns (text safe to emit, whether a stop string was found).
@@ -224,7 +299,12 @@ impl StopMatcher {
             return (String::new(), true);
         }
         self.pending.push_str(piece);
-        if let Some(at) = self.stops.iter().filter_map(|s| self.pending.find(s.as_str())).min() {
+        if let Some(at) = self
+            .stops
+            .iter()
+            .filter_map(|s| self.pending.find(s.as_str()))
+            .min()
+        {
             let out = self.pending[..at].to_string();
             self.pending.clear();
             self.hit = true;

@@ -8,7 +8,11 @@ use std::sync::Arc;
 /// converted at load time (e.g. a future repacked layout).
 #[derive(Clone)]
 enum Bytes {
-    Mapped { file: Arc<GgufFile>, offset: usize, len: usize },
+    Mapped {
+        file: Arc<GgufFile>,
+        offset: usize,
+        len: usize,
+    },
     Owned(Arc<Vec<u8>>),
 }
 
@@ -47,7 +51,11 @@ impl Weight {
     pub fn to_f32(&self) -> Vec<f32> {
         let mut out = vec![0f32; self.rows * self.cols];
         for r in 0..self.rows {
-            hearth_kernels::dequantize_row(self.dtype, self.row(r), &mut out[r * self.cols..(r + 1) * self.cols]);
+            hearth_kernels::dequantize_row(
+                self.dtype,
+                self.row(r),
+                &mut out[r * self.cols..(r + 1) * self.cols],
+            );
         }
         out
     }
@@ -64,10 +72,12 @@ impl WeightLoader {
     }
 
     fn info(&self, name: &str) -> Result<&TensorInfo, EngineError> {
-        self.file.tensor_info(name).ok_or_else(|| EngineError::MissingTensor {
-            path: self.file.path.display().to_string(),
-            tensor: name.to_string(),
-        })
+        self.file
+            .tensor_info(name)
+            .ok_or_else(|| EngineError::MissingTensor {
+                path: self.file.path.display().to_string(),
+                tensor: name.to_string(),
+            })
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -77,7 +87,13 @@ impl WeightLoader {
     /// A matrix with `cols` values per row and `rows` rows (ggml dims [cols, rows]).
     pub fn matrix(&self, name: &str, cols: usize, rows: usize) -> Result<Weight, EngineError> {
         let info = self.info(name)?;
-        let dims: Vec<usize> = info.dims.iter().copied().chain(std::iter::repeat(1)).take(4).collect();
+        let dims: Vec<usize> = info
+            .dims
+            .iter()
+            .copied()
+            .chain(std::iter::repeat(1))
+            .take(4)
+            .collect();
         if dims[0] != cols || dims[1] * dims[2] * dims[3] != rows {
             return Err(EngineError::BadShape {
                 path: self.file.path.display().to_string(),
@@ -91,7 +107,11 @@ impl WeightLoader {
             dtype: info.dtype,
             rows,
             cols,
-            bytes: Bytes::Mapped { file: self.file.clone(), offset: info.offset, len: info.n_bytes },
+            bytes: Bytes::Mapped {
+                file: self.file.clone(),
+                offset: info.offset,
+                len: info.n_bytes,
+            },
         })
     }
 

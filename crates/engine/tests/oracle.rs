@@ -15,22 +15,37 @@ use std::path::PathBuf;
 fn models_dir() -> PathBuf {
     std::env::var_os("HEARTH_MODELS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hearth/models"))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hearth/models")
+        })
 }
 
 fn golden(name: &str) -> Value {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden").join(format!("{name}.json"));
-    serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/golden")
+        .join(format!("{name}.json"));
+    serde_json::from_str(
+        &std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+    )
+    .unwrap()
 }
 
 fn load(file: &str) -> LoadedModel {
     let p = models_dir().join(file);
-    assert!(p.exists(), "{} is missing: run scripts/fetch-models.sh", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/fetch-models.sh",
+        p.display()
+    );
     LoadedModel::load(&p).unwrap()
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 /// The two models run one after the other: each uses both cores.
@@ -79,7 +94,15 @@ fn check_model(name: &str) {
         gen.cached.clear();
         gen.kv.truncate(0);
         let want = ids(&p["greedy"]["ids"]);
-        let out = gen.generate(&toks, &hearth_engine::SamplingParams::greedy(), want.len(), &[], |_| true).unwrap();
+        let out = gen
+            .generate(
+                &toks,
+                &hearth_engine::SamplingParams::greedy(),
+                want.len(),
+                &[],
+                |_| true,
+            )
+            .unwrap();
         // Our generator includes the EOG token it stopped at; the oracle records it separately (eog_id).
         let mut got = out.tokens.clone();
         if let Some(e) = p["greedy"]["eog_id"].as_u64() {
@@ -90,8 +113,15 @@ fn check_model(name: &str) {
         if got == want {
             greedy_same += 1;
         } else {
-            let first = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
-            eprintln!("{name}/{id}: greedy continuation diverges at token {first} of {}", want.len());
+            let first = got
+                .iter()
+                .zip(&want)
+                .position(|(a, b)| a != b)
+                .unwrap_or(got.len().min(want.len()));
+            eprintln!(
+                "{name}/{id}: greedy continuation diverges at token {first} of {}",
+                want.len()
+            );
         }
     }
     let rate = agree as f64 / total as f64;
@@ -101,8 +131,16 @@ fn check_model(name: &str) {
         prompts.len(),
         prompts.len()
     );
-    assert!(rate >= 0.99, "{name}: top-1 agreement {:.2}% < 99%", rate * 100.0);
-    assert!(greedy_same * 10 >= prompts.len() * 9, "{name}: only {greedy_same}/{} greedy continuations identical", prompts.len());
+    assert!(
+        rate >= 0.99,
+        "{name}: top-1 agreement {:.2}% < 99%",
+        rate * 100.0
+    );
+    assert!(
+        greedy_same * 10 >= prompts.len() * 9,
+        "{name}: only {greedy_same}/{} greedy continuations identical",
+        prompts.len()
+    );
 }
 
 #[test]

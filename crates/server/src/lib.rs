@@ -21,6 +21,7 @@ pub mod fake;
 pub mod generation;
 pub mod ids;
 pub mod json;
+pub mod local;
 pub mod metrics;
 mod serve;
 pub mod state;

@@ -89,9 +89,31 @@ impl AttentionWeights {
 
         // Q, K, V: one quantization of x, one pool job (when the three weights share an activation format).
         s.acts.quantize(pool, &self.wq, x, t_n);
-        let (q, k, v) = (&mut s.q[..t_n * dq], &mut s.k[..t_n * dkv], &mut s.v[..t_n * dkv]);
+        let (q, k, v) = (
+            &mut s.q[..t_n * dq],
+            &mut s.k[..t_n * dkv],
+            &mut s.v[..t_n * dkv],
+        );
         if s.acts.matches(&self.wk) && s.acts.matches(&self.wv) {
-            matmul_many(pool, &s.acts, &mut [MatJob { w: &self.wq, out: q }, MatJob { w: &self.wk, out: k }, MatJob { w: &self.wv, out: v }], None);
+            matmul_many(
+                pool,
+                &s.acts,
+                &mut [
+                    MatJob {
+                        w: &self.wq,
+                        out: q,
+                    },
+                    MatJob {
+                        w: &self.wk,
+                        out: k,
+                    },
+                    MatJob {
+                        w: &self.wv,
+                        out: v,
+                    },
+                ],
+                None,
+            );
         } else {
             matmul(pool, &s.acts, &self.wq, q);
             s.acts.quantize(pool, &self.wk, x, t_n);
@@ -113,7 +135,11 @@ impl AttentionWeights {
             p.rope.table(pos, &mut s.cs);
             p.rope.apply(&mut q[t * dq..(t + 1) * dq], hd, &s.cs);
             p.rope.apply(&mut k[t * dkv..(t + 1) * dkv], hd, &s.cs);
-            kvs[batch.seq[t]].layers[layer].write(pos, &k[t * dkv..(t + 1) * dkv], &v[t * dkv..(t + 1) * dkv]);
+            kvs[batch.seq[t]].layers[layer].write(
+                pos,
+                &k[t * dkv..(t + 1) * dkv],
+                &v[t * dkv..(t + 1) * dkv],
+            );
         }
 
         // Attention over (token, head) pairs, split across threads.
@@ -142,7 +168,8 @@ impl AttentionWeights {
                     }
                     softmax(&mut scores[..n]);
                     // SAFETY: each (t, h) output slice is written by exactly one thread.
-                    let o = unsafe { std::slice::from_raw_parts_mut(op.0.add(t * dq + h * hd), hd) };
+                    let o =
+                        unsafe { std::slice::from_raw_parts_mut(op.0.add(t * dq + h * hd), hd) };
                     o.fill(0.0);
                     for (j, &w) in scores[..n].iter().enumerate() {
                         hearth_kernels::axpy_f16(o, w, &lkv.v(lo + j)[g * hd..(g + 1) * hd]);

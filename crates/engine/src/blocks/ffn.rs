@@ -50,7 +50,21 @@ impl FfnWeights {
         };
         if s.acts.matches(&self.up) {
             let (g, u) = (&mut s.gate[..n_tok * ff], &mut s.up[..n_tok * ff]);
-            matmul_many(pool, &s.acts, &mut [MatJob { w: &self.gate, out: g }, MatJob { w: &self.up, out: u }], Some(&glu));
+            matmul_many(
+                pool,
+                &s.acts,
+                &mut [
+                    MatJob {
+                        w: &self.gate,
+                        out: g,
+                    },
+                    MatJob {
+                        w: &self.up,
+                        out: u,
+                    },
+                ],
+                Some(&glu),
+            );
         } else {
             matmul(pool, &s.acts, &self.gate, &mut s.gate[..n_tok * ff]);
             s.acts.quantize(pool, &self.up, x, n_tok);
@@ -58,7 +72,8 @@ impl FfnWeights {
             let (g, u) = (&mut s.gate[..n_tok * ff], &s.up[..n_tok * ff]);
             act.apply(g, u);
         }
-        s.acts.quantize(pool, &self.down, &s.gate[..n_tok * ff], n_tok);
+        s.acts
+            .quantize(pool, &self.down, &s.gate[..n_tok * ff], n_tok);
         matmul(pool, &s.acts, &self.down, &mut y[..n_tok * self.down.rows]);
     }
 }

@@ -37,22 +37,41 @@ pub struct Gemma3 {
 const SWA_PATTERN: usize = 6;
 
 pub fn load(l: &WeightLoader) -> Result<Box<dyn Model>, EngineError> {
-    let hp = HParams { file: &l.file, arch: "gemma3" };
+    let hp = HParams {
+        file: &l.file,
+        arch: "gemma3",
+    };
     let d = hp.usize("embedding_length")?;
     let n_layer = hp.usize("block_count")?;
     let n_head = hp.usize("attention.head_count")?;
     let n_kv_head = hp.usize_opt("attention.head_count_kv").unwrap_or(n_head);
     let head_dim = hp.usize_opt("attention.key_length").unwrap_or(d / n_head);
     let n_ff = hp.usize("feed_forward_length")?;
-    let eps = hp.f32_opt("attention.layer_norm_rms_epsilon").unwrap_or(1e-6);
+    let eps = hp
+        .f32_opt("attention.layer_norm_rms_epsilon")
+        .unwrap_or(1e-6);
     let window = hp.usize_opt("attention.sliding_window").filter(|&w| w > 0);
     let global_scale = match l.file.get_str("gemma3.rope.scaling.type") {
         Some("linear") => 1.0 / hp.f32_opt("rope.scaling.factor").unwrap_or(1.0),
         _ => 1.0,
     };
-    let global_rope = Rope { n_rot: head_dim, base: hp.f32_opt("rope.freq_base").unwrap_or(1_000_000.0), freq_scale: global_scale, neox: true };
-    let local_rope = Rope { n_rot: head_dim, base: hp.f32_opt("rope.freq_base_swa").unwrap_or(10_000.0), freq_scale: 1.0, neox: true };
-    let scale = if n_layer == 62 { 1.0 / ((d / n_head) as f32).sqrt() } else { 1.0 / (head_dim as f32).sqrt() };
+    let global_rope = Rope {
+        n_rot: head_dim,
+        base: hp.f32_opt("rope.freq_base").unwrap_or(1_000_000.0),
+        freq_scale: global_scale,
+        neox: true,
+    };
+    let local_rope = Rope {
+        n_rot: head_dim,
+        base: hp.f32_opt("rope.freq_base_swa").unwrap_or(10_000.0),
+        freq_scale: 1.0,
+        neox: true,
+    };
+    let scale = if n_layer == 62 {
+        1.0 / ((d / n_head) as f32).sqrt()
+    } else {
+        1.0 / (head_dim as f32).sqrt()
+    };
     let n_vocab = vocab_size(l)?;
     let (dq, dkv) = (n_head * head_dim, n_kv_head * head_dim);
     let mut layers = Vec::with_capacity(n_layer);
@@ -82,7 +101,14 @@ pub fn load(l: &WeightLoader) -> Result<Box<dyn Model>, EngineError> {
                 act: GluAct::Gelu,
             },
             ffn_post_norm: l.vector(&t("post_ffw_norm.weight"), d)?,
-            params: AttentionParams { n_head, n_kv_head, head_dim, rope: if is_swa { local_rope } else { global_rope }, scale, norm_eps: eps },
+            params: AttentionParams {
+                n_head,
+                n_kv_head,
+                head_dim,
+                rope: if is_swa { local_rope } else { global_rope },
+                scale,
+                norm_eps: eps,
+            },
             window: if is_swa { window } else { None },
         });
     }
@@ -112,38 +138,99 @@ impl Model for Gemma3 {
     fn kv_specs(&self) -> Vec<LayerKvSpec> {
         self.layers
             .iter()
-            .map(|l| LayerKvSpec { n_kv_head: l.params.n_kv_head, head_dim: l.params.head_dim, window: l.window })
+            .map(|l| LayerKvSpec {
+                n_kv_head: l.params.n_kv_head,
+                head_dim: l.params.head_dim,
+                window: l.window,
+            })
             .collect()
     }
 
-    fn forward_ubatch(&self, ctx: &mut Ctx, batch: &Batch, kvs: &mut [&mut SeqKv], logits: &mut Vec<f32>) {
+    fn forward_ubatch(
+        &self,
+        ctx: &mut Ctx,
+        batch: &Batch,
+        kvs: &mut [&mut SeqKv],
+        logits: &mut Vec<f32>,
+    ) {
         let (n, d) = (batch.len(), self.info.n_embd);
         ctx.s.prepare(n, d);
-        embed(&self.tok_embd, &batch.tokens, (d as f32).sqrt(), &mut ctx.s.x);
+        embed(
+            &self.tok_embd,
+            &batch.tokens,
+            (d as f32).sqrt(),
+            &mut ctx.s.x,
+        );
         for (il, layer) in self.layers.iter().enumerate() {
             let s = &mut ctx.s;
             for t in 0..n {
-                rms_norm(&mut s.h[t * d..(t + 1) * d], &s.x[t * d..(t + 1) * d], &layer.attn_norm, self.eps);
+                rms_norm(
+                    &mut s.h[t * d..(t + 1) * d],
+                    &s.x[t * d..(t + 1) * d],
+                    &layer.attn_norm,
+                    self.eps,
+                );
             }
-            layer.attn.forward(&layer.params, &ctx.pool, &mut s.attn, &s.h[..n * d], batch, kvs, il, &mut s.y);
+            layer.attn.forward(
+                &layer.params,
+                &ctx.pool,
+                &mut s.attn,
+                &s.h[..n * d],
+                batch,
+                kvs,
+                il,
+                &mut s.y,
+            );
             for t in 0..n {
                 let y = &mut s.y[t * d..(t + 1) * d];
-                rms_norm(&mut s.h[t * d..(t + 1) * d], y, &layer.attn_post_norm, self.eps);
+                rms_norm(
+                    &mut s.h[t * d..(t + 1) * d],
+                    y,
+                    &layer.attn_post_norm,
+                    self.eps,
+                );
             }
-            s.x[..n * d].iter_mut().zip(&s.h[..n * d]).for_each(|(x, y)| *x += y);
+            s.x[..n * d]
+                .iter_mut()
+                .zip(&s.h[..n * d])
+                .for_each(|(x, y)| *x += y);
             for t in 0..n {
-                rms_norm(&mut s.h[t * d..(t + 1) * d], &s.x[t * d..(t + 1) * d], &layer.ffn_norm, self.eps);
+                rms_norm(
+                    &mut s.h[t * d..(t + 1) * d],
+                    &s.x[t * d..(t + 1) * d],
+                    &layer.ffn_norm,
+                    self.eps,
+                );
             }
-            layer.ffn.forward(&ctx.pool, &mut s.ffn, &s.h[..n * d], n, &mut s.y);
+            layer
+                .ffn
+                .forward(&ctx.pool, &mut s.ffn, &s.h[..n * d], n, &mut s.y);
             for t in 0..n {
-                rms_norm(&mut s.h[t * d..(t + 1) * d], &s.y[t * d..(t + 1) * d], &layer.ffn_post_norm, self.eps);
+                rms_norm(
+                    &mut s.h[t * d..(t + 1) * d],
+                    &s.y[t * d..(t + 1) * d],
+                    &layer.ffn_post_norm,
+                    self.eps,
+                );
             }
-            s.x[..n * d].iter_mut().zip(&s.h[..n * d]).for_each(|(x, y)| *x += y);
+            s.x[..n * d]
+                .iter_mut()
+                .zip(&s.h[..n * d])
+                .for_each(|(x, y)| *x += y);
         }
         let start = logits.len();
-        lm_head(ctx, &self.output_norm, self.eps, &self.output, batch, logits);
+        lm_head(
+            ctx,
+            &self.output_norm,
+            self.eps,
+            &self.output,
+            batch,
+            logits,
+        );
         if let Some(c) = self.softcap {
-            logits[start..].iter_mut().for_each(|v| *v = (*v / c).tanh() * c);
+            logits[start..]
+                .iter_mut()
+                .for_each(|v| *v = (*v / c).tanh() * c);
         }
     }
 }

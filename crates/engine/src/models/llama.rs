@@ -27,14 +27,19 @@ pub struct Llama {
 }
 
 pub fn load(l: &WeightLoader) -> Result<Box<dyn Model>, EngineError> {
-    let hp = HParams { file: &l.file, arch: "llama" };
+    let hp = HParams {
+        file: &l.file,
+        arch: "llama",
+    };
     let d = hp.usize("embedding_length")?;
     let n_layer = hp.usize("block_count")?;
     let n_head = hp.usize("attention.head_count")?;
     let n_kv_head = hp.usize_opt("attention.head_count_kv").unwrap_or(n_head);
     let head_dim = hp.usize_opt("attention.key_length").unwrap_or(d / n_head);
     let n_ff = hp.usize("feed_forward_length")?;
-    let eps = hp.f32_opt("attention.layer_norm_rms_epsilon").unwrap_or(1e-5);
+    let eps = hp
+        .f32_opt("attention.layer_norm_rms_epsilon")
+        .unwrap_or(1e-5);
     // Linear RoPE scaling divides positions by the factor (ggml freq_scale = 1/factor).
     let freq_scale = match l.file.get_str("llama.rope.scaling.type") {
         Some("linear") => 1.0 / hp.f32_opt("rope.scaling.factor").unwrap_or(1.0),
@@ -84,7 +89,14 @@ pub fn load(l: &WeightLoader) -> Result<Box<dyn Model>, EngineError> {
             n_params: super::count_params(&l.file),
         },
         eps,
-        attn: AttentionParams { n_head, n_kv_head, head_dim, rope, scale: 1.0 / (head_dim as f32).sqrt(), norm_eps: eps },
+        attn: AttentionParams {
+            n_head,
+            n_kv_head,
+            head_dim,
+            rope,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+            norm_eps: eps,
+        },
         tok_embd: l.matrix("token_embd.weight", d, n_vocab)?,
         layers,
         output_norm: l.vector("output_norm.weight", d)?,
@@ -98,26 +110,73 @@ impl Model for Llama {
     }
 
     fn kv_specs(&self) -> Vec<LayerKvSpec> {
-        vec![LayerKvSpec { n_kv_head: self.attn.n_kv_head, head_dim: self.attn.head_dim, window: None }; self.layers.len()]
+        vec![
+            LayerKvSpec {
+                n_kv_head: self.attn.n_kv_head,
+                head_dim: self.attn.head_dim,
+                window: None
+            };
+            self.layers.len()
+        ]
     }
 
-    fn forward_ubatch(&self, ctx: &mut Ctx, batch: &Batch, kvs: &mut [&mut SeqKv], logits: &mut Vec<f32>) {
+    fn forward_ubatch(
+        &self,
+        ctx: &mut Ctx,
+        batch: &Batch,
+        kvs: &mut [&mut SeqKv],
+        logits: &mut Vec<f32>,
+    ) {
         let (n, d) = (batch.len(), self.info.n_embd);
         ctx.s.prepare(n, d);
         embed(&self.tok_embd, &batch.tokens, 1.0, &mut ctx.s.x);
         for (il, layer) in self.layers.iter().enumerate() {
             let s = &mut ctx.s;
             for t in 0..n {
-                rms_norm(&mut s.h[t * d..(t + 1) * d], &s.x[t * d..(t + 1) * d], &layer.attn_norm, self.eps);
+                rms_norm(
+                    &mut s.h[t * d..(t + 1) * d],
+                    &s.x[t * d..(t + 1) * d],
+                    &layer.attn_norm,
+                    self.eps,
+                );
             }
-            layer.attn.forward(&self.attn, &ctx.pool, &mut s.attn, &s.h[..n * d], batch, kvs, il, &mut s.y);
-            s.x[..n * d].iter_mut().zip(&s.y[..n * d]).for_each(|(x, y)| *x += y);
+            layer.attn.forward(
+                &self.attn,
+                &ctx.pool,
+                &mut s.attn,
+                &s.h[..n * d],
+                batch,
+                kvs,
+                il,
+                &mut s.y,
+            );
+            s.x[..n * d]
+                .iter_mut()
+                .zip(&s.y[..n * d])
+                .for_each(|(x, y)| *x += y);
             for t in 0..n {
-                rms_norm(&mut s.h[t * d..(t + 1) * d], &s.x[t * d..(t + 1) * d], &layer.ffn_norm, self.eps);
+                rms_norm(
+                    &mut s.h[t * d..(t + 1) * d],
+                    &s.x[t * d..(t + 1) * d],
+                    &layer.ffn_norm,
+                    self.eps,
+                );
             }
-            layer.ffn.forward(&ctx.pool, &mut s.ffn, &s.h[..n * d], n, &mut s.y);
-            s.x[..n * d].iter_mut().zip(&s.y[..n * d]).for_each(|(x, y)| *x += y);
+            layer
+                .ffn
+                .forward(&ctx.pool, &mut s.ffn, &s.h[..n * d], n, &mut s.y);
+            s.x[..n * d]
+                .iter_mut()
+                .zip(&s.y[..n * d])
+                .for_each(|(x, y)| *x += y);
         }
-        lm_head(ctx, &self.output_norm, self.eps, &self.output, batch, logits);
+        lm_head(
+            ctx,
+            &self.output_norm,
+            self.eps,
+            &self.output,
+            batch,
+            logits,
+        );
     }
 }

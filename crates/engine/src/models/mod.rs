@@ -31,11 +31,23 @@ pub trait Model: Send + Sync {
     fn kv_specs(&self) -> Vec<LayerKvSpec>;
     /// Run at most MAX_UBATCH tokens through the model, writing their K/V into `kvs` and
     /// appending one row of `n_vocab` logits per token whose `batch.logits` is set to `logits`.
-    fn forward_ubatch(&self, ctx: &mut Ctx, batch: &Batch, kvs: &mut [&mut SeqKv], logits: &mut Vec<f32>);
+    fn forward_ubatch(
+        &self,
+        ctx: &mut Ctx,
+        batch: &Batch,
+        kvs: &mut [&mut SeqKv],
+        logits: &mut Vec<f32>,
+    );
 }
 
 /// Runs any batch, splitting it into micro-batches of at most MAX_UBATCH tokens.
-pub fn forward(model: &dyn Model, ctx: &mut Ctx, batch: &Batch, kvs: &mut [&mut SeqKv], logits: &mut Vec<f32>) {
+pub fn forward(
+    model: &dyn Model,
+    ctx: &mut Ctx,
+    batch: &Batch,
+    kvs: &mut [&mut SeqKv],
+    logits: &mut Vec<f32>,
+) {
     logits.clear();
     if batch.len() <= MAX_UBATCH {
         return model.forward_ubatch(ctx, batch, kvs, logits);
@@ -58,7 +70,10 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(n_threads: usize) -> Self {
-        Ctx { pool: Pool::new(n_threads), s: Scratch::default() }
+        Ctx {
+            pool: Pool::new(n_threads),
+            s: Scratch::default(),
+        }
     }
 }
 
@@ -100,7 +115,14 @@ pub fn embed(w: &Weight, tokens: &[u32], scale: f32, x: &mut [f32]) {
 }
 
 /// Final norm and output projection for the tokens that want logits.
-pub fn lm_head(ctx: &mut Ctx, norm: &[f32], eps: f32, output: &Weight, batch: &Batch, logits: &mut Vec<f32>) {
+pub fn lm_head(
+    ctx: &mut Ctx,
+    norm: &[f32],
+    eps: f32,
+    output: &Weight,
+    batch: &Batch,
+    logits: &mut Vec<f32>,
+) {
     let d = output.cols;
     let s = &mut ctx.s;
     let n = batch.n_logits();
@@ -113,11 +135,17 @@ pub fn lm_head(ctx: &mut Ctx, norm: &[f32], eps: f32, output: &Weight, batch: &B
     let mut j = 0;
     for t in 0..batch.len() {
         if batch.logits[t] {
-            rms_norm(&mut s.head_in[j * d..(j + 1) * d], &s.x[t * d..(t + 1) * d], norm, eps);
+            rms_norm(
+                &mut s.head_in[j * d..(j + 1) * d],
+                &s.x[t * d..(t + 1) * d],
+                norm,
+                eps,
+            );
             j += 1;
         }
     }
-    s.head_acts.quantize(&ctx.pool, output, &s.head_in[..n * d], n);
+    s.head_acts
+        .quantize(&ctx.pool, output, &s.head_in[..n * d], n);
     let start = logits.len();
     logits.resize(start + n * output.rows, 0.0);
     matmul(&ctx.pool, &s.head_acts, output, &mut logits[start..]);
@@ -131,19 +159,26 @@ pub struct HParams<'a> {
 
 impl HParams<'_> {
     fn err(&self, key: &str) -> EngineError {
-        EngineError::MissingMetadata { path: self.file.path.display().to_string(), key: format!("{}.{key}", self.arch) }
+        EngineError::MissingMetadata {
+            path: self.file.path.display().to_string(),
+            key: format!("{}.{key}", self.arch),
+        }
     }
     pub fn usize(&self, key: &str) -> Result<usize, EngineError> {
         self.usize_opt(key).ok_or_else(|| self.err(key))
     }
     pub fn usize_opt(&self, key: &str) -> Option<usize> {
-        self.file.get_u64(&format!("{}.{key}", self.arch)).map(|v| v as usize)
+        self.file
+            .get_u64(&format!("{}.{key}", self.arch))
+            .map(|v| v as usize)
     }
     pub fn f32(&self, key: &str) -> Result<f32, EngineError> {
         self.f32_opt(key).ok_or_else(|| self.err(key))
     }
     pub fn f32_opt(&self, key: &str) -> Option<f32> {
-        self.file.get_f64(&format!("{}.{key}", self.arch)).map(|v| v as f32)
+        self.file
+            .get_f64(&format!("{}.{key}", self.arch))
+            .map(|v| v as f32)
     }
 }
 
@@ -160,13 +195,20 @@ pub fn load(file: Arc<GgufFile>) -> Result<Box<dyn Model>, EngineError> {
     let path = file.path.display().to_string();
     let arch = file
         .architecture()
-        .ok_or_else(|| EngineError::MissingMetadata { path: path.clone(), key: "general.architecture".into() })?
+        .ok_or_else(|| EngineError::MissingMetadata {
+            path: path.clone(),
+            key: "general.architecture".into(),
+        })?
         .to_string();
-    let loader = REGISTRY.iter().find(|(n, _)| *n == arch).map(|(_, l)| l).ok_or_else(|| EngineError::UnsupportedArchitecture {
-        path,
-        arch: arch.clone(),
-        supported: supported_architectures().join(", "),
-    })?;
+    let loader = REGISTRY
+        .iter()
+        .find(|(n, _)| *n == arch)
+        .map(|(_, l)| l)
+        .ok_or_else(|| EngineError::UnsupportedArchitecture {
+            path,
+            arch: arch.clone(),
+            supported: supported_architectures().join(", "),
+        })?;
     loader(&WeightLoader::new(file))
 }
 
@@ -185,9 +227,12 @@ pub fn output_or_tied(l: &WeightLoader, d: usize, n_vocab: usize) -> Result<Weig
 }
 
 pub fn vocab_size(l: &WeightLoader) -> Result<usize, EngineError> {
-    let info = l.file.tensor_info("token_embd.weight").ok_or_else(|| EngineError::MissingTensor {
-        path: l.file.path.display().to_string(),
-        tensor: "token_embd.weight".into(),
-    })?;
+    let info =
+        l.file
+            .tensor_info("token_embd.weight")
+            .ok_or_else(|| EngineError::MissingTensor {
+                path: l.file.path.display().to_string(),
+                tensor: "token_embd.weight".into(),
+            })?;
     Ok(info.dims.get(1).copied().unwrap_or(1))
 }

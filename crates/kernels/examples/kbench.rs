@@ -85,29 +85,40 @@ fn thread_cpu() -> f64 {
     ts.sec as f64 + ts.nsec as f64 * 1e-9
 }
 
-/// Seconds per call of `f`: the minimum over many individually timed calls within ~`budget`
-/// seconds of wall time. Single-threaded runs use thread CPU time (robust to other load);
-/// multi-threaded ones wall time.
+/// Seconds per call of `f`: calls are timed in batches of ≥ ~1 ms; the result is the minimum
+/// over batches within ~`budget` seconds of wall time. Single-threaded runs use thread CPU time
+/// (robust to the other processes on this shared machine), multi-threaded ones wall time.
 fn time(budget: f64, mut f: impl FnMut()) -> f64 {
     let cpu = THREADS.with(|t| *t.borrow()) <= 1;
+    let clock = || {
+        if cpu {
+            thread_cpu()
+        } else {
+            START.with(|s| s.elapsed().as_secs_f64())
+        }
+    };
     f();
+    let t = Instant::now();
+    f();
+    let per = t.elapsed().as_secs_f64().max(1e-7);
+    let batch = ((1e-3 / per) as usize).max(1);
     let t0 = Instant::now();
     let mut best = f64::INFINITY;
-    while t0.elapsed().as_secs_f64() < budget {
-        if cpu {
-            let t = thread_cpu();
+    while t0.elapsed().as_secs_f64() < budget || best.is_infinite() {
+        let c = clock();
+        for _ in 0..batch {
             f();
-            best = best.min(thread_cpu() - t);
-        } else {
-            let t = Instant::now();
-            f();
-            best = best.min(t.elapsed().as_secs_f64());
+        }
+        let dt = clock() - c;
+        if dt > 0.0 {
+            best = best.min(dt / batch as f64);
         }
     }
     best
 }
 
 thread_local! {
+    static START: Instant = Instant::now();
     static THREADS: std::cell::RefCell<usize> = const { std::cell::RefCell::new(1) };
 }
 
@@ -165,6 +176,41 @@ fn main() {
     );
     let mut rng = Rng(0x1234_5678);
 
+    if args.iter().any(|a| a == "--bw") {
+        // Aggregate decode throughput with `threads` long-lived threads, each streaming its own
+        // half of a set of cold matrices (no per-call thread spawn), like an engine thread pool.
+        for t in [Q4_1, Q8_0, Q5_0, Q4_K, Q6_K, F32] {
+            let k = if t.block_len() == 256 { 1024 } else { 640 };
+            let n = 4096;
+            let w = weights(&mut rng, t, k, n);
+            let copies = ((512usize << 20) / w.len()).max(2);
+            let big: Vec<u8> = w.iter().copied().cycle().take(w.len() * copies).collect();
+            let a1 = acts(&mut rng, t, k, 1);
+            let rb = t.row_bytes(k).unwrap();
+            let per = n / threads;
+            let t0 = Instant::now();
+            std::thread::scope(|s| {
+                for th in 0..threads {
+                    let (big, a1, wl) = (&big, &a1, w.len());
+                    s.spawn(move || {
+                        let mut out = vec![0f32; per];
+                        for c in 0..copies {
+                            let m = &big[c * wl..(c + 1) * wl];
+                            let wi = &m[th * per * rb..(th + 1) * per * rb];
+                            hk::matmul(t, k, wi, per, a1, 1, &mut out, per);
+                        }
+                    });
+                }
+            });
+            let dt = t0.elapsed().as_secs_f64();
+            println!(
+                "{t}: {threads} thread(s) streaming {} MiB: {:.1} GB/s",
+                big.len() >> 20,
+                big.len() as f64 / dt / 1e9
+            );
+        }
+        return;
+    }
     if args.iter().any(|a| a == "--sweep") {
         // Interleave the tile variants so machine noise hits them alike; report the best of each.
         for t in [Q4_1, Q8_0] {

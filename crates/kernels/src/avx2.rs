@@ -8,7 +8,7 @@
 //! unsigned codes and fold the offset in through the activation block sums (`s` for Q8_0/Q8_1,
 //! `bsums` for Q8_K), as ggml does for Q4_1 and the K-quants.
 
-use crate::scalar::{e8m0_half, q3k_scales, scale_min_k4};
+use crate::scalar::e8m0_half;
 use crate::{ActFormat, GgmlType};
 use half::f16;
 use std::arch::x86_64::*;
@@ -243,7 +243,16 @@ trait B32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn d4_f16(p: [*const u8; 4]) -> __m128 {
     let u = |q: *const u8| (q as *const i16).read_unaligned();
-    _mm_cvtph_ps(_mm_setr_epi16(u(p[0]), u(p[1]), u(p[2]), u(p[3]), 0, 0, 0, 0))
+    _mm_cvtph_ps(_mm_setr_epi16(
+        u(p[0]),
+        u(p[1]),
+        u(p[2]),
+        u(p[3]),
+        0,
+        0,
+        0,
+        0,
+    ))
 }
 
 /// Four (f16 d, f16 m) pairs → ([d0..d3], [m0..m3]) with one conversion.
@@ -474,11 +483,21 @@ unsafe fn tile32_t4<B: B32, const RM: usize, const G: usize>(
         for g in 0..G {
             let ap = act.add(4 * g * ab);
             let od = k + 4 * b;
-            let da = _mm_setr_ps(ld_f32(ap.add(od)), ld_f32(ap.add(ab + od)), ld_f32(ap.add(2 * ab + od)), ld_f32(ap.add(3 * ab + od)));
+            let da = _mm_setr_ps(
+                ld_f32(ap.add(od)),
+                ld_f32(ap.add(ab + od)),
+                ld_f32(ap.add(2 * ab + od)),
+                ld_f32(ap.add(3 * ab + od)),
+            );
             da8[g] = _mm256_set_m128(da, da);
             if B::HAS_C {
                 let o = k + 4 * nb + 4 * b;
-                sv[g] = _mm_setr_ps(ld_f32(ap.add(o)), ld_f32(ap.add(ab + o)), ld_f32(ap.add(2 * ab + o)), ld_f32(ap.add(3 * ab + o)));
+                sv[g] = _mm_setr_ps(
+                    ld_f32(ap.add(o)),
+                    ld_f32(ap.add(ab + o)),
+                    ld_f32(ap.add(2 * ab + o)),
+                    ld_f32(ap.add(3 * ab + o)),
+                );
             }
         }
         for r in 0..RM {
@@ -492,19 +511,30 @@ unsafe fn tile32_t4<B: B32, const RM: usize, const G: usize>(
                 let a3 = _mm256_loadu_si256(ap.add(3 * ab) as *const __m256i);
                 let isum = if B::SIGNED {
                     let qa = _mm256_sign_epi8(q, q);
-                    let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a0, q)), ones);
-                    let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a1, q)), ones);
-                    let p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a2, q)), ones);
-                    let p3 = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a3, q)), ones);
+                    let p0 =
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a0, q)), ones);
+                    let p1 =
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a1, q)), ones);
+                    let p2 =
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a2, q)), ones);
+                    let p3 =
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a3, q)), ones);
                     _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3))
                 } else {
                     let p0 = _mm256_maddubs_epi16(q, a0);
                     let p1 = _mm256_maddubs_epi16(q, a1);
                     let p2 = _mm256_maddubs_epi16(q, a2);
                     let p3 = _mm256_maddubs_epi16(q, a3);
-                    _mm256_madd_epi16(_mm256_hadd_epi16(_mm256_hadd_epi16(p0, p1), _mm256_hadd_epi16(p2, p3)), ones)
+                    _mm256_madd_epi16(
+                        _mm256_hadd_epi16(_mm256_hadd_epi16(p0, p1), _mm256_hadd_epi16(p2, p3)),
+                        ones,
+                    )
                 };
-                acc[r][g] = _mm256_fmadd_ps(_mm256_mul_ps(dv, da8[g]), _mm256_cvtepi32_ps(isum), acc[r][g]);
+                acc[r][g] = _mm256_fmadd_ps(
+                    _mm256_mul_ps(dv, da8[g]),
+                    _mm256_cvtepi32_ps(isum),
+                    acc[r][g],
+                );
                 if B::HAS_C {
                     corr[r][g] = _mm_fmadd_ps(_mm_set1_ps(c), sv[g], corr[r][g]);
                 }
@@ -513,7 +543,13 @@ unsafe fn tile32_t4<B: B32, const RM: usize, const G: usize>(
     }
     for r in 0..RM {
         for g in 0..G {
-            let v = _mm_add_ps(_mm_add_ps(_mm256_castps256_ps128(acc[r][g]), _mm256_extractf128_ps(acc[r][g], 1)), corr[r][g]);
+            let v = _mm_add_ps(
+                _mm_add_ps(
+                    _mm256_castps256_ps128(acc[r][g]),
+                    _mm256_extractf128_ps(acc[r][g], 1),
+                ),
+                corr[r][g],
+            );
             let mut t4 = [0f32; 4];
             _mm_storeu_ps(t4.as_mut_ptr(), v);
             for (t, v) in t4.iter().enumerate() {
@@ -529,7 +565,13 @@ unsafe fn tile32_t4<B: B32, const RM: usize, const G: usize>(
 /// each row's result is independent of its group (so of how the caller split rows).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile32_r4<B: B32>(k: usize, rows: [*const u8; 4], act: *const u8, out: *mut f32, nr: usize) {
+unsafe fn tile32_r4<B: B32>(
+    k: usize,
+    rows: [*const u8; 4],
+    act: *const u8,
+    out: *mut f32,
+    nr: usize,
+) {
     let nb = k / 32;
     let ones = _mm256_set1_epi16(1);
     let mut acc = _mm256_setzero_ps();
@@ -538,7 +580,12 @@ unsafe fn tile32_r4<B: B32>(k: usize, rows: [*const u8; 4], act: *const u8, out:
         let a = _mm256_loadu_si256(act.add(32 * b) as *const __m256i);
         let da = _mm256_set1_ps(ld_f32(act.add(k + 4 * b)));
         let o = b * B::BYTES;
-        let p = [rows[0].add(o), rows[1].add(o), rows[2].add(o), rows[3].add(o)];
+        let p = [
+            rows[0].add(o),
+            rows[1].add(o),
+            rows[2].add(o),
+            rows[3].add(o),
+        ];
         if PF > 0 {
             // Decode streams weights from DRAM: ask for the lines PF bytes ahead in each row.
             for pr in p {
@@ -550,20 +597,35 @@ unsafe fn tile32_r4<B: B32>(k: usize, rows: [*const u8; 4], act: *const u8, out:
         let q2 = B::load(p[2]).0;
         let q3 = B::load(p[3]).0;
         let isum = if B::SIGNED {
-            let d = |q: __m256i| _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(a, q)), ones);
-            _mm256_hadd_epi32(_mm256_hadd_epi32(d(q0), d(q1)), _mm256_hadd_epi32(d(q2), d(q3)))
+            let d = |q: __m256i| {
+                _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(a, q)),
+                    ones,
+                )
+            };
+            _mm256_hadd_epi32(
+                _mm256_hadd_epi32(d(q0), d(q1)),
+                _mm256_hadd_epi32(d(q2), d(q3)),
+            )
         } else {
             let h01 = _mm256_hadd_epi16(_mm256_maddubs_epi16(q0, a), _mm256_maddubs_epi16(q1, a));
             let h23 = _mm256_hadd_epi16(_mm256_maddubs_epi16(q2, a), _mm256_maddubs_epi16(q3, a));
             _mm256_madd_epi16(_mm256_hadd_epi16(h01, h23), ones)
         };
         let (d4, c4) = B::dc4(p);
-        acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set_m128(d4, d4), da), _mm256_cvtepi32_ps(isum), acc);
+        acc = _mm256_fmadd_ps(
+            _mm256_mul_ps(_mm256_set_m128(d4, d4), da),
+            _mm256_cvtepi32_ps(isum),
+            acc,
+        );
         if B::HAS_C {
             corr = _mm_fmadd_ps(c4, _mm_set1_ps(ld_f32(act.add(k + 4 * nb + 4 * b))), corr);
         }
     }
-    let v = _mm_add_ps(_mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)), corr);
+    let v = _mm_add_ps(
+        _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)),
+        corr,
+    );
     let mut r4 = [0f32; 4];
     _mm_storeu_ps(r4.as_mut_ptr(), v);
     for (r, v) in r4.iter().enumerate().take(nr) {
@@ -612,7 +674,12 @@ unsafe fn rows32<B: B32, const RM: usize, const TN: usize, const G: usize>(
     match n_tok - t {
         0 => {}
         1 => {
-            let rows = [w, w.add(rb * 1.min(RM - 1)), w.add(rb * 2.min(RM - 1)), w.add(rb * 3.min(RM - 1))];
+            let rows = [
+                w,
+                w.add(rb * 1.min(RM - 1)),
+                w.add(rb * 2.min(RM - 1)),
+                w.add(rb * 3.min(RM - 1)),
+            ];
             tile32_r4::<B>(k, rows, a, o, RM.min(4));
         }
         2 => tile32::<B, RM, 2>(k, w, rb, a, ab, o, os),
@@ -690,12 +757,36 @@ struct Q4K;
 struct Q5K;
 struct Q6K;
 
+/// Expand 16 per-16-value i16 scales (one vector) into the 8 per-chunk scale vectors:
+/// chunk j needs s[2j] in its low 128 bits and s[2j+1] in its high 128 bits. Both live in
+/// 32-bit element j, so broadcast that element (`vpermd`) and pick its halves (`vpshufb`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn sc_from_i16(o: &mut KCanon, s16: __m256i) {
+    let pick = _mm256_setr_epi8(
+        0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
+        2, 3,
+    );
+    for j in 0..8 {
+        o.sc[j] = _mm256_shuffle_epi8(
+            _mm256_permutevar8x32_epi32(s16, _mm256_set1_epi32(j as i32)),
+            pick,
+        );
+    }
+}
+
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn sc_pairs(o: &mut KCanon, s: &[i16; 16]) {
-    for j in 0..8 {
-        o.sc[j] = _mm256_set_m128i(_mm_set1_epi16(s[2 * j + 1]), _mm_set1_epi16(s[2 * j]));
-    }
+    sc_from_i16(o, _mm256_loadu_si256(s.as_ptr() as *const __m256i));
+}
+
+/// Byte-wise: 0xFF where `x & bit` is set (bit is a one-bit byte pattern), else 0.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn bit_set(x: __m256i, bit: i8) -> __m256i {
+    let b = _mm256_set1_epi8(bit);
+    _mm256_cmpeq_epi8(_mm256_and_si256(x, b), b)
 }
 
 impl BK for Q2K {
@@ -706,15 +797,11 @@ impl BK for Q2K {
         let (d, dmin) = ld_f16x2(p.add(80));
         o.d = d;
         o.dmin = dmin;
-        let mut s = [0i16; 16];
-        let mut m = [0i16; 16];
-        for i in 0..16 {
-            let b = *p.add(i);
-            s[i] = (b & 0xF) as i16;
-            m[i] = (b >> 4) as i16;
-        }
-        sc_pairs(o, &s);
-        o.mins = _mm256_loadu_si256(m.as_ptr() as *const __m256i);
+        // scales[i]: low nibble = scale of sub-block i, high nibble = its min.
+        let sb = _mm_loadu_si128(p as *const __m128i);
+        let lo = _mm_set1_epi8(0x0F);
+        sc_from_i16(o, _mm256_cvtepu8_epi16(_mm_and_si128(sb, lo)));
+        o.mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sb, 4), lo));
         let three = _mm256_set1_epi8(3);
         for n in 0..2 {
             let x = _mm256_loadu_si256(p.add(16 + 32 * n) as *const __m256i);
@@ -734,42 +821,69 @@ impl BK for Q3K {
         let d = ld_f16(p.add(108));
         o.d = d;
         o.dmin = d;
-        let sc8 = q3k_scales(std::slice::from_raw_parts(p.add(96), 12));
-        let mut s = [0i16; 16];
-        for i in 0..16 {
-            s[i] = sc8[i] as i16;
-        }
-        sc_pairs(o, &s);
+        // The 16 six-bit scales (layout in `scalar::q3k_scales`), four at a time in u32 words.
+        const KM1: u32 = 0x0303_0303;
+        const KM2: u32 = 0x0f0f_0f0f;
+        let q = |i: usize| (p.add(96 + 4 * i) as *const u32).read_unaligned();
+        let (a0, a1, t) = (q(0), q(1), q(2));
+        let s0 = (a0 & KM2) | ((t & KM1) << 4);
+        let s1 = (a1 & KM2) | (((t >> 2) & KM1) << 4);
+        let s2 = ((a0 >> 4) & KM2) | (((t >> 4) & KM1) << 4);
+        let s3 = ((a1 >> 4) & KM2) | (((t >> 6) & KM1) << 4);
+        let s16 = _mm256_sub_epi16(
+            _mm256_cvtepu8_epi16(_mm_setr_epi32(s0 as i32, s1 as i32, s2 as i32, s3 as i32)),
+            _mm256_set1_epi16(32),
+        );
+        sc_from_i16(o, s16);
         // value = sc * (q3 - 4) with q3 = q2 + 4*hbit: min term 4*sc.
-        o.mins = _mm256_slli_epi16(_mm256_loadu_si256(s.as_ptr() as *const __m256i), 2);
+        o.mins = _mm256_slli_epi16(s16, 2);
         let three = _mm256_set1_epi8(3);
-        let one = _mm256_set1_epi8(1);
+        let four = _mm256_set1_epi8(4);
         let hm = _mm256_loadu_si256(p as *const __m256i);
         for n in 0..2 {
             let x = _mm256_loadu_si256(p.add(32 + 32 * n) as *const __m256i);
-            for jj in 0..4 {
+            let q2 = [
+                _mm256_and_si256(x, three),
+                _mm256_and_si256(_mm256_srli_epi16(x, 2), three),
+                _mm256_and_si256(_mm256_srli_epi16(x, 4), three),
+                _mm256_and_si256(_mm256_srli_epi16(x, 6), three),
+            ];
+            for (jj, q2) in q2.into_iter().enumerate() {
                 let c = 4 * n + jj;
-                let q2 =
-                    _mm256_and_si256(_mm256_srl_epi16(x, _mm_cvtsi32_si128(2 * jj as i32)), three);
-                let hb = _mm256_and_si256(_mm256_srl_epi16(hm, _mm_cvtsi32_si128(c as i32)), one);
-                o.q[c] = _mm256_or_si256(q2, _mm256_slli_epi16(hb, 2));
+                let hb = _mm256_and_si256(bit_set(hm, (1u8 << c) as i8), four);
+                o.q[c] = _mm256_or_si256(q2, hb);
             }
         }
     }
 }
 
+/// Q4_K/Q5_K's 12 scale bytes → 8 six-bit scales and 8 six-bit mins (the bit layout of
+/// `scalar::scale_min_k4`, computed four at a time in u32 words as ggml's AVX2 code does).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn k4_scales(p: *const u8, o: &mut KCanon) {
-    let sc = std::slice::from_raw_parts(p, 12);
-    let mut m = [0i16; 16];
-    for j in 0..8 {
-        let (s, mn) = scale_min_k4(j, sc);
-        o.sc[j] = _mm256_set1_epi16(s as i16);
-        m[2 * j] = mn as i16;
-        m[2 * j + 1] = mn as i16;
-    }
-    o.mins = _mm256_loadu_si256(m.as_ptr() as *const __m256i);
+    const KM1: u32 = 0x3f3f_3f3f;
+    const KM2: u32 = 0x0f0f_0f0f;
+    const KM3: u32 = 0x0303_0303;
+    let q = |i: usize| (p.add(4 * i) as *const u32).read_unaligned();
+    let (u0, u1, u2) = (q(0), q(1), q(2));
+    let scales_lo = u0 & KM1; // scales 0..3
+    let scales_hi = (u2 & KM2) | (((u0 >> 6) & KM3) << 4); // scales 4..7
+    let mins_lo = u1 & KM1; // mins 0..3
+    let mins_hi = ((u2 >> 4) & KM2) | (((u1 >> 6) & KM3) << 4); // mins 4..7
+    let v = _mm_setr_epi32(
+        scales_lo as i32,
+        scales_hi as i32,
+        mins_lo as i32,
+        mins_hi as i32,
+    );
+    let ms = _mm256_cvtepu8_epi16(v); // lanes 0..8 scales, 8..16 mins
+                                      // Per-16 values: duplicate each per-32 scale/min.
+    let s8 = _mm256_castsi256_si128(ms);
+    let m8 = _mm256_extracti128_si256(ms, 1);
+    let s16 = _mm256_set_m128i(_mm_unpackhi_epi16(s8, s8), _mm_unpacklo_epi16(s8, s8));
+    o.mins = _mm256_set_m128i(_mm_unpackhi_epi16(m8, m8), _mm_unpacklo_epi16(m8, m8));
+    sc_from_i16(o, s16);
 }
 
 impl BK for Q4K {
@@ -800,20 +914,14 @@ impl BK for Q5K {
         o.dmin = dmin;
         k4_scales(p.add(4), o);
         let mask = _mm256_set1_epi8(0x0F);
-        let one = _mm256_set1_epi8(1);
+        let x10 = _mm256_set1_epi8(0x10);
         let qh = _mm256_loadu_si256(p.add(16) as *const __m256i);
         for g in 0..4 {
             let x = _mm256_loadu_si256(p.add(48 + 32 * g) as *const __m256i);
-            let h0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * g as i32)), one);
-            let h1 = _mm256_and_si256(
-                _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * g as i32 + 1)),
-                one,
-            );
-            o.q[2 * g] = _mm256_or_si256(_mm256_and_si256(x, mask), _mm256_slli_epi16(h0, 4));
-            o.q[2 * g + 1] = _mm256_or_si256(
-                _mm256_and_si256(_mm256_srli_epi16(x, 4), mask),
-                _mm256_slli_epi16(h1, 4),
-            );
+            let h0 = _mm256_and_si256(bit_set(qh, (1u8 << (2 * g)) as i8), x10);
+            let h1 = _mm256_and_si256(bit_set(qh, (1u8 << (2 * g + 1)) as i8), x10);
+            o.q[2 * g] = _mm256_or_si256(_mm256_and_si256(x, mask), h0);
+            o.q[2 * g + 1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(x, 4), mask), h1);
         }
     }
 }
@@ -915,6 +1023,35 @@ unsafe fn mmk<B: BK>(
     let nb = k / 256;
     let rb = nb * B::BYTES;
     let ab = crate::act_row_bytes(ActFormat::Q8_K, k);
+    if n_tok == 1 {
+        // Decode: decode each super-block and use it at once (no chunk buffer round trip).
+        let bs0 = k + 4 * nb;
+        for r in 0..n_rows {
+            let mut acc = _mm256_setzero_ps();
+            for b in 0..nb {
+                let mut c: KCanon = std::mem::zeroed();
+                B::unpack(w.add(r * rb + b * B::BYTES), &mut c);
+                let aq = act.add(256 * b);
+                let mut isum = _mm256_setzero_si256();
+                for j in 0..8 {
+                    let a = _mm256_loadu_si256(aq.add(32 * j) as *const __m256i);
+                    isum = _mm256_add_epi32(
+                        isum,
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(c.q[j], a), c.sc[j]),
+                    );
+                }
+                let mn = _mm256_madd_epi16(
+                    c.mins,
+                    _mm256_loadu_si256(act.add(bs0 + 32 * b) as *const __m256i),
+                );
+                let da = ld_f32(act.add(k + 4 * b));
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(c.d * da), _mm256_cvtepi32_ps(isum), acc);
+                acc = _mm256_fnmadd_ps(_mm256_set1_ps(c.dmin * da), _mm256_cvtepi32_ps(mn), acc);
+            }
+            *out.add(r) = hsum_ps(acc);
+        }
+        return;
+    }
     let mut kc: [KCanon; KCHUNK] = std::mem::zeroed();
     for r in 0..n_rows {
         let mut b0 = 0;

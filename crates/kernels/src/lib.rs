@@ -44,6 +44,10 @@
 //! Quants are `round_ties_even(x * 127 / amax)` with `d = amax / 127` per block, so |q| ≤ 127
 //! (the int8 products with unsigned weights up to 63 can then never saturate `pmaddubsw`).
 
+// Tile code indexes accumulator arrays by (row, token) on purpose; `is_multiple_of` needs Rust
+// 1.87 and the workspace MSRV is 1.80.
+#![allow(clippy::needless_range_loop, clippy::manual_is_multiple_of)]
+
 pub use hearth_formats::GgmlType;
 
 pub mod scalar;
@@ -216,6 +220,7 @@ pub fn quantize_act(fmt: ActFormat, x: &[f32], out: &mut [u8]) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn check_matmul(
     wtype: GgmlType,
     k: usize,

@@ -285,44 +285,64 @@ fn main() {
     if no_model {
         return;
     }
-    // SmolLM2-135M: 30 layers, d=576, ffn=1536, 9 q heads / 3 kv heads of 64; Q4_1 weights,
-    // tied Q8_0 output 49152 x 576.
-    let layer: [(usize, usize); 6] = [
-        (576, 576),
-        (192, 576),
-        (192, 576),
-        (576, 576),
-        (1536, 576),
-        (1536, 576),
+    // Shapes (type, rows n, row length k) per layer, layer count, and the output matrix, as in
+    // the GGUF files (gguf-py listing of ~/.cache/hearth/models).
+    let smollm: Vec<(GgmlType, usize, usize)> = vec![
+        (Q4_1, 576, 576),
+        (Q4_1, 192, 576),
+        (Q4_1, 192, 576),
+        (Q4_1, 576, 576),
+        (Q4_1, 1536, 576),
+        (Q4_1, 1536, 576),
+        (Q4_1, 576, 1536),
     ];
-    let mut mats = Vec::new();
-    for &(n, k) in &layer {
-        mats.push((Q4_1, n, k, weights(&mut rng, Q4_1, k, n)));
-    }
-    mats.push((Q4_1, 576, 1536, weights(&mut rng, Q4_1, 1536, 576)));
-    let out_w = weights(&mut rng, Q8_0, 576, 49152);
-    for n_tok in [1usize, 64] {
-        let mut total = 0.0;
-        let mut out = vec![0f32; 49152 * n_tok];
-        for (t, n, k, w) in &mats {
-            let a = acts(&mut rng, *t, *k, n_tok);
-            // Per-layer weights differ in a real model: time cold-ish by cycling 30 copies.
-            let copies: Vec<Vec<u8>> = (0..30).map(|_| w.clone()).collect();
-            let mut i = 0;
-            total += 30.0
-                * time(budget / 2.0, || {
-                    par_matmul(threads, *t, *k, &copies[i], *n, &a, n_tok, &mut out);
-                    i = (i + 1) % 30;
-                });
+    // Gemma 3 270M Q4_K_M: Q5_0 q/k/v/gate/up (v is Q8_0 in half the layers), Q4_K attn_output,
+    // ffn_down alternating Q4_K / Q6_K; tied Q8_0 output 262144 x 640.
+    let gemma: Vec<(GgmlType, usize, usize)> = vec![
+        (Q5_0, 1024, 640),
+        (Q5_0, 256, 640),
+        (Q5_0, 256, 640),
+        (Q4_K, 640, 1024),
+        (Q5_0, 2048, 640),
+        (Q5_0, 2048, 640),
+        (Q4_K, 640, 2048),
+        (Q5_0, 1024, 640),
+        (Q5_0, 256, 640),
+        (Q8_0, 256, 640),
+        (Q4_K, 640, 1024),
+        (Q5_0, 2048, 640),
+        (Q5_0, 2048, 640),
+        (Q6_K, 640, 2048),
+    ];
+    for (name, layers, reps, out_n, out_k) in [
+        ("SmolLM2-135M Q4_1", &smollm, 30, 49152, 576),
+        ("Gemma-3-270M Q4_K_M", &gemma, 9, 262144, 640),
+    ] {
+        for n_tok in [1usize, 64] {
+            let mut total = 0.0;
+            let mut out = vec![0f32; out_n.max(2048) * n_tok];
+            for &(t, n, k) in layers.iter() {
+                let w = weights(&mut rng, t, k, n);
+                let a = acts(&mut rng, t, k, n_tok);
+                // Per-layer weights differ in a real model: time cold-ish by cycling copies.
+                let copies: Vec<Vec<u8>> = (0..reps).map(|_| w.clone()).collect();
+                let mut i = 0;
+                total += reps as f64
+                    * time(budget / 2.0, || {
+                        par_matmul(threads, t, k, &copies[i], n, &a, n_tok, &mut out);
+                        i = (i + 1) % reps;
+                    });
+            }
+            let out_w = weights(&mut rng, Q8_0, out_k, out_n);
+            let a = acts(&mut rng, Q8_0, out_k, n_tok);
+            total += time(budget, || {
+                par_matmul(threads, Q8_0, out_k, &out_w, out_n, &a, n_tok, &mut out)
+            });
+            println!(
+                "{name} matmuls, {n_tok} token(s): {:.2} ms -> {:.0} tok/s (matmuls only)",
+                total * 1e3,
+                n_tok as f64 / total
+            );
         }
-        let a = acts(&mut rng, Q8_0, 576, n_tok);
-        total += time(budget, || {
-            par_matmul(threads, Q8_0, 576, &out_w, 49152, &a, n_tok, &mut out)
-        });
-        println!(
-            "\nSmolLM2-135M Q4_1 matmuls, {n_tok} token(s): {:.2} ms -> {:.0} tok/s (matmuls only)",
-            total * 1e3,
-            n_tok as f64 / total
-        );
     }
 }

@@ -379,6 +379,18 @@ impl B32 for Mx4 {
         let d = e8m0_half(*p);
         (_mm256_shuffle_epi8(lut, nibbles32(p.add(1))), d, -12.0 * d)
     }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dc4(p: [*const u8; 4]) -> (__m128, __m128) {
+        // `e8m0_half` for four rows: 2^(e-128) is the f32 with exponent field e-1 for e >= 2,
+        // and the denormals 0x00200000 << e for e < 2.
+        let e = _mm_setr_epi32(*p[0] as i32, *p[1] as i32, *p[2] as i32, *p[3] as i32);
+        let norm = _mm_slli_epi32(_mm_sub_epi32(e, _mm_set1_epi32(1)), 23);
+        let den = _mm_sllv_epi32(_mm_set1_epi32(0x0020_0000), e);
+        let small = _mm_cmpgt_epi32(_mm_set1_epi32(2), e);
+        let d = _mm_castsi128_ps(_mm_blendv_epi8(norm, den, small));
+        (d, _mm_mul_ps(d, _mm_set1_ps(-12.0)))
+    }
 }
 
 #[inline]
@@ -1146,9 +1158,22 @@ unsafe fn tilef<W: FW, const TN: usize>(
     out: *mut f32,
     os: usize,
 ) {
+    // Two accumulator sets (16 values per step) so that, with FMA latency 4, enough
+    // independent FMAs are in flight for small token counts.
     let mut acc = [_mm256_setzero_ps(); TN];
+    let mut acc2 = [_mm256_setzero_ps(); TN];
     let k8 = k & !7;
     let mut i = 0;
+    while i + 16 <= k8 {
+        let wv = W::load8(w.add(i * W::ES));
+        let wv2 = W::load8(w.add((i + 8) * W::ES));
+        for t in 0..TN {
+            let ap = act.add(t * ab + 4 * i) as *const f32;
+            acc[t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(ap), acc[t]);
+            acc2[t] = _mm256_fmadd_ps(wv2, _mm256_loadu_ps(ap.add(8)), acc2[t]);
+        }
+        i += 16;
+    }
     while i < k8 {
         let wv = W::load8(w.add(i * W::ES));
         for t in 0..TN {
@@ -1159,6 +1184,9 @@ unsafe fn tilef<W: FW, const TN: usize>(
             );
         }
         i += 8;
+    }
+    for t in 0..TN {
+        acc[t] = _mm256_add_ps(acc[t], acc2[t]);
     }
     for t in 0..TN {
         let mut s = hsum_ps(acc[t]);

@@ -94,7 +94,12 @@ fn random_weights(rng: &mut Rng, t: GgmlType, k: usize, n_rows: usize) -> Vec<u8
                     blk[o..o + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes());
                 }
                 if t == GgmlType::MXFP4 {
-                    blk[0] = 118 + (rng.byte() % 18);
+                    // Mostly scales near 1; sometimes the denormal / smallest exponents 0..2.
+                    blk[0] = if rng.f32() < 0.1 {
+                        rng.byte() % 3
+                    } else {
+                        118 + (rng.byte() % 18)
+                    };
                 }
             }
         }

@@ -448,3 +448,59 @@ fn simd_path_is_active_where_supported() {
         assert_eq!(hk::isa(), hk::Isa::Avx2);
     }
 }
+
+/// Real weights: the first rows of one tensor of every type in the two cached models (real
+/// scale distributions, negative scales, extreme Q6_K scales), SIMD against scalar.
+#[test]
+fn real_model_weights_simd_matches_scalar() {
+    let dir = std::env::var("HEARTH_MODELS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/hearth/models")
+        });
+    let mut seen = std::collections::HashSet::new();
+    for file in [
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "gemma-3-270m-Q4_K_M.gguf",
+    ] {
+        let path = dir.join(file);
+        let g = hearth_formats::GgufFile::open(&path)
+            .unwrap_or_else(|e| panic!("{e}: run scripts/fetch-models.sh (or set HEARTH_MODELS)"));
+        let mut rng = Rng(11);
+        for info in &g.tensors {
+            let t = info.dtype;
+            if info.dims.len() != 2 || !hk::is_supported(t) || !seen.insert((file, t)) {
+                continue;
+            }
+            let k = info.dims[0];
+            let rb = t.row_bytes(k).unwrap();
+            let n_rows = info.dims[1].min(13);
+            let w = &g.tensor_data(info)[..rb * n_rows];
+            let fmt = hk::act_format(t);
+            for n_tok in [1usize, 5, 8] {
+                let x = random_acts(&mut rng, k, n_tok);
+                let a = quantize_rows(fmt, &x, k, true);
+                let mut got = vec![0f32; n_rows * n_tok];
+                let mut want = vec![0f32; n_rows * n_tok];
+                hk::matmul(t, k, w, n_rows, &a, n_tok, &mut got, n_rows);
+                scalar::matmul(t, k, w, n_rows, &a, n_tok, &mut want, n_rows);
+                let mag = magnitudes(t, k, w, n_rows, &x);
+                for tt in 0..n_tok {
+                    for r in 0..n_rows {
+                        let i = tt * n_rows + r;
+                        let what = format!("{file} {} row {r} tok {tt}", info.name);
+                        assert_close(t, &what, got[i], want[i], mag[r][tt], 1e-5);
+                    }
+                }
+            }
+        }
+    }
+    let types: Vec<String> = seen.iter().map(|(_, t)| t.to_string()).collect();
+    for need in ["Q4_1", "Q8_0", "Q5_0", "Q4_K", "Q6_K"] {
+        assert!(
+            types.iter().any(|t| t == need),
+            "no {need} tensor found in the models: {types:?}"
+        );
+    }
+}

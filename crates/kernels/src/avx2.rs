@@ -69,8 +69,11 @@ unsafe fn hsum_epi32(v: __m256i) -> i32 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn nibbles32(p: *const u8) -> __m256i {
-    let x = _mm_loadu_si128(p as *const __m128i);
-    let v = _mm256_set_m128i(_mm_srli_epi16(x, 4), x);
+    // Same 16 bytes in both halves (a load-port broadcast, no shuffle), the upper half shifted
+    // right by 4 in 64-bit lanes: after the mask each byte holds its own high nibble (the bits
+    // shifted in from the neighbouring byte land in the masked-off top nibble).
+    let x = _mm256_broadcastsi128_si256(_mm_loadu_si128(p as *const __m128i));
+    let v = _mm256_srlv_epi64(x, _mm256_setr_epi64x(0, 0, 4, 4));
     _mm256_and_si256(v, _mm256_set1_epi8(0x0F))
 }
 

@@ -186,6 +186,17 @@ def dump(obj, path):
         sys.exit(f"error: {path} is over 1 MB")
 
 
+def perplexity_fa(tool, model, text_path):
+    """Whether llama-perplexity's default flash_attn=auto resolved to on: its normal log does not
+    say, so a tiny verbose run (-c 64, one chunk) is checked for FLASH_ATTN_EXT graph nodes."""
+    r = subprocess.run([str(tool), "-m", str(model), "-f", str(text_path), "-c", "64", "--chunks", "1",
+                        "-t", str(THREADS), "-v"], capture_output=True, text=True)
+    log = r.stdout + r.stderr
+    if r.returncode != 0:
+        return "unknown"
+    return "on" if "FLASH_ATTN_EXT" in log else "off"
+
+
 def run_ppl(bin_dir, driver, oracle):
     text_path = DATA / "ppl.txt"
     res = {
@@ -263,8 +274,7 @@ def run_ppl(bin_dir, driver, oracle):
             "n_tokens_whole_file": n_full,
             "add_bos": d["add_bos"],
             "n_chunk": d["n_chunk"],
-            "llama_perplexity_flash_attn": "on" if "Flash Attention enabled" in log else
-                                           "off" if "Flash Attention not supported" in log else "unknown",
+            "llama_perplexity_flash_attn": perplexity_fa(tool, path, text_path),
             "final_ppl": ppl,
             "final_ppl_err": err,
             "running_ppl": running,

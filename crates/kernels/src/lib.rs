@@ -63,8 +63,8 @@
 //!
 //! A row's result does not depend on how the caller splits rows across threads (tested
 //! bit-for-bit). `cargo run --release -p hearth-kernels --example kbench` measures them; on one
-//! core of a busy 2-core AMD EPYC (Zen 3) it gave, for a 1536×576 matrix: Q4_1 decode 15 GB/s
-//! from cache and ~11 GB/s streaming from DRAM, Q8_0 27 / 11 GB/s, Q4_K 14 / 11 GB/s, and
+//! core of a busy 2-core AMD EPYC (Zen 3) it gave, for a 1536×576 matrix, decode from cache /
+//! streaming from DRAM: Q4_1 17 / 15 GB/s, Q8_0 31 / 11.5, Q5_0 14 / 14, Q4_K 14 / 12, and
 //! about 40 GMAC/s for 64-token tiles of Q4_1, Q8_0, Q4_K and Q6_K (35 for Q5_0).
 
 // Tile code indexes accumulator arrays by (row, token) on purpose; `is_multiple_of` needs Rust

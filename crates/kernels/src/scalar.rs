@@ -235,6 +235,14 @@ pub(crate) fn dequantize_block(wtype: GgmlType, b: &[u8], out: &mut [f32]) {
 /// not a multiple of the block length, or `src` is too short.
 pub fn dequantize_row(wtype: GgmlType, src: &[u8], dst: &mut [f32]) {
     let n = dst.len();
+    if matches!(wtype, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
+        let need = n * wtype.block_bytes();
+        assert!(
+            src.len() >= need,
+            "dequantize_row: {} bytes given, {wtype} row of {n} needs {need}",
+            src.len()
+        );
+    }
     match wtype {
         GgmlType::F32 => {
             for (i, v) in dst.iter_mut().enumerate() {

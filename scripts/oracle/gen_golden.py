@@ -9,23 +9,27 @@ Which oracle produced what:
       (tokenized like llama-server's raw /completion prompt: add_special=true,
       parse_special=true), the top-5 next-token log-probabilities at every prompt position,
       and a greedy (argmax) continuation of up to 64 tokens with its top-5 at every step.
+      Settings: 2 threads, n_ctx 2048, prompt in one batch, KV cache F16, flash attention OFF.
   * tests/golden/perplexity.json
       produced by llama.cpp's own `llama-perplexity -m MODEL -f tests/data/ppl.txt -c 256 -t 2`
       (final estimate and the running estimates it prints), plus per-chunk negative
       log-likelihood sums from `hearth-oracle-logits --ppl 256`, which re-does the same
-      computation chunk by chunk and is checked here against llama-perplexity's final value.
+      computation chunk by chunk and is checked here against llama-perplexity's final value
+      (and once more with flash attention off).
+  * tests/golden/oracle_noise.json
+      the same driver with flash attention on, and with an F32 KV cache, compared with the
+      logit goldens: how far llama.cpp moves when only its attention precision changes (a
+      floor for the engine's tolerances).
+  tests/golden/README.md documents the schemas.
 
-How to regenerate (takes a few minutes on 2 cores):
+How to regenerate (about 25 minutes on 2 busy cores; ~5 without the noise file):
   scripts/fetch-models.sh                 # models into $HEARTH_MODELS (~/.cache/hearth/models)
   scripts/fetch-llama-cpp.sh --build      # llama.cpp source + static tools (slow, once)
   python3 scripts/oracle/gen_golden.py    # builds the driver (scripts/oracle/build.sh), writes tests/golden/
-
-  * tests/golden/oracle_noise.json (--only noise, not part of the default run)
-      the same driver with flash attention off, compared with the goldens: how far llama.cpp
-      moves when only its attention kernel changes (a floor for the engine's tolerances).
+The outputs are deterministic: a rerun reproduces the files except the *_seconds fields.
 
 Options: --only smollm2|gemma3|ppl|noise (repeatable) to regenerate part of the set;
-default: smollm2, gemma3, ppl.
+default: all four.
 """
 
 import argparse
@@ -348,7 +352,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", action="append", choices=["smollm2", "gemma3", "ppl", "noise"])
     args = ap.parse_args()
-    only = set(args.only or ["smollm2", "gemma3", "ppl"])
+    only = set(args.only or ["smollm2", "gemma3", "ppl", "noise"])
 
     src = Path(sh([str(ROOT / "scripts/fetch-llama-cpp.sh")]).stdout.strip())
     # Where fetch-llama-cpp.sh --build puts the tools; HEARTH_LLAMA_BIN overrides (e.g. tools

@@ -13,6 +13,7 @@ enum Bytes {
         offset: usize,
         len: usize,
     },
+    #[allow(dead_code)] // for weights converted at load (repacked layouts), not used yet
     Owned(Arc<Vec<u8>>),
 }
 

@@ -218,7 +218,7 @@ fn main() {
             let w = weights(&mut rng, t, k, n);
             let a64 = acts(&mut rng, t, k, 64);
             let mut out = vec![0f32; n * 64];
-            let mut best = [f64::INFINITY; 4];
+            let mut best = [f64::INFINITY; 3];
             for _round in 0..10 {
                 for (cfg, b) in best.iter_mut().enumerate() {
                     hk::set_tile_config(cfg);

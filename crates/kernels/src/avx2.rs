@@ -45,16 +45,6 @@ unsafe fn hsum_ps(v: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
 }
 
-/// Horizontal sums of four vectors at once: [Σa, Σb, Σc, Σd].
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn hsum4_ps(a: __m256, b: __m256, c: __m256, d: __m256) -> __m128 {
-    let ab = _mm256_hadd_ps(a, b);
-    let cd = _mm256_hadd_ps(c, d);
-    let abcd = _mm256_hadd_ps(ab, cd);
-    _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1))
-}
-
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn hsum_epi32(v: __m256i) -> i32 {
@@ -92,13 +82,6 @@ unsafe fn bits32_to_0x10(bits: u32) -> __m256i {
     let sel = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
     let m = _mm256_cmpeq_epi8(_mm256_and_si256(v, sel), sel);
     _mm256_and_si256(m, _mm256_set1_epi8(0x10))
-}
-
-/// Σ over 32 lanes of (unsigned w) × (signed a), as 8 i32 partial sums.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_u8i8(w: __m256i, a: __m256i) -> __m256i {
-    _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), _mm256_set1_epi16(1))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -396,78 +379,45 @@ impl B32 for Mx4 {
     }
 }
 
+/// The integer block sums of one weight block `q` with four activation blocks, packed as
+/// [t0 t1 t2 t3 | t0 t1 t2 t3]: lane i of the low half is Σ over the block's first 16 values,
+/// of the high half over the last 16. Every 32-block kernel reduces a (row, token) pair to
+/// exactly these two exact integers per block, so all of them can then apply the same float
+/// operations (see "Batch invariance" in the crate docs). Unsigned formats add in i16 (4
+/// `pmaddubsw` lanes of ≤ 2·31·127 fit); Q8_0 (signed, up to 2·128·127 per lane) widens to i32
+/// first.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_b32<B: B32>(q: __m256i, a: __m256i) -> __m256i {
+unsafe fn isum4<B: B32>(q: __m256i, a0: __m256i, a1: __m256i, a2: __m256i, a3: __m256i) -> __m256i {
+    let ones = _mm256_set1_epi16(1);
     if B::SIGNED {
-        dot_u8i8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(a, q))
+        let qa = _mm256_sign_epi8(q, q);
+        let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a0, q)), ones);
+        let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a1, q)), ones);
+        let p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a2, q)), ones);
+        let p3 = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(a3, q)), ones);
+        _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3))
     } else {
-        dot_u8i8(q, a)
+        let p0 = _mm256_maddubs_epi16(q, a0);
+        let p1 = _mm256_maddubs_epi16(q, a1);
+        let p2 = _mm256_maddubs_epi16(q, a2);
+        let p3 = _mm256_maddubs_epi16(q, a3);
+        _mm256_madd_epi16(
+            _mm256_hadd_epi16(_mm256_hadd_epi16(p0, p1), _mm256_hadd_epi16(p2, p3)),
+            ones,
+        )
     }
 }
 
-/// RM weight rows × TN (≤ 4) tokens, the whole row length.
-/// Activation rows: qs at 0, d at k, s at k + 4·nb.
+/// Final value of a (row, token) pair from its packed lanes: (Σ first halves + Σ second
+/// halves) + offset term. Every 32-block kernel ends with exactly this, lane-wise.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile32<B: B32, const RM: usize, const TN: usize>(
-    k: usize,
-    w: *const u8,
-    rb: usize,
-    act: *const u8,
-    ab: usize,
-    out: *mut f32,
-    os: usize,
-) {
-    let nb = k / 32;
-    let mut acc = [[_mm256_setzero_ps(); TN]; RM];
-    // The offset/min terms c·s, one lane per token: one FMA per row and block covers all TN
-    // tokens (instead of TN scalar FMAs competing for registers with the accumulators).
-    let mut corr = [_mm_setzero_ps(); RM];
-    for b in 0..nb {
-        let mut a = [_mm256_setzero_si256(); TN];
-        let mut da = [0f32; TN];
-        let mut sa = [0f32; 4];
-        for t in 0..TN {
-            let ar = act.add(t * ab);
-            a[t] = _mm256_loadu_si256(ar.add(32 * b) as *const __m256i);
-            da[t] = ld_f32(ar.add(k + 4 * b));
-            if B::HAS_C {
-                sa[t] = ld_f32(ar.add(k + 4 * nb + 4 * b));
-            }
-        }
-        let sv = _mm_loadu_ps(sa.as_ptr());
-        for r in 0..RM {
-            let (q, d, c) = B::load(w.add(r * rb + b * B::BYTES));
-            let dv = _mm256_set1_ps(d);
-            for t in 0..TN {
-                let p = _mm256_cvtepi32_ps(dot_b32::<B>(q, a[t]));
-                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dv, _mm256_set1_ps(da[t])), p, acc[r][t]);
-            }
-            if B::HAS_C {
-                corr[r] = _mm_fmadd_ps(_mm_set1_ps(c), sv, corr[r]);
-            }
-        }
-    }
-    let mut cs = [[0f32; 4]; RM];
-    for r in 0..RM {
-        _mm_storeu_ps(cs[r].as_mut_ptr(), corr[r]);
-    }
-    for t in 0..TN {
-        if RM == 4 {
-            let s = hsum4_ps(acc[0][t], acc[1][t], acc[2][t], acc[3][t]);
-            let c = _mm_setr_ps(cs[0][t], cs[1][t], cs[2][t], cs[3][t]);
-            _mm_storeu_ps(out.add(t * os), _mm_add_ps(s, c));
-        } else {
-            // Same reduction order as the 4-row case, so a row's result does not depend on
-            // how the caller split rows across threads.
-            for r in 0..RM {
-                let s = _mm_cvtss_f32(hsum4_ps(acc[r][t], acc[r][t], acc[r][t], acc[r][t]));
-                *out.add(t * os + r) = s + cs[r][t];
-            }
-        }
-    }
+unsafe fn finish4(acc: __m256, corr: __m128) -> __m128 {
+    _mm_add_ps(
+        _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)),
+        corr,
+    )
 }
 
 /// RM weight rows × exactly 4 tokens, for prefill. Instead of one float accumulator per
@@ -574,6 +524,71 @@ unsafe fn tile32_t4<B: B32, const RM: usize, const G: usize>(
     }
 }
 
+/// RM weight rows × up to 4 tokens given by pointer (`toks` may repeat a token to pad; only the
+/// first `nt` are stored): the 2–3 token remainder of a prefill or a small decode batch. The
+/// same per-(row, token) operations as `tile32_t4` (one packed vector per row, lane-wise FMA,
+/// `finish4`), so a pair's result does not depend on which of the two handled it.
+// Not inlined: a once-per-call remainder that would only bloat `rows32` around the hot tiles.
+#[inline(never)]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile32_tp<B: B32, const RM: usize>(
+    k: usize,
+    w: *const u8,
+    rb: usize,
+    toks: [*const u8; 4],
+    nt: usize,
+    out: *mut f32,
+    os: usize,
+) {
+    let nb = k / 32;
+    let mut acc = [_mm256_setzero_ps(); RM];
+    let mut corr = [_mm_setzero_ps(); RM];
+    for b in 0..nb {
+        let od = k + 4 * b;
+        let da = _mm_setr_ps(
+            ld_f32(toks[0].add(od)),
+            ld_f32(toks[1].add(od)),
+            ld_f32(toks[2].add(od)),
+            ld_f32(toks[3].add(od)),
+        );
+        let da8 = _mm256_set_m128(da, da);
+        let mut sv = _mm_setzero_ps();
+        if B::HAS_C {
+            let o = k + 4 * nb + 4 * b;
+            sv = _mm_setr_ps(
+                ld_f32(toks[0].add(o)),
+                ld_f32(toks[1].add(o)),
+                ld_f32(toks[2].add(o)),
+                ld_f32(toks[3].add(o)),
+            );
+        }
+        let a0 = _mm256_loadu_si256(toks[0].add(32 * b) as *const __m256i);
+        let a1 = _mm256_loadu_si256(toks[1].add(32 * b) as *const __m256i);
+        let a2 = _mm256_loadu_si256(toks[2].add(32 * b) as *const __m256i);
+        let a3 = _mm256_loadu_si256(toks[3].add(32 * b) as *const __m256i);
+        for r in 0..RM {
+            let (q, d, c) = B::load(w.add(r * rb + b * B::BYTES));
+            let isum = isum4::<B>(q, a0, a1, a2, a3);
+            acc[r] = _mm256_fmadd_ps(
+                _mm256_mul_ps(_mm256_set1_ps(d), da8),
+                _mm256_cvtepi32_ps(isum),
+                acc[r],
+            );
+            if B::HAS_C {
+                corr[r] = _mm_fmadd_ps(_mm_set1_ps(c), sv, corr[r]);
+            }
+        }
+    }
+    for r in 0..RM {
+        let mut t4 = [0f32; 4];
+        _mm_storeu_ps(t4.as_mut_ptr(), finish4(acc[r], corr[r]));
+        for t in 0..nt {
+            *out.add(t * os + r) = t4[t];
+        }
+    }
+}
+
 /// Four weight rows × one token (decode). As in `tile32_t4` but packing the four *rows'*
 /// block sums into one vector ([r0 r1 r2 r3 | r0 r1 r2 r3]), with the rows' scales converted
 /// together. `rows` may repeat a row to pad a group; only the first `nr` results are stored, and
@@ -637,10 +652,7 @@ unsafe fn tile32_r4<B: B32>(
             corr = _mm_fmadd_ps(c4, _mm_set1_ps(ld_f32(act.add(k + 4 * nb + 4 * b))), corr);
         }
     }
-    let v = _mm_add_ps(
-        _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)),
-        corr,
-    );
+    let v = finish4(acc, corr);
     let mut r4 = [0f32; 4];
     _mm_storeu_ps(r4.as_mut_ptr(), v);
     for (r, v) in r4.iter().enumerate().take(nr) {
@@ -655,12 +667,13 @@ const PF: usize = 4096;
 
 /// Token-tile variant for 32-blocks, for tuning experiments (kbench `--sweep`):
 /// 0 = 4 rows × 8 tokens with packed token sums (default), 1 = 4 rows × 4 tokens packed,
-/// 2 = 2 rows × 8 tokens packed, 3 = 4 × 4 with one accumulator per (row, token).
+/// 2 = 2 rows × 8 tokens packed. (A former variant 3 kept one accumulator per (row, token)
+/// with a different reduction; it was removed because results must be batch-invariant.)
 pub(crate) static TILE_CFG: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn rows32<B: B32, const RM: usize, const TN: usize, const G: usize>(
+unsafe fn rows32<B: B32, const RM: usize, const G: usize>(
     k: usize,
     w: *const u8,
     rb: usize,
@@ -671,21 +684,14 @@ unsafe fn rows32<B: B32, const RM: usize, const TN: usize, const G: usize>(
     os: usize,
 ) {
     let mut t = 0;
-    if G > 0 {
-        while t + 4 * G <= n_tok {
-            tile32_t4::<B, RM, G>(k, w, rb, act.add(t * ab), ab, out.add(t * os), os);
-            t += 4 * G;
-        }
-        // A last group of 4 when G = 2 leaves 4..7 tokens.
-        while t + 4 <= n_tok {
-            tile32_t4::<B, RM, 1>(k, w, rb, act.add(t * ab), ab, out.add(t * os), os);
-            t += 4;
-        }
-    } else {
-        while t + TN <= n_tok {
-            tile32::<B, RM, TN>(k, w, rb, act.add(t * ab), ab, out.add(t * os), os);
-            t += TN;
-        }
+    while t + 4 * G <= n_tok {
+        tile32_t4::<B, RM, G>(k, w, rb, act.add(t * ab), ab, out.add(t * os), os);
+        t += 4 * G;
+    }
+    // A last group of 4 when G = 2 leaves 4..7 tokens.
+    while t + 4 <= n_tok {
+        tile32_t4::<B, RM, 1>(k, w, rb, act.add(t * ab), ab, out.add(t * os), os);
+        t += 4;
     }
     let (a, o) = (act.add(t * ab), out.add(t * os));
     match n_tok - t {
@@ -699,15 +705,24 @@ unsafe fn rows32<B: B32, const RM: usize, const TN: usize, const G: usize>(
             ];
             tile32_r4::<B>(k, rows, a, o, RM.min(4));
         }
-        2 => tile32::<B, RM, 2>(k, w, rb, a, ab, o, os),
-        3 => tile32::<B, RM, 3>(k, w, rb, a, ab, o, os),
+        nt @ 2..=3 => {
+            // Pad the token group by repeating the last token (its lanes are computed, not
+            // stored).
+            let toks = [
+                a,
+                a.add(ab),
+                a.add(ab * 2.min(nt - 1)),
+                a.add(ab * (nt - 1)),
+            ];
+            tile32_tp::<B, RM>(k, w, rb, toks, nt, o, os);
+        }
         _ => unreachable!(),
     }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn mm32_cfg<B: B32, const RM: usize, const TN: usize, const G: usize>(
+unsafe fn mm32_cfg<B: B32, const RM: usize, const G: usize>(
     k: usize,
     w: *const u8,
     n_rows: usize,
@@ -720,11 +735,11 @@ unsafe fn mm32_cfg<B: B32, const RM: usize, const TN: usize, const G: usize>(
     let ab = crate::act_row_bytes(ActFormat::Q8_0, k);
     let mut r = 0;
     while r + RM <= n_rows {
-        rows32::<B, RM, TN, G>(k, w.add(r * rb), rb, act, ab, n_tok, out.add(r), os);
+        rows32::<B, RM, G>(k, w.add(r * rb), rb, act, ab, n_tok, out.add(r), os);
         r += RM;
     }
     while r < n_rows {
-        rows32::<B, 1, TN, G>(k, w.add(r * rb), rb, act, ab, n_tok, out.add(r), os);
+        rows32::<B, 1, G>(k, w.add(r * rb), rb, act, ab, n_tok, out.add(r), os);
         r += 1;
     }
 }
@@ -740,10 +755,9 @@ unsafe fn mm32<B: B32>(
     os: usize,
 ) {
     match TILE_CFG.load(std::sync::atomic::Ordering::Relaxed) {
-        1 => mm32_cfg::<B, 4, 4, 1>(k, w, n_rows, act, n_tok, out, os),
-        2 => mm32_cfg::<B, 2, 4, 2>(k, w, n_rows, act, n_tok, out, os),
-        3 => mm32_cfg::<B, 4, 4, 0>(k, w, n_rows, act, n_tok, out, os),
-        _ => mm32_cfg::<B, 4, 4, 2>(k, w, n_rows, act, n_tok, out, os),
+        1 => mm32_cfg::<B, 4, 1>(k, w, n_rows, act, n_tok, out, os),
+        2 => mm32_cfg::<B, 2, 2>(k, w, n_rows, act, n_tok, out, os),
+        _ => mm32_cfg::<B, 4, 2>(k, w, n_rows, act, n_tok, out, os),
     }
 }
 
@@ -1042,30 +1056,41 @@ unsafe fn mmk<B: BK>(
     let ab = crate::act_row_bytes(ActFormat::Q8_K, k);
     if n_tok == 1 {
         // Decode: decode each super-block and use it at once (no chunk buffer round trip).
+        // The float operations are exactly those of `tilek` for one token, including its
+        // reduction per chunk of KCHUNK super-blocks (hsum of the chunk's accumulator, added to
+        // the running total), so the result does not depend on the number of tokens.
         let bs0 = k + 4 * nb;
         for r in 0..n_rows {
-            let mut acc = _mm256_setzero_ps();
-            for b in 0..nb {
-                let mut c: KCanon = std::mem::zeroed();
-                B::unpack(w.add(r * rb + b * B::BYTES), &mut c);
-                let aq = act.add(256 * b);
-                let mut isum = _mm256_setzero_si256();
-                for j in 0..8 {
-                    let a = _mm256_loadu_si256(aq.add(32 * j) as *const __m256i);
-                    isum = _mm256_add_epi32(
-                        isum,
-                        _mm256_madd_epi16(_mm256_maddubs_epi16(c.q[j], a), c.sc[j]),
+            let mut total = 0f32;
+            let mut b0 = 0;
+            while b0 < nb {
+                let mut acc = _mm256_setzero_ps();
+                for b in b0..(b0 + KCHUNK).min(nb) {
+                    let mut c: KCanon = std::mem::zeroed();
+                    B::unpack(w.add(r * rb + b * B::BYTES), &mut c);
+                    let aq = act.add(256 * b);
+                    let mut isum = _mm256_setzero_si256();
+                    for j in 0..8 {
+                        let a = _mm256_loadu_si256(aq.add(32 * j) as *const __m256i);
+                        isum = _mm256_add_epi32(
+                            isum,
+                            _mm256_madd_epi16(_mm256_maddubs_epi16(c.q[j], a), c.sc[j]),
+                        );
+                    }
+                    let mn = _mm256_madd_epi16(
+                        c.mins,
+                        _mm256_loadu_si256(act.add(bs0 + 32 * b) as *const __m256i),
                     );
+                    let da = ld_f32(act.add(k + 4 * b));
+                    acc = _mm256_fmadd_ps(_mm256_set1_ps(c.d * da), _mm256_cvtepi32_ps(isum), acc);
+                    acc =
+                        _mm256_fnmadd_ps(_mm256_set1_ps(c.dmin * da), _mm256_cvtepi32_ps(mn), acc);
                 }
-                let mn = _mm256_madd_epi16(
-                    c.mins,
-                    _mm256_loadu_si256(act.add(bs0 + 32 * b) as *const __m256i),
-                );
-                let da = ld_f32(act.add(k + 4 * b));
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(c.d * da), _mm256_cvtepi32_ps(isum), acc);
-                acc = _mm256_fnmadd_ps(_mm256_set1_ps(c.dmin * da), _mm256_cvtepi32_ps(mn), acc);
+                let s = hsum_ps(acc);
+                total = if b0 == 0 { s } else { total + s };
+                b0 += KCHUNK;
             }
-            *out.add(r) = hsum_ps(acc);
+            *out.add(r) = total;
         }
         return;
     }

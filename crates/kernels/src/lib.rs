@@ -61,8 +61,21 @@
 //!   decoding and dot; prefill decodes 8 super-blocks of a row once and reuses them for all tokens.
 //! * F32/F16/BF16: FMA over converted weights, 1 row × 4 tokens.
 //!
-//! A row's result does not depend on how the caller splits rows across threads (tested
-//! bit-for-bit). `cargo run --release -p hearth-kernels --example kbench` measures them; on one
+//! # Batch invariance
+//! The f32 result for a (row, token) pair is bit-identical whatever the call shape: the number
+//! of rows and tokens in the call, the row's position in a 4-row group, and which tile handled
+//! it (tested bit-for-bit in `matmul_batch_invariant_*`). The engine relies on this so that a
+//! sequence decoded inside a continuous batch gets exactly the logits it would get alone. Each
+//! kernel family therefore applies one fixed sequence of float operations per pair:
+//! * 32-value blocks: per block, two exact integer sums (first / last 16 values), each FMA'd
+//!   with `d·d_act` into its own lane; at the end (lane_lo + lane_hi) + Σ c·s, the offset term
+//!   accumulated by one FMA per block. The decode (4 rows × 1 token), prefill (4 rows × 4/8
+//!   tokens) and remainder (2–3 tokens) tiles differ only in which pairs share a vector.
+//! * K-quants: one 8-lane accumulator per pair, reduced with one fixed horizontal sum per chunk
+//!   of 8 super-blocks, the chunk sums added in order — in decode as in prefill.
+//! * Floats: the same two 8-lane accumulators per pair for every token count.
+//!
+//! The scalar reference computes the same values up to float rounding, not bit-for-bit. `cargo run --release -p hearth-kernels --example kbench` measures them; on one
 //! core of a busy 2-core AMD EPYC (Zen 3) it gave, for a 1536×576 matrix, decode from cache /
 //! streaming from DRAM: Q4_1 17 / 15 GB/s, Q8_0 31 / 11.5, Q5_0 14 / 14, Q4_K 14 / 12, and
 //! about 40 GMAC/s for 64-token tiles of Q4_1, Q8_0, Q4_K and Q6_K (35 for Q5_0).
@@ -174,7 +187,8 @@ pub fn act_row_bytes(fmt: ActFormat, k: usize) -> usize {
 }
 
 /// Tuning hook for benchmarks: selects the rows × tokens tile of the 32-block AVX2 kernels
-/// (0 = 4×4 default, 1 = 4×2, 2 = 2×4, 3 = 4×3). Results are identical up to float rounding.
+/// (0 = 4 rows × 8 tokens, the default; 1 = 4 × 4; 2 = 2 × 8; anything else = default).
+/// Results are bit-identical for every setting (see "Batch invariance" in the crate docs).
 #[doc(hidden)]
 pub fn set_tile_config(cfg: usize) {
     #[cfg(target_arch = "x86_64")]

@@ -506,3 +506,123 @@ fn real_model_weights_simd_matches_scalar() {
         );
     }
 }
+
+/// Batch invariance: the result for (row r, token t) must be bit-identical whatever the call
+/// shape — the whole n_rows × n_tok matrix at once, the pair alone (1 × 1), or any other split
+/// of rows (starting at offsets 1..3 so a row sits at every position of a 4-row group) and
+/// tokens (blocks of 1..9 so every tile width and remainder is exercised). The engine's
+/// continuous batching decodes a sequence alone or among others and must produce the same
+/// logits either way. The oracle here is the kernel itself under a different call shape; the
+/// scalar reference is checked separately (`simd_matmul_matches_scalar_*`).
+fn batch_invariant(t: GgmlType) {
+    let mut rng = Rng(0xB17 ^ t.id() as u64);
+    let fmt = hk::act_format(t);
+    let ab_of = |k: usize| hk::act_row_bytes(fmt, k);
+    // Row lengths include several K-quant chunks (> 8 super-blocks) and float tails.
+    let ks: Vec<usize> = match t.block_len() {
+        256 => vec![256, 256 * 9, 256 * 17],
+        32 => vec![32, 96, 32 * 37],
+        _ => vec![3, 17, 100, 576],
+    };
+    for k in ks {
+        let (n_rows, n_tok) = (11, 19);
+        let rb = t.row_bytes(k).unwrap();
+        let ab = ab_of(k);
+        let w = random_weights(&mut rng, t, k, n_rows);
+        let x = random_acts(&mut rng, k, n_tok);
+        let a = quantize_rows(fmt, &x, k, true);
+        let mut full = vec![f32::NAN; n_rows * n_tok];
+        hk::matmul(t, k, &w, n_rows, &a, n_tok, &mut full, n_rows);
+        // Each pair alone.
+        for tt in 0..n_tok {
+            for r in 0..n_rows {
+                let mut one = [f32::NAN];
+                hk::matmul(
+                    t,
+                    k,
+                    &w[r * rb..(r + 1) * rb],
+                    1,
+                    &a[tt * ab..(tt + 1) * ab],
+                    1,
+                    &mut one,
+                    1,
+                );
+                assert_eq!(
+                    one[0].to_bits(),
+                    full[tt * n_rows + r].to_bits(),
+                    "{t} k={k} row {r} tok {tt}: alone {} vs full call {}",
+                    one[0],
+                    full[tt * n_rows + r]
+                );
+            }
+        }
+        // Other splits: rows in blocks starting at offset r0 (the first block 0..r0), tokens
+        // in blocks of tb.
+        for r0 in 1..=3 {
+            for tb in 1..=9 {
+                let mut got = vec![f32::NAN; n_rows * n_tok];
+                let mut row_starts = vec![0, r0];
+                let mut s = r0;
+                while s < n_rows {
+                    s = (s + 4 + r0).min(n_rows);
+                    row_starts.push(s);
+                }
+                for rw in row_starts.windows(2) {
+                    let (ra, rz) = (rw[0], rw[1]);
+                    let mut t0 = 0;
+                    while t0 < n_tok {
+                        let nt = tb.min(n_tok - t0);
+                        hk::matmul(
+                            t,
+                            k,
+                            &w[ra * rb..rz * rb],
+                            rz - ra,
+                            &a[t0 * ab..(t0 + nt) * ab],
+                            nt,
+                            &mut got[t0 * n_rows + ra..],
+                            n_rows,
+                        );
+                        t0 += nt;
+                    }
+                }
+                for tt in 0..n_tok {
+                    for r in 0..n_rows {
+                        let (g, f) = (got[tt * n_rows + r], full[tt * n_rows + r]);
+                        assert_eq!(
+                            g.to_bits(),
+                            f.to_bits(),
+                            "{t} k={k} row {r} tok {tt} (rows from offset {r0}, tokens in \
+                             blocks of {tb}): {g} vs full call {f}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+macro_rules! batch_invariance_tests {
+    ($($name:ident => $t:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            batch_invariant(GgmlType::$t);
+        }
+    )*};
+}
+
+batch_invariance_tests! {
+    matmul_batch_invariant_f32 => F32,
+    matmul_batch_invariant_f16 => F16,
+    matmul_batch_invariant_bf16 => BF16,
+    matmul_batch_invariant_q4_0 => Q4_0,
+    matmul_batch_invariant_q4_1 => Q4_1,
+    matmul_batch_invariant_q5_0 => Q5_0,
+    matmul_batch_invariant_q5_1 => Q5_1,
+    matmul_batch_invariant_q8_0 => Q8_0,
+    matmul_batch_invariant_mxfp4 => MXFP4,
+    matmul_batch_invariant_q2_k => Q2_K,
+    matmul_batch_invariant_q3_k => Q3_K,
+    matmul_batch_invariant_q4_k => Q4_K,
+    matmul_batch_invariant_q5_k => Q5_K,
+    matmul_batch_invariant_q6_k => Q6_K,
+}

@@ -103,13 +103,15 @@ def test_errors(client):
     assert "context" in str(e.value)
 
 
-def test_sixteen_concurrent_streams_finish(client):
+def test_sixteen_concurrent_streams_equal_alone(client):
     prompts = [f"Write one sentence about the number {i}." for i in range(16)]
 
     def run(p):
         return "".join(ch.choices[0].delta.content or "" for ch in
                        chat(client, p, max_tokens=12, temperature=0, stream=True) if ch.choices)
 
+    alone = [run(p) for p in prompts]
     with concurrent.futures.ThreadPoolExecutor(16) as ex:
         together = list(ex.map(run, prompts))
     assert all(together), "every stream produced text"
+    assert together == alone, "greedy output under continuous batching differs from the request run alone"

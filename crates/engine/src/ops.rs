@@ -12,6 +12,19 @@ pub fn rms_norm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     }
 }
 
+/// RMSNorm of `n` consecutive rows of `w.len()` values from `x` into `out`.
+pub fn rms_norm_rows(out: &mut [f32], x: &[f32], w: &[f32], eps: f32, n: usize) {
+    let d = w.len();
+    for t in 0..n {
+        rms_norm(&mut out[t * d..(t + 1) * d], &x[t * d..(t + 1) * d], w, eps);
+    }
+}
+
+/// `x += y` over the first `n` values (residual connection).
+pub fn add_into(x: &mut [f32], y: &[f32], n: usize) {
+    x[..n].iter_mut().zip(&y[..n]).for_each(|(a, b)| *a += b);
+}
+
 /// In-place RMSNorm of each `w.len()`-sized chunk of `x` (per-head QK-norm).
 pub fn rms_norm_chunks(x: &mut [f32], w: &[f32], eps: f32) {
     let n = w.len();

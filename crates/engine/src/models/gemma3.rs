@@ -9,7 +9,7 @@ use crate::batch::Batch;
 use crate::blocks::{AttentionParams, AttentionWeights, FfnWeights};
 use crate::error::EngineError;
 use crate::kv::{LayerKvSpec, SeqKv};
-use crate::ops::{rms_norm, GluAct, Rope};
+use crate::ops::{add_into, rms_norm_rows, GluAct, Rope};
 use crate::weights::{Weight, WeightLoader};
 
 struct Layer {
@@ -163,14 +163,7 @@ impl Model for Gemma3 {
         );
         for (il, layer) in self.layers.iter().enumerate() {
             let s = &mut ctx.s;
-            for t in 0..n {
-                rms_norm(
-                    &mut s.h[t * d..(t + 1) * d],
-                    &s.x[t * d..(t + 1) * d],
-                    &layer.attn_norm,
-                    self.eps,
-                );
-            }
+            rms_norm_rows(&mut s.h, &s.x, &layer.attn_norm, self.eps, n);
             layer.attn.forward(
                 &layer.params,
                 &ctx.pool,
@@ -181,42 +174,14 @@ impl Model for Gemma3 {
                 il,
                 &mut s.y,
             );
-            for t in 0..n {
-                let y = &mut s.y[t * d..(t + 1) * d];
-                rms_norm(
-                    &mut s.h[t * d..(t + 1) * d],
-                    y,
-                    &layer.attn_post_norm,
-                    self.eps,
-                );
-            }
-            s.x[..n * d]
-                .iter_mut()
-                .zip(&s.h[..n * d])
-                .for_each(|(x, y)| *x += y);
-            for t in 0..n {
-                rms_norm(
-                    &mut s.h[t * d..(t + 1) * d],
-                    &s.x[t * d..(t + 1) * d],
-                    &layer.ffn_norm,
-                    self.eps,
-                );
-            }
+            rms_norm_rows(&mut s.h, &s.y, &layer.attn_post_norm, self.eps, n);
+            add_into(&mut s.x, &s.h, n * d);
+            rms_norm_rows(&mut s.h, &s.x, &layer.ffn_norm, self.eps, n);
             layer
                 .ffn
                 .forward(&ctx.pool, &mut s.ffn, &s.h[..n * d], n, &mut s.y);
-            for t in 0..n {
-                rms_norm(
-                    &mut s.h[t * d..(t + 1) * d],
-                    &s.y[t * d..(t + 1) * d],
-                    &layer.ffn_post_norm,
-                    self.eps,
-                );
-            }
-            s.x[..n * d]
-                .iter_mut()
-                .zip(&s.h[..n * d])
-                .for_each(|(x, y)| *x += y);
+            rms_norm_rows(&mut s.h, &s.y, &layer.ffn_post_norm, self.eps, n);
+            add_into(&mut s.x, &s.h, n * d);
         }
         let start = logits.len();
         lm_head(

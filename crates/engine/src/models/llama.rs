@@ -6,7 +6,7 @@ use crate::batch::Batch;
 use crate::blocks::{AttentionParams, AttentionWeights, FfnWeights};
 use crate::error::EngineError;
 use crate::kv::{LayerKvSpec, SeqKv};
-use crate::ops::{rms_norm, GluAct, Rope};
+use crate::ops::{add_into, rms_norm_rows, GluAct, Rope};
 use crate::weights::{Weight, WeightLoader};
 
 struct Layer {
@@ -132,14 +132,7 @@ impl Model for Llama {
         embed(&self.tok_embd, &batch.tokens, 1.0, &mut ctx.s.x);
         for (il, layer) in self.layers.iter().enumerate() {
             let s = &mut ctx.s;
-            for t in 0..n {
-                rms_norm(
-                    &mut s.h[t * d..(t + 1) * d],
-                    &s.x[t * d..(t + 1) * d],
-                    &layer.attn_norm,
-                    self.eps,
-                );
-            }
+            rms_norm_rows(&mut s.h, &s.x, &layer.attn_norm, self.eps, n);
             layer.attn.forward(
                 &self.attn,
                 &ctx.pool,
@@ -150,25 +143,12 @@ impl Model for Llama {
                 il,
                 &mut s.y,
             );
-            s.x[..n * d]
-                .iter_mut()
-                .zip(&s.y[..n * d])
-                .for_each(|(x, y)| *x += y);
-            for t in 0..n {
-                rms_norm(
-                    &mut s.h[t * d..(t + 1) * d],
-                    &s.x[t * d..(t + 1) * d],
-                    &layer.ffn_norm,
-                    self.eps,
-                );
-            }
+            add_into(&mut s.x, &s.y, n * d);
+            rms_norm_rows(&mut s.h, &s.x, &layer.ffn_norm, self.eps, n);
             layer
                 .ffn
                 .forward(&ctx.pool, &mut s.ffn, &s.h[..n * d], n, &mut s.y);
-            s.x[..n * d]
-                .iter_mut()
-                .zip(&s.y[..n * d])
-                .for_each(|(x, y)| *x += y);
+            add_into(&mut s.x, &s.y, n * d);
         }
         lm_head(
             ctx,

@@ -64,6 +64,40 @@ fn add_bias(x: &mut [f32], b: &Option<Vec<f32>>) {
 }
 
 impl AttentionWeights {
+    /// Load layer `i`'s `blk.{i}.attn_{q,k,v,output}` weights (ggml tensor names), their biases
+    /// where the file has them, and, when `qk_norm`, the required per-head Q/K norm weights.
+    pub fn load(
+        l: &crate::weights::WeightLoader,
+        i: usize,
+        d: usize,
+        n_head: usize,
+        n_kv_head: usize,
+        head_dim: usize,
+        qk_norm: bool,
+    ) -> Result<Self, crate::error::EngineError> {
+        let t = |n: &str| format!("blk.{i}.{n}");
+        let (dq, dkv) = (n_head * head_dim, n_kv_head * head_dim);
+        let norm = |n: &str| {
+            if qk_norm {
+                l.vector(&t(n), head_dim).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        Ok(AttentionWeights {
+            wq: l.matrix(&t("attn_q.weight"), d, dq)?,
+            wk: l.matrix(&t("attn_k.weight"), d, dkv)?,
+            wv: l.matrix(&t("attn_v.weight"), d, dkv)?,
+            wo: l.matrix(&t("attn_output.weight"), dq, d)?,
+            bq: l.vector_opt(&t("attn_q.bias"), dq)?,
+            bk: l.vector_opt(&t("attn_k.bias"), dkv)?,
+            bv: l.vector_opt(&t("attn_v.bias"), dkv)?,
+            bo: l.vector_opt(&t("attn_output.bias"), d)?,
+            q_norm: norm("attn_q_norm.weight")?,
+            k_norm: norm("attn_k_norm.weight")?,
+        })
+    }
+
     /// `x`: T normalized input rows of `d` values. Writes T rows of `d` into `y`
     /// (the output projection, before the residual add).
     #[allow(clippy::too_many_arguments)]

@@ -22,6 +22,23 @@ pub struct FfnScratch {
 }
 
 impl FfnWeights {
+    /// Load layer `i`'s `blk.{i}.ffn_{gate,up,down}` weights (ggml tensor names).
+    pub fn load(
+        l: &crate::weights::WeightLoader,
+        i: usize,
+        d: usize,
+        n_ff: usize,
+        act: GluAct,
+    ) -> Result<Self, crate::error::EngineError> {
+        let t = |n: &str| format!("blk.{i}.{n}");
+        Ok(FfnWeights {
+            gate: l.matrix(&t("ffn_gate.weight"), d, n_ff)?,
+            up: l.matrix(&t("ffn_up.weight"), d, n_ff)?,
+            down: l.matrix(&t("ffn_down.weight"), n_ff, d)?,
+            act,
+        })
+    }
+
     /// `x`: T normalized rows; writes T rows of the block output into `y`.
     pub fn forward(&self, pool: &Pool, s: &mut FfnScratch, x: &[f32], n_tok: usize, y: &mut [f32]) {
         let ff = self.gate.rows;

@@ -73,33 +73,16 @@ pub fn load(l: &WeightLoader) -> Result<Box<dyn Model>, EngineError> {
         1.0 / (head_dim as f32).sqrt()
     };
     let n_vocab = vocab_size(l)?;
-    let (dq, dkv) = (n_head * head_dim, n_kv_head * head_dim);
     let mut layers = Vec::with_capacity(n_layer);
     for i in 0..n_layer {
         let t = |n: &str| format!("blk.{i}.{n}");
         let is_swa = window.is_some() && i % SWA_PATTERN < SWA_PATTERN - 1;
         layers.push(Layer {
             attn_norm: l.vector(&t("attn_norm.weight"), d)?,
-            attn: AttentionWeights {
-                wq: l.matrix(&t("attn_q.weight"), d, dq)?,
-                wk: l.matrix(&t("attn_k.weight"), d, dkv)?,
-                wv: l.matrix(&t("attn_v.weight"), d, dkv)?,
-                wo: l.matrix(&t("attn_output.weight"), dq, d)?,
-                bq: None,
-                bk: None,
-                bv: None,
-                bo: None,
-                q_norm: Some(l.vector(&t("attn_q_norm.weight"), head_dim)?),
-                k_norm: Some(l.vector(&t("attn_k_norm.weight"), head_dim)?),
-            },
+            attn: AttentionWeights::load(l, i, d, n_head, n_kv_head, head_dim, true)?,
             attn_post_norm: l.vector(&t("post_attention_norm.weight"), d)?,
             ffn_norm: l.vector(&t("ffn_norm.weight"), d)?,
-            ffn: FfnWeights {
-                gate: l.matrix(&t("ffn_gate.weight"), d, n_ff)?,
-                up: l.matrix(&t("ffn_up.weight"), d, n_ff)?,
-                down: l.matrix(&t("ffn_down.weight"), n_ff, d)?,
-                act: GluAct::Gelu,
-            },
+            ffn: FfnWeights::load(l, i, d, n_ff, GluAct::Gelu)?,
             ffn_post_norm: l.vector(&t("post_ffw_norm.weight"), d)?,
             params: AttentionParams {
                 n_head,

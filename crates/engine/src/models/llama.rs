@@ -52,31 +52,14 @@ pub fn load(l: &WeightLoader) -> Result<Box<dyn Model>, EngineError> {
         neox: false,
     };
     let n_vocab = vocab_size(l)?;
-    let (dq, dkv) = (n_head * head_dim, n_kv_head * head_dim);
     let mut layers = Vec::with_capacity(n_layer);
     for i in 0..n_layer {
         let t = |n: &str| format!("blk.{i}.{n}");
         layers.push(Layer {
             attn_norm: l.vector(&t("attn_norm.weight"), d)?,
-            attn: AttentionWeights {
-                wq: l.matrix(&t("attn_q.weight"), d, dq)?,
-                wk: l.matrix(&t("attn_k.weight"), d, dkv)?,
-                wv: l.matrix(&t("attn_v.weight"), d, dkv)?,
-                wo: l.matrix(&t("attn_output.weight"), dq, d)?,
-                bq: l.vector_opt(&t("attn_q.bias"), dq)?,
-                bk: l.vector_opt(&t("attn_k.bias"), dkv)?,
-                bv: l.vector_opt(&t("attn_v.bias"), dkv)?,
-                bo: l.vector_opt(&t("attn_output.bias"), d)?,
-                q_norm: None,
-                k_norm: None,
-            },
+            attn: AttentionWeights::load(l, i, d, n_head, n_kv_head, head_dim, false)?,
             ffn_norm: l.vector(&t("ffn_norm.weight"), d)?,
-            ffn: FfnWeights {
-                gate: l.matrix(&t("ffn_gate.weight"), d, n_ff)?,
-                up: l.matrix(&t("ffn_up.weight"), d, n_ff)?,
-                down: l.matrix(&t("ffn_down.weight"), n_ff, d)?,
-                act: GluAct::Silu,
-            },
+            ffn: FfnWeights::load(l, i, d, n_ff, GluAct::Silu)?,
         });
     }
     Ok(Box::new(Llama {

@@ -68,6 +68,9 @@ thread_local! {
     static TILE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The most matmuls one `matmul_many` call shares an input between (Q/K/V: 3; gate/up: 2).
+const MAX_JOBS: usize = 4;
+
 /// One matmul of a job: out (n_tok × w.rows, row-major) = acts × wᵀ.
 pub struct MatJob<'a> {
     pub w: &'a Weight,
@@ -84,37 +87,35 @@ pub fn matmul_many(
     after: Option<&(dyn Fn(&[std::ops::Range<usize>]) + Sync)>,
 ) {
     let n_tok = acts.n_tok;
-    let outs: Vec<(SyncPtr<f32>, usize)> = jobs
-        .iter_mut()
-        .map(|j| (SyncPtr(j.out.as_mut_ptr()), j.out.len()))
-        .collect();
-    for j in jobs.iter() {
+    let n_jobs = jobs.len();
+    assert!(
+        (1..=MAX_JOBS).contains(&n_jobs),
+        "matmul_many takes 1 to {MAX_JOBS} matmuls, got {n_jobs}"
+    );
+    // Fixed arrays, not Vecs: this runs several times per layer per token.
+    let mut outs = [SyncPtr(std::ptr::null_mut::<f32>()); MAX_JOBS];
+    let mut ws = [jobs[0].w; MAX_JOBS];
+    for (ji, j) in jobs.iter_mut().enumerate() {
         assert!(
             acts.matches(j.w),
             "activations quantized for another weight shape than {}",
             j.w.name
         );
         assert!(j.out.len() >= n_tok * j.w.rows);
+        outs[ji] = SyncPtr(j.out.as_mut_ptr());
+        ws[ji] = j.w;
     }
-    let ws: Vec<&Weight> = jobs.iter().map(|j| j.w).collect();
-    let outs = &outs;
-    let ws = &ws;
+    let (outs, ws) = (&outs, &ws[..n_jobs]);
     pool.run(|ith, nth| {
         let mut ranges = [0..0, 0..0, 0..0, 0..0];
-        let mut ranges_vec;
-        let ranges: &mut [std::ops::Range<usize>] = if ws.len() <= 4 {
-            &mut ranges[..ws.len()]
-        } else {
-            ranges_vec = vec![0..0; ws.len()];
-            &mut ranges_vec
-        };
+        let ranges = &mut ranges[..n_jobs];
         for (ji, w) in ws.iter().enumerate() {
             let rows = Pool::chunk(w.rows, 8, ith, nth);
             ranges[ji] = rows.clone();
             if rows.is_empty() {
                 continue;
             }
-            let (optr, _len) = outs[ji];
+            let optr = outs[ji];
             let rb = w.row_bytes();
             let wbytes = &w.data()[rows.start * rb..rows.end * rb];
             let nr = rows.len();

@@ -92,6 +92,18 @@ impl Rng {
     }
 }
 
+/// A per-request rule on which tokens may come next: JSON schemas, grammars (structured output,
+/// implemented over llguidance outside the engine). The scheduler calls `mask` on each step's
+/// logits before sampling and `commit` with the chosen token.
+pub trait TokenConstraint: Send {
+    /// Set the logits of every token the constraint forbids to −∞. An error ends the sequence.
+    fn mask(&mut self, logits: &mut [f32]) -> Result<(), String>;
+    /// Advance past the chosen token. An error ends the sequence.
+    fn commit(&mut self, token: u32) -> Result<(), String>;
+    /// The constrained output is complete: generation stops with finish reason "stop".
+    fn is_finished(&self) -> bool;
+}
+
 pub struct Sampler {
     pub params: SamplingParams,
     rng: Rng,

@@ -10,7 +10,7 @@
 use crate::batch::Batch;
 use crate::kv::SeqKv;
 use crate::models::{self, Ctx};
-use crate::sample::{logprobs, Sampler, SamplingParams};
+use crate::sample::{logprobs, Sampler, SamplingParams, TokenConstraint};
 use crate::session::{FinishReason, LoadedModel};
 use hearth_tokenizer::StreamDecoder;
 use std::collections::VecDeque;
@@ -71,6 +71,8 @@ pub struct Request {
     pub max_tokens: usize,
     /// Some(n): report each token's logprob and the top n alternatives.
     pub logprobs: Option<usize>,
+    /// Structured output: which tokens may come next (see [`TokenConstraint`]).
+    pub constraint: Option<Box<dyn TokenConstraint>>,
     pub sink: Box<dyn EventSink>,
 }
 
@@ -335,12 +337,32 @@ impl Loop {
             row += 1;
             let s = &mut self.running[self.batch.seq[t]];
             let lp = s.req.logprobs.map(|n| (logits.to_vec(), n));
+            if let Some(c) = &mut s.req.constraint {
+                if let Err(e) = c.mask(logits) {
+                    s.req
+                        .sink
+                        .send(Event::Error(format!("structured output: {e}")));
+                    s.finished = true;
+                    continue;
+                }
+            }
             let tok = s.sampler.sample(logits, &s.history);
+            let mut constraint_done = false;
+            if let Some(c) = &mut s.req.constraint {
+                if let Err(e) = c.commit(tok) {
+                    s.req
+                        .sink
+                        .send(Event::Error(format!("structured output: {e}")));
+                    s.finished = true;
+                    continue;
+                }
+                constraint_done = c.is_finished();
+            }
             s.generated.push(tok);
             s.history.push(tok);
             let tk = &self.lm.tokenizer;
             let eog = tk.is_eog(tok);
-            let finish = if eog {
+            let finish = if eog || constraint_done {
                 Some(FinishReason::Stop)
             } else if s.generated.len() >= s.req.max_tokens || s.pos() + 1 >= self.lm.n_ctx() {
                 Some(FinishReason::Length)

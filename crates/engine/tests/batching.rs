@@ -49,6 +49,7 @@ fn request(
         params: SamplingParams::greedy(),
         max_tokens,
         logprobs: None,
+        constraint: None,
         sink: Box::new(ChanSink(tx, closed.clone())),
     };
     (r, rx, closed)

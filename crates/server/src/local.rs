@@ -188,6 +188,7 @@ impl Backend for LocalBackend {
             params,
             max_tokens: req.max_tokens,
             logprobs: req.logprobs,
+            constraint: None,
             sink: Box::new(Sink {
                 tx,
                 lm: m.lm.clone(),

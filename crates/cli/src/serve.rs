@@ -66,6 +66,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         max_running: a.max_running,
         max_waiting: a.max_waiting,
         step_tokens: a.step_tokens,
+        ..Default::default()
     };
     let backend = Arc::new(LocalBackend::new(models, cfg));
     let addr: SocketAddr = format!("{}:{}", a.host, a.port)

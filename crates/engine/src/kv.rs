@@ -13,6 +13,38 @@ use half::f16;
 /// The largest number of tokens one forward pass processes at once (longer prompts are split).
 pub const MAX_UBATCH: usize = 512;
 
+/// How K and V rows are stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KvType {
+    /// IEEE half precision, as llama.cpp's default cache type.
+    #[default]
+    F16,
+    /// ggml Q8_0 blocks (32 values, one f16 scale): about half the memory of F16.
+    Q8_0,
+}
+
+impl std::str::FromStr for KvType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "f16" => Ok(KvType::F16),
+            "q8_0" => Ok(KvType::Q8_0),
+            _ => Err(format!(
+                "unknown KV cache type '{s}' (expected f16 or q8_0)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for KvType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KvType::F16 => "f16",
+            KvType::Q8_0 => "q8_0",
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerKvSpec {
     pub n_kv_head: usize,

@@ -27,6 +27,12 @@ pub struct SchedulerConfig {
     pub max_waiting: usize,
     /// Tokens per forward pass at most (decode tokens + prompt chunks).
     pub step_tokens: usize,
+    /// Memory for the paged KV cache, in MiB (blocks are carved from it).
+    pub kv_cache_mb: usize,
+    /// Storage type of the KV cache.
+    pub kv_type: crate::kv::KvType,
+    /// Reuse cached KV blocks across requests that share a prompt prefix.
+    pub prefix_caching: bool,
 }
 
 impl Default for SchedulerConfig {
@@ -36,6 +42,9 @@ impl Default for SchedulerConfig {
             max_running: 16,
             max_waiting: 64,
             step_tokens: 256,
+            kv_cache_mb: 1024,
+            kv_type: crate::kv::KvType::F16,
+            prefix_caching: true,
         }
     }
 }

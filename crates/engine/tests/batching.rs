@@ -108,6 +108,7 @@ fn concurrent_greedy_equals_alone() {
             max_running: 8,
             max_waiting: 64,
             step_tokens: 64,
+            ..Default::default()
         },
     );
     let rxs: Vec<_> = prompts
@@ -144,6 +145,7 @@ fn cancel_and_queue_bound() {
             max_running: 1,
             max_waiting: 2,
             step_tokens: 64,
+            ..Default::default()
         },
     );
     // A prose opening: greedy continues it for many tokens (no early end-of-sequence).

@@ -51,8 +51,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     for rep in 0..=a.reps {
         if a.prompt_tokens > 0 {
             let t = tokens(&lm, a.prompt_tokens, rep as u64);
-            gen.cached.clear();
-            gen.kv.truncate(0);
+            gen.reset();
             let t0 = Instant::now();
             gen.prefill(&t, false)?;
             let s = t0.elapsed().as_secs_f64();
@@ -62,8 +61,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         }
         if a.gen_tokens > 0 {
             let t = tokens(&lm, a.gen_tokens, 1000 + rep as u64);
-            gen.cached.clear();
-            gen.kv.truncate(0);
+            gen.reset();
             let t0 = Instant::now();
             for &tok in &t {
                 gen.step(tok);

@@ -21,8 +21,7 @@ fn main() {
             .iter()
             .map(|x| x.as_u64().unwrap() as u32)
             .collect();
-        gen.cached.clear();
-        gen.kv.truncate(0);
+        gen.reset();
         let logits = gen.prefill(&toks, true).unwrap().to_vec();
         let mut line = String::new();
         let mut maxd = 0f32;

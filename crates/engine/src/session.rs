@@ -4,7 +4,7 @@
 
 use crate::batch::Batch;
 use crate::error::EngineError;
-use crate::kv::SeqKv;
+use crate::kv::{KvBatch, KvStore, KvType, BLOCK_SIZE};
 use crate::models::{self, Ctx, Model};
 use crate::sample::{Sampler, SamplingParams};
 use hearth_formats::GgufFile;
@@ -112,7 +112,10 @@ pub struct Generation {
 pub struct Generator<'a> {
     pub lm: &'a LoadedModel,
     pub ctx: Ctx,
-    pub kv: SeqKv,
+    /// Blocks for the whole context, in order: position p is in block p / BLOCK_SIZE. Pages
+    /// are zeroed by the allocator and only touched (counted in RSS) when written.
+    kv: KvStore,
+    table: Vec<u32>,
     /// Tokens whose K/V are in the cache, in order.
     pub cached: Vec<u32>,
     logits: Vec<f32>,
@@ -121,15 +124,38 @@ pub struct Generator<'a> {
 
 impl<'a> Generator<'a> {
     pub fn new(lm: &'a LoadedModel, n_threads: usize) -> Self {
-        let kv = SeqKv::new(&lm.model.kv_specs(), lm.n_ctx());
+        Self::with_kv_type(lm, n_threads, KvType::F16)
+    }
+
+    pub fn with_kv_type(lm: &'a LoadedModel, n_threads: usize, kv_type: KvType) -> Self {
+        let n_blocks = lm.n_ctx().div_ceil(BLOCK_SIZE);
         Generator {
             lm,
             ctx: Ctx::new(n_threads),
-            kv,
+            kv: KvStore::new(&lm.model.kv_specs(), kv_type, n_blocks),
+            table: (0..n_blocks as u32).collect(),
             cached: Vec::new(),
             logits: Vec::new(),
             batch: Batch::default(),
         }
+    }
+
+    /// Forget the cached tokens: the next prefill computes its whole prompt.
+    pub fn reset(&mut self) {
+        self.cached.clear();
+    }
+
+    fn run_batch(&mut self) {
+        models::forward(
+            self.lm.model.as_ref(),
+            &mut self.ctx,
+            &self.batch,
+            &mut KvBatch {
+                store: &mut self.kv,
+                tables: &[&self.table],
+            },
+            &mut self.logits,
+        );
     }
 
     /// Bring the cache to exactly `tokens`, computing what is not cached, and return the logits
@@ -156,21 +182,12 @@ impl<'a> Generator<'a> {
             .count();
         // Recompute at least the last token to get its logits.
         common = common.min(tokens.len() - 1);
-        if all_logits || !self.kv.can_resume_at(common) {
+        if all_logits {
             common = 0;
         }
-        self.kv.truncate(common);
         self.cached.truncate(common);
-        self.kv.reserve(tokens.len());
         self.batch = Batch::single(&tokens[common..], common, all_logits);
-        models::forward(
-            self.lm.model.as_ref(),
-            &mut self.ctx,
-            &self.batch,
-            &mut [&mut self.kv],
-            &mut self.logits,
-        );
-        self.kv.len = tokens.len();
+        self.run_batch();
         self.cached.extend_from_slice(&tokens[common..]);
         Ok(&self.logits)
     }
@@ -178,17 +195,9 @@ impl<'a> Generator<'a> {
     /// Append one token and return its logits.
     pub fn step(&mut self, token: u32) -> &[f32] {
         let pos = self.cached.len();
-        self.kv.reserve(pos + 1);
         self.batch.clear();
         self.batch.push(token, pos, 0, true);
-        models::forward(
-            self.lm.model.as_ref(),
-            &mut self.ctx,
-            &self.batch,
-            &mut [&mut self.kv],
-            &mut self.logits,
-        );
-        self.kv.len = pos + 1;
+        self.run_batch();
         self.cached.push(token);
         &self.logits
     }

@@ -93,8 +93,7 @@ fn concurrent_greedy_equals_alone() {
     {
         let mut g = Generator::new(&lm, 2);
         for p in &prompts {
-            g.cached.clear();
-            g.kv.truncate(0);
+            g.reset();
             alone.push(
                 g.generate(p, &SamplingParams::greedy(), n, &[], |_| true)
                     .unwrap(),

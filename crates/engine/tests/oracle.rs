@@ -94,8 +94,7 @@ fn check_model(name: &str) {
             tokenizer_agree += 1;
         }
         // Per-position top-1 over the prompt, all logits from one pass.
-        gen.cached.clear();
-        gen.kv.truncate(0);
+        gen.reset();
         let logits = gen.prefill(&toks, true).unwrap().to_vec();
         let top = p["prompt_top"].as_array().unwrap();
         assert_eq!(logits.len(), toks.len() * n_vocab);
@@ -113,8 +112,7 @@ fn check_model(name: &str) {
             }
         }
         // Greedy continuation from an empty cache, as the oracle ran it.
-        gen.cached.clear();
-        gen.kv.truncate(0);
+        gen.reset();
         let want = ids(&p["greedy"]["ids"]);
         let out = gen
             .generate(

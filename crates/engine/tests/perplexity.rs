@@ -50,8 +50,7 @@ fn check(name: &str) {
         if lm.tokenizer.add_bos() {
             chunk[0] = lm.tokenizer.bos().unwrap();
         }
-        gen.cached.clear();
-        gen.kv.truncate(0);
+        gen.reset();
         let logits = gen.prefill(&chunk, true).unwrap();
         for i in first..n_ctx - 1 {
             let (lp, _) = logprobs(&logits[i * nv..(i + 1) * nv], chunk[i + 1], 0);

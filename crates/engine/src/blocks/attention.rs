@@ -3,7 +3,7 @@
 //! (Gemma 3, Qwen3), sliding windows (Gemma 3, gpt-oss) and RoPE style/base per layer.
 
 use crate::batch::Batch;
-use crate::kv::SeqKv;
+use crate::kv::KvBatch;
 use crate::linear::{matmul, matmul_many, MatJob, QActs};
 use crate::ops::{rms_norm_chunks, softmax, Rope};
 use crate::pool::{Pool, SyncPtr};
@@ -108,7 +108,7 @@ impl AttentionWeights {
         s: &mut AttnScratch,
         x: &[f32],
         batch: &Batch,
-        kvs: &mut [&mut SeqKv],
+        kv: &mut KvBatch,
         layer: usize,
         y: &mut [f32],
     ) {
@@ -169,7 +169,9 @@ impl AttentionWeights {
             p.rope.table(pos, &mut s.cs);
             p.rope.apply(&mut q[t * dq..(t + 1) * dq], hd, &s.cs);
             p.rope.apply(&mut k[t * dkv..(t + 1) * dkv], hd, &s.cs);
-            kvs[batch.seq[t]].layers[layer].write(
+            kv.store.write(
+                layer,
+                kv.tables[batch.seq[t]],
                 pos,
                 &k[t * dkv..(t + 1) * dkv],
                 &v[t * dkv..(t + 1) * dkv],
@@ -179,7 +181,8 @@ impl AttentionWeights {
         // Attention over (token, head) pairs, split across threads.
         let out_ptr = SyncPtr(s.out.as_mut_ptr());
         let q: &[f32] = q;
-        let kvs: &[&mut SeqKv] = kvs;
+        let (store, tables) = (&*kv.store, kv.tables);
+        let spec = store.spec(layer);
         let group = nh / nkv;
         pool.run(|ith, nth| {
             let op = out_ptr;
@@ -189,16 +192,15 @@ impl AttentionWeights {
                     let (t, h) = (item / nh, item % nh);
                     let g = h / group;
                     let pos = batch.pos[t];
-                    let lkv = &kvs[batch.seq[t]].layers[layer];
-                    let lo = lkv.first_visible(pos);
+                    let table = tables[batch.seq[t]];
+                    let lo = spec.first_visible(pos);
                     let n = pos + 1 - lo;
                     if scores.len() < n {
                         scores.resize(n, 0.0);
                     }
                     let qh = &q[t * dq + h * hd..t * dq + (h + 1) * hd];
                     for (j, sj) in scores[..n].iter_mut().enumerate() {
-                        let kr = &lkv.k(lo + j)[g * hd..(g + 1) * hd];
-                        *sj = hearth_kernels::dot_f16(kr, qh) * p.scale;
+                        *sj = store.k_dot(layer, table, lo + j, g, qh) * p.scale;
                     }
                     softmax(&mut scores[..n]);
                     // SAFETY: each (t, h) output slice is written by exactly one thread.
@@ -206,7 +208,7 @@ impl AttentionWeights {
                         unsafe { std::slice::from_raw_parts_mut(op.0.add(t * dq + h * hd), hd) };
                     o.fill(0.0);
                     for (j, &w) in scores[..n].iter().enumerate() {
-                        hearth_kernels::axpy_f16(o, w, &lkv.v(lo + j)[g * hd..(g + 1) * hd]);
+                        store.v_axpy(layer, table, lo + j, g, w, o);
                     }
                 }
             });

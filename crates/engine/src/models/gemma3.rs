@@ -8,7 +8,7 @@ use super::{embed, lm_head, output_or_tied, vocab_size, Ctx, HParams, Model, Mod
 use crate::batch::Batch;
 use crate::blocks::{AttentionParams, AttentionWeights, FfnWeights};
 use crate::error::EngineError;
-use crate::kv::{LayerKvSpec, SeqKv};
+use crate::kv::{KvBatch, LayerKvSpec};
 use crate::ops::{add_into, rms_norm_rows, GluAct, Rope};
 use crate::weights::{Weight, WeightLoader};
 
@@ -133,7 +133,7 @@ impl Model for Gemma3 {
         &self,
         ctx: &mut Ctx,
         batch: &Batch,
-        kvs: &mut [&mut SeqKv],
+        kv: &mut KvBatch,
         logits: &mut Vec<f32>,
     ) {
         let (n, d) = (batch.len(), self.info.n_embd);
@@ -153,7 +153,7 @@ impl Model for Gemma3 {
                 &mut s.attn,
                 &s.h[..n * d],
                 batch,
-                kvs,
+                kv,
                 il,
                 &mut s.y,
             );

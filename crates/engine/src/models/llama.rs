@@ -5,7 +5,7 @@ use super::{embed, lm_head, output_or_tied, vocab_size, Ctx, HParams, Model, Mod
 use crate::batch::Batch;
 use crate::blocks::{AttentionParams, AttentionWeights, FfnWeights};
 use crate::error::EngineError;
-use crate::kv::{LayerKvSpec, SeqKv};
+use crate::kv::{KvBatch, LayerKvSpec};
 use crate::ops::{add_into, rms_norm_rows, GluAct, Rope};
 use crate::weights::{Weight, WeightLoader};
 
@@ -107,7 +107,7 @@ impl Model for Llama {
         &self,
         ctx: &mut Ctx,
         batch: &Batch,
-        kvs: &mut [&mut SeqKv],
+        kv: &mut KvBatch,
         logits: &mut Vec<f32>,
     ) {
         let (n, d) = (batch.len(), self.info.n_embd);
@@ -122,7 +122,7 @@ impl Model for Llama {
                 &mut s.attn,
                 &s.h[..n * d],
                 batch,
-                kvs,
+                kv,
                 il,
                 &mut s.y,
             );

@@ -7,7 +7,7 @@ pub mod llama;
 use crate::batch::Batch;
 use crate::blocks::{AttnScratch, FfnScratch};
 use crate::error::EngineError;
-use crate::kv::{LayerKvSpec, SeqKv, MAX_UBATCH};
+use crate::kv::{KvBatch, LayerKvSpec, MAX_UBATCH};
 use crate::linear::{matmul, QActs};
 use crate::ops::rms_norm;
 use crate::pool::Pool;
@@ -29,15 +29,9 @@ pub struct ModelInfo {
 pub trait Model: Send + Sync {
     fn info(&self) -> &ModelInfo;
     fn kv_specs(&self) -> Vec<LayerKvSpec>;
-    /// Run at most MAX_UBATCH tokens through the model, writing their K/V into `kvs` and
+    /// Run at most MAX_UBATCH tokens through the model, writing their K/V into `kv` and
     /// appending one row of `n_vocab` logits per token whose `batch.logits` is set to `logits`.
-    fn forward_ubatch(
-        &self,
-        ctx: &mut Ctx,
-        batch: &Batch,
-        kvs: &mut [&mut SeqKv],
-        logits: &mut Vec<f32>,
-    );
+    fn forward_ubatch(&self, ctx: &mut Ctx, batch: &Batch, kv: &mut KvBatch, logits: &mut Vec<f32>);
 }
 
 /// Runs any batch, splitting it into micro-batches of at most MAX_UBATCH tokens.
@@ -45,12 +39,12 @@ pub fn forward(
     model: &dyn Model,
     ctx: &mut Ctx,
     batch: &Batch,
-    kvs: &mut [&mut SeqKv],
+    kv: &mut KvBatch,
     logits: &mut Vec<f32>,
 ) {
     logits.clear();
     if batch.len() <= MAX_UBATCH {
-        return model.forward_ubatch(ctx, batch, kvs, logits);
+        return model.forward_ubatch(ctx, batch, kv, logits);
     }
     let mut sub = Batch::default();
     for start in (0..batch.len()).step_by(MAX_UBATCH) {
@@ -58,7 +52,7 @@ pub fn forward(
         for i in start..(start + MAX_UBATCH).min(batch.len()) {
             sub.push(batch.tokens[i], batch.pos[i], batch.seq[i], batch.logits[i]);
         }
-        model.forward_ubatch(ctx, &sub, kvs, logits);
+        model.forward_ubatch(ctx, &sub, kv, logits);
     }
 }
 

@@ -160,6 +160,23 @@ pub struct BackendStats {
     pub waiting: usize,
     /// Fraction of KV cache in use, 0..=1, when the backend knows it.
     pub kv_cache_usage: Option<f64>,
+    /// Paged KV cache and prefix cache figures, when the backend has them.
+    pub kv: Option<KvStats>,
+}
+
+/// Paged KV cache figures, summed over models.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct KvStats {
+    pub blocks_total: usize,
+    /// Blocks referenced by running sequences.
+    pub blocks_used: usize,
+    /// Unreferenced blocks kept for the prefix cache (evicted when space is needed).
+    pub blocks_cached: usize,
+    /// Prompt tokens looked up in the prefix cache, and how many were found.
+    pub prefix_query_tokens: u64,
+    pub prefix_hit_tokens: u64,
+    /// Sequences preempted (KV blocks ran out) and recomputed later.
+    pub preemptions: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

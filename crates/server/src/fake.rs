@@ -296,6 +296,7 @@ impl Backend for FakeBackend {
             running: self.counters.active.load(Ordering::SeqCst),
             waiting: 0,
             kv_cache_usage: None,
+            kv: None,
         }
     }
 }

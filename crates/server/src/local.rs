@@ -3,8 +3,8 @@
 //! only uses the engine's public API (tokenizer, template, scheduler), never tensors.
 
 use crate::backend::{
-    Backend, BackendError, BackendStats, FinishReason, GenerateEvent, GenerateRequest, ModelCard,
-    TokenLogprob, TopLogprob,
+    Backend, BackendError, BackendStats, FinishReason, GenerateEvent, GenerateRequest, KvStats,
+    ModelCard, TokenLogprob, TopLogprob,
 };
 use hearth_engine::scheduler::{
     Event, EventSink, Request, Scheduler, SchedulerConfig, SubmitError,
@@ -213,14 +213,24 @@ impl Backend for LocalBackend {
 
     fn stats(&self) -> BackendStats {
         let (mut running, mut waiting) = (0, 0);
+        let mut kv = KvStats::default();
         for m in &self.models {
-            running += m.scheduler.stats.running.load(Ordering::Relaxed);
-            waiting += m.scheduler.stats.waiting.load(Ordering::Relaxed);
+            let st = &m.scheduler.stats;
+            running += st.running.load(Ordering::Relaxed);
+            waiting += st.waiting.load(Ordering::Relaxed);
+            kv.blocks_total += st.kv_blocks_total.load(Ordering::Relaxed);
+            kv.blocks_used += st.kv_blocks_used.load(Ordering::Relaxed);
+            kv.blocks_cached += st.kv_blocks_cached.load(Ordering::Relaxed);
+            kv.prefix_query_tokens += st.prefix_query_tokens.load(Ordering::Relaxed);
+            kv.prefix_hit_tokens += st.prefix_hit_tokens.load(Ordering::Relaxed);
+            kv.preemptions += st.preemptions.load(Ordering::Relaxed);
         }
         BackendStats {
             running,
             waiting,
-            kv_cache_usage: None,
+            kv_cache_usage: (kv.blocks_total > 0)
+                .then(|| kv.blocks_used as f64 / kv.blocks_total as f64),
+            kv: Some(kv),
         }
     }
 }

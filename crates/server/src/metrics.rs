@@ -196,6 +196,59 @@ impl Metrics {
             );
             let _ = writeln!(out, "hearth_kv_cache_usage_ratio {}", fmt_f64(u));
         }
+        if let Some(kv) = stats.kv {
+            let gauges: [(&str, &str, f64); 4] = [
+                (
+                    "hearth_kv_cache_blocks_total",
+                    "KV cache blocks (of 16 tokens) in the budget.",
+                    kv.blocks_total as f64,
+                ),
+                (
+                    "hearth_kv_cache_blocks_used",
+                    "KV cache blocks referenced by running sequences.",
+                    kv.blocks_used as f64,
+                ),
+                (
+                    "hearth_kv_cache_blocks_cached",
+                    "Unreferenced KV blocks kept for prefix reuse (evictable).",
+                    kv.blocks_cached as f64,
+                ),
+                (
+                    "hearth_prefix_cache_hit_ratio",
+                    "Prompt tokens found in the prefix cache / prompt tokens looked up.",
+                    if kv.prefix_query_tokens == 0 {
+                        0.0
+                    } else {
+                        kv.prefix_hit_tokens as f64 / kv.prefix_query_tokens as f64
+                    },
+                ),
+            ];
+            for (name, help, v) in gauges {
+                family(&mut out, name, "gauge", help);
+                let _ = writeln!(out, "{name} {}", fmt_f64(v));
+            }
+            let counters: [(&str, &str, u64); 3] = [
+                (
+                    "hearth_prefix_cache_queries_tokens_total",
+                    "Prompt tokens looked up in the prefix cache.",
+                    kv.prefix_query_tokens,
+                ),
+                (
+                    "hearth_prefix_cache_hits_tokens_total",
+                    "Prompt tokens whose KV came from the prefix cache.",
+                    kv.prefix_hit_tokens,
+                ),
+                (
+                    "hearth_preemptions_total",
+                    "Sequences preempted because KV blocks ran out (recomputed later).",
+                    kv.preemptions,
+                ),
+            ];
+            for (name, help, v) in counters {
+                family(&mut out, name, "counter", help);
+                let _ = writeln!(out, "{name} {v}");
+            }
+        }
         out
     }
 }

@@ -115,3 +115,42 @@ def test_sixteen_concurrent_streams_equal_alone(client):
         together = list(ex.map(run, prompts))
     assert all(together), "every stream produced text"
     assert together == alone, "greedy output under continuous batching differs from the request run alone"
+
+
+def _metrics(client):
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    base = str(client.base_url).rstrip("/").removesuffix("/v1")
+    body = urllib.request.urlopen(base + "/metrics").read().decode()
+    out = {}
+    for fam in text_string_to_metric_families(body):
+        for s in fam.samples:
+            if not s.labels:
+                out[s.name] = s.value
+    return out
+
+
+def test_prefix_cache_in_metrics(client):
+    system = ("You are the help desk of a small public library. Opening hours are nine to five on "
+              "weekdays and ten to two on Saturdays. Members may borrow up to eight books for three "
+              "weeks and renew them twice online. Answer politely and briefly. ") * 2
+    before = _metrics(client)
+    assert before["hearth_kv_cache_blocks_total"] > 0
+    answers = []
+    for q in ("When do you open on Saturday?", "How many books can I borrow?"):
+        r = client.chat.completions.create(
+            model=MODEL, max_tokens=8, temperature=0,
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": q}])
+        answers.append(r)
+    after = _metrics(client)
+    hits = after["hearth_prefix_cache_hits_tokens_total"] - before["hearth_prefix_cache_hits_tokens_total"]
+    # The second request shares the system prompt (over 100 tokens): whole 16-token blocks of it
+    # come from the cache.
+    assert hits >= 64, hits
+    assert 0 < after["hearth_prefix_cache_hit_ratio"] <= 1
+    deadline = time.time() + 10
+    while _metrics(client)["hearth_kv_cache_blocks_used"] != 0:
+        assert time.time() < deadline, "finished requests should release their KV blocks"
+        time.sleep(0.05)

@@ -1,6 +1,7 @@
 //! `hearth`: run, benchmark, inspect and serve local language models.
 
 mod bench;
+mod config;
 mod info;
 mod run;
 mod serve;

@@ -1,81 +1,181 @@
 //! `hearth serve`: the OpenAI-compatible API over one or more local models.
 
+use crate::config::{self, ServeConfig};
 use anyhow::Context;
-use hearth_engine::scheduler::SchedulerConfig;
+use hearth_engine::kv::KvType;
 use hearth_engine::LoadedModel;
 use hearth_server::config::ServerConfig;
 use hearth_server::local::LocalBackend;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-#[derive(clap::Args)]
+/// Shown by `hearth serve --help` (not `-h`): the config file, precedence and environment.
+const CONFIG_HELP: &str = "\
+CONFIGURATION
+  Every knob can be set three ways; for each knob the first of these that sets it wins:
+    1. a command-line flag            (--max-running 8)
+    2. the TOML config file           (max_running = 8)
+    3. a HEARTH_* environment variable (HEARTH_MAX_RUNNING=8)
+    4. the built-in default
+  An empty environment variable counts as unset. Boolean variables accept
+  true/false, 1/0, yes/no, on/off.
+
+  The config file is named by --config FILE or HEARTH_CONFIG. Its keys are the long
+  flags' names, in snake_case or kebab-case: host, port, threads, max_running,
+  max_waiting, step_tokens, kv_cache_mb, kv_cache_type, no_prefix_caching, api_key,
+  drain_seconds. Models go in a [[models]] array of tables (path, optional alias);
+  a relative path is relative to the config file's directory. MODEL arguments on the
+  command line replace the file's [[models]]; --alias renames models in order.
+  Unknown keys and mistyped values are errors that name the key, line and file.
+
+  Example (hearth.toml):
+    port = 8081
+    max_running = 8
+    kv_cache_mb = 512
+    kv_cache_type = \"q8_0\"
+    api_key = \"change-me\"
+
+    [[models]]
+    path = \"SmolLM2-135M-Instruct.Q4_1.gguf\"
+    alias = \"smollm2\"
+
+  `hearth serve --config hearth.toml --print-config` shows the merged result, each value
+  commented with where it came from, without loading any model.";
+
+#[derive(clap::Args, Debug, Default)]
+#[command(
+    after_help = "`hearth serve --help` describes the config file and precedence.",
+    after_long_help = CONFIG_HELP
+)]
 pub struct Args {
-    /// One or more .gguf files; the first is the default model.
-    #[arg(required = true)]
+    /// .gguf files (or directories holding one) to serve; the first is the default model.
+    /// Replaces the config file's [[models]].
+    #[arg(value_name = "MODEL")]
     pub models: Vec<PathBuf>,
-    /// Model ids, in the order of MODELS (default: each file's stem).
-    #[arg(long, value_delimiter = ',')]
+    /// Model ids, comma-separated, in the order of the models (default: each file's stem).
+    #[arg(long, value_delimiter = ',', value_name = "ID")]
     pub alias: Vec<String>,
-    #[arg(long, env = "HEARTH_HOST", default_value = "127.0.0.1")]
-    pub host: String,
-    #[arg(long, env = "HEARTH_PORT", default_value_t = 8080)]
-    pub port: u16,
-    /// Worker threads per model (default: physical cores).
-    #[arg(long, env = "HEARTH_THREADS")]
+    /// TOML config file (format under CONFIGURATION in --help). [env: HEARTH_CONFIG]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the resolved configuration as TOML (each value commented with its source; the
+    /// API key is never shown) and exit without loading models.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Address to listen on (an IP or a host name). [env: HEARTH_HOST] [default: 127.0.0.1]
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port to listen on. [env: HEARTH_PORT] [default: 8080]
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Worker threads per model. [env: HEARTH_THREADS] [default: physical cores]
+    #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
-    /// Sequences decoded together at most (continuous batching).
-    #[arg(long, env = "HEARTH_MAX_RUNNING", default_value_t = 16)]
-    pub max_running: usize,
+    /// Sequences decoded together at most (continuous batching). [env: HEARTH_MAX_RUNNING]
+    /// [default: 16]
+    #[arg(long, value_name = "N")]
+    pub max_running: Option<usize>,
     /// Requests waiting for a slot at most; beyond it requests get 429 with Retry-After.
-    #[arg(long, env = "HEARTH_MAX_WAITING", default_value_t = 64)]
-    pub max_waiting: usize,
+    /// [env: HEARTH_MAX_WAITING] [default: 64]
+    #[arg(long, value_name = "N")]
+    pub max_waiting: Option<usize>,
     /// Tokens per forward pass at most (decode tokens plus prompt chunks).
-    #[arg(long, env = "HEARTH_STEP_TOKENS", default_value_t = 256)]
-    pub step_tokens: usize,
-    /// Require `Authorization: Bearer KEY` on every route but /health.
-    #[arg(long, env = "HEARTH_API_KEY")]
+    /// [env: HEARTH_STEP_TOKENS] [default: 256]
+    #[arg(long, value_name = "N")]
+    pub step_tokens: Option<usize>,
+    /// Memory budget of the paged KV cache in MiB, per model; past it the youngest sequence
+    /// is preempted and recomputed later. [env: HEARTH_KV_CACHE_MB] [default: 1024]
+    #[arg(long, value_name = "MIB")]
+    pub kv_cache_mb: Option<usize>,
+    /// Storage type of the KV cache: f16, or q8_0 (about half the memory).
+    /// [env: HEARTH_KV_CACHE_TYPE] [default: f16]
+    #[arg(long, value_name = "f16|q8_0", value_parser = parse_kv_type)]
+    pub kv_cache_type: Option<KvType>,
+    /// Don't reuse cached KV blocks across requests that share a prompt prefix
+    /// (`--no-prefix-caching=false` turns caching back on over the file or environment).
+    /// [env: HEARTH_NO_PREFIX_CACHING] [default: false]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL",
+        value_parser = config::parse_bool
+    )]
+    pub no_prefix_caching: Option<bool>,
+    /// Require `Authorization: Bearer KEY` on every route but /health. [env: HEARTH_API_KEY]
+    /// [default: none]
+    #[arg(long, value_name = "KEY")]
     pub api_key: Option<String>,
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
-    #[arg(long, env = "HEARTH_DRAIN_SECONDS", default_value_t = 30)]
-    pub drain_seconds: u64,
+    /// [env: HEARTH_DRAIN_SECONDS] [default: 30]
+    #[arg(long, value_name = "SECONDS")]
+    pub drain_seconds: Option<u64>,
+}
+
+fn parse_kv_type(s: &str) -> Result<KvType, String> {
+    s.parse()
 }
 
 pub fn main(a: Args) -> anyhow::Result<()> {
-    let threads = a.threads.unwrap_or_else(crate::sys::physical_cores);
+    let cfg = config::resolve(&a, &config::os_env)?;
+    if a.print_config {
+        print!("{}", cfg.to_toml());
+        return Ok(());
+    }
+    serve(cfg)
+}
+
+fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
+    if cfg.models.is_empty() {
+        anyhow::bail!(
+            "no models to serve: pass MODEL paths, or [[models]] tables in a config file \
+             (--config FILE or HEARTH_CONFIG)"
+        );
+    }
+    // Resolve the address before loading models (which takes seconds) so a typo fails fast.
+    let addr: SocketAddr = (cfg.host.value.as_str(), cfg.port.value)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut it| it.next())
+        .with_context(|| {
+            format!(
+                "cannot listen on host {:?} (from {}) port {} (from {})",
+                cfg.host.value, cfg.host.source, cfg.port.value, cfg.port.source
+            )
+        })?;
     let mut models = Vec::new();
-    for (i, p) in a.models.iter().enumerate() {
-        let lm = LoadedModel::load(p).with_context(|| format!("loading {}", p.display()))?;
-        let id = a.alias.get(i).cloned().unwrap_or_else(|| {
-            p.file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| format!("model-{i}"))
-        });
+    for m in &cfg.models {
+        let lm = LoadedModel::load(&m.path)
+            .with_context(|| format!("loading model '{}' from {}", m.id, m.path.display()))?;
         tracing::info!(
-            "model '{id}': {} ({}, {} layers, context {}) loaded in {:.2}s",
+            "model '{}': {} ({}, {} layers, context {}) loaded in {:.2}s",
+            m.id,
             lm.path.display(),
             lm.model.info().arch,
             lm.model.info().n_layer,
             lm.n_ctx(),
             lm.load_s
         );
-        models.push((id, Arc::new(lm)));
+        models.push((m.id.clone(), Arc::new(lm)));
     }
-    let cfg = SchedulerConfig {
-        threads,
-        max_running: a.max_running,
-        max_waiting: a.max_waiting,
-        step_tokens: a.step_tokens,
-        ..Default::default()
-    };
-    let backend = Arc::new(LocalBackend::new(models, cfg));
-    let addr: SocketAddr = format!("{}:{}", a.host, a.port)
-        .parse()
-        .with_context(|| format!("bad --host/--port {}:{}", a.host, a.port))?;
+    let sched = cfg.scheduler();
+    tracing::info!(
+        "scheduler: {} threads, max_running {}, max_waiting {}, step_tokens {}, KV cache {} MiB {}, prefix caching {}",
+        sched.threads,
+        sched.max_running,
+        sched.max_waiting,
+        sched.step_tokens,
+        sched.kv_cache_mb,
+        sched.kv_type,
+        if sched.prefix_caching { "on" } else { "off" }
+    );
+    let backend = Arc::new(LocalBackend::new(models, sched));
     let config = ServerConfig {
         addr,
-        api_key: a.api_key,
-        drain_timeout: std::time::Duration::from_secs(a.drain_seconds),
+        api_key: cfg.api_key.value.clone(),
+        drain_timeout: std::time::Duration::from_secs(cfg.drain_seconds.value),
         ..Default::default()
     };
     tracing::info!("listening on http://{addr} (OpenAI API under /v1)");

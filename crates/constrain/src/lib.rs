@@ -127,8 +127,8 @@ impl ConstraintFactory {
         // Greedy trie tokenization is only used by llguidance for fast-forward tokens, which
         // Hearth does not request; it is not canonical, which tells llguidance so.
         let env: TokEnv = Arc::new(ApproximateTokEnv::new(trie));
-        let mut parsers =
-            ParserFactory::new_simple(&env).map_err(|e| ConstrainError::Tokenizer(e.to_string()))?;
+        let mut parsers = ParserFactory::new_simple(&env)
+            .map_err(|e| ConstrainError::Tokenizer(e.to_string()))?;
         // Grammar warnings would go to stderr; errors still come back as values.
         parsers.quiet();
         Ok(ConstraintFactory {
@@ -255,8 +255,7 @@ fn with_layout(schema: &Value) -> Result<Value, ConstrainError> {
         }
     };
     let mut opts = layout();
-    if let (Some(Value::Object(theirs)), Some(ours)) = (s.get("x-guidance"), opts.as_object_mut())
-    {
+    if let (Some(Value::Object(theirs)), Some(ours)) = (s.get("x-guidance"), opts.as_object_mut()) {
         for (k, v) in theirs {
             ours.insert(k.clone(), v.clone());
         }
@@ -277,7 +276,10 @@ struct LlgConstraint {
 impl TokenConstraint for LlgConstraint {
     fn mask(&mut self, logits: &mut [f32]) -> Result<(), String> {
         let t0 = Instant::now();
-        let vob = self.matcher.compute_mask_or_eos().map_err(|e| e.to_string())?;
+        let vob = self
+            .matcher
+            .compute_mask_or_eos()
+            .map_err(|e| e.to_string())?;
         self.allowed.clear();
         self.allowed.extend_from_slice(vob.as_slice());
         apply_mask(&self.allowed, logits);

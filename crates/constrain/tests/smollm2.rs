@@ -66,18 +66,11 @@ struct Run {
 /// token is drawn. Logits are uniform noise times `spread`, plus `close_bias` on tokens holding
 /// a closing character (`"`, `}`, `]`, `,`): pure noise over ~40k allowed string tokens would
 /// almost never pick the closing quote, and the point is to check complete outputs.
-fn run(
-    mut c: Box<dyn TokenConstraint>,
-    seed: u64,
-    close_bias: f32,
-    max_steps: usize,
-) -> Run {
+fn run(mut c: Box<dyn TokenConstraint>, seed: u64, close_bias: f32, max_steps: usize) -> Run {
     let tok = tokenizer();
     let n = tok.vocab_size();
     let closing: Vec<bool> = (0..n as u32)
-        .map(|id| {
-            !tok.is_special(id) && tok.token_bytes(id).iter().any(|b| b"\"}],".contains(b))
-        })
+        .map(|id| !tok.is_special(id) && tok.token_bytes(id).iter().any(|b| b"\"}],".contains(b)))
         .collect();
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut logits = vec![0f32; n];
@@ -155,6 +148,9 @@ fn assert_valid(schema: &Value, seeds: std::ops::Range<u64>, close_bias: f32) ->
             "seed {seed}: {:?} violates the schema: {errors:?}",
             r.text
         );
+        if seed % 5 == 0 {
+            eprintln!("seed {seed}: {}", r.text);
+        }
         times.extend(r.mask_times);
     }
     times
@@ -326,7 +322,9 @@ fn invalid_schemas_are_errors() {
             Ok(_) => panic!("{bad}: accepted"),
         }
     }
-    let tools = vec![json!({"type": "function", "function": {"name": "f", "parameters": {"type": "nope"}}})];
+    let tools = vec![
+        json!({"type": "function", "function": {"name": "f", "parameters": {"type": "nope"}}}),
+    ];
     assert!(matches!(
         factory().tool_call(&tools, &ToolChoice::Required),
         Err(ConstrainError::InvalidTool { index: 0, .. })
@@ -347,8 +345,15 @@ fn first_mask_allows_only_object_openers() {
     assert!(!allowed.is_empty());
     for &t in &allowed {
         let b = tok.token_bytes(t);
-        assert!(b.starts_with(b"{"), "token {t} {:?} allowed first", tok.token_text(t));
+        assert!(
+            b.starts_with(b"{"),
+            "token {t} {:?} allowed first",
+            tok.token_text(t)
+        );
     }
     // EOG not allowed before the object is complete.
-    assert!(tok.eog_ids().iter().all(|&e| logits[e as usize] == f32::NEG_INFINITY));
+    assert!(tok
+        .eog_ids()
+        .iter()
+        .all(|&e| logits[e as usize] == f32::NEG_INFINITY));
 }

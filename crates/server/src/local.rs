@@ -4,15 +4,18 @@
 
 use crate::backend::{
     Backend, BackendError, BackendStats, FinishReason, GenerateEvent, GenerateRequest, KvStats,
-    ModelCard, TokenLogprob, TopLogprob,
+    ModelCard, OutputConstraints, TokenLogprob, TopLogprob,
 };
+use hearth_constrain::{ConstrainError, ConstraintFactory, ToolChoice};
+use hearth_engine::sample::TokenConstraint;
 use hearth_engine::scheduler::{
     Event, EventSink, Request, Scheduler, SchedulerConfig, SubmitError,
 };
 use hearth_engine::template::{Message, RenderOptions};
 use hearth_engine::LoadedModel;
+use serde_json::Value;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::mpsc;
 
 pub struct LocalModel {
@@ -20,6 +23,8 @@ pub struct LocalModel {
     pub lm: Arc<LoadedModel>,
     pub scheduler: Scheduler,
     pub created: u64,
+    /// Structured-output constraint builder for this model's tokenizer (see [`constraint_for`]).
+    constrain: Arc<OnceLock<Result<ConstraintFactory, String>>>,
 }
 
 pub struct LocalBackend {
@@ -39,8 +44,9 @@ impl LocalBackend {
                 .map(|(id, lm)| LocalModel {
                     id,
                     scheduler: Scheduler::start(lm.clone(), cfg.clone()),
-                    lm,
+                    constrain: prebuild_constraints(&lm),
                     created,
+                    lm,
                 })
                 .collect(),
         }
@@ -52,6 +58,115 @@ impl LocalBackend {
             .find(|m| m.id == id)
             .ok_or_else(|| BackendError::UnknownModel(id.to_string()))
     }
+}
+
+/// Build the model's [`ConstraintFactory`] on a background thread at load: it walks the whole
+/// vocabulary (~0.2 s for SmolLM2's 49k tokens), which must not stall the async worker that
+/// handles the first structured request. A request that arrives earlier waits in
+/// `OnceLock::get_or_init` for this thread to finish, then shares its result.
+fn prebuild_constraints(lm: &Arc<LoadedModel>) -> Arc<OnceLock<Result<ConstraintFactory, String>>> {
+    let cell = Arc::new(OnceLock::new());
+    let (c, lm) = (cell.clone(), lm.clone());
+    let spawned = std::thread::Builder::new()
+        .name("hearth-constrain-init".into())
+        .spawn(move || {
+            c.get_or_init(|| build_factory(&lm));
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("structured output: no thread to prebuild the token trie ({e}); building it on first use");
+    }
+    cell
+}
+
+fn build_factory(lm: &LoadedModel) -> Result<ConstraintFactory, String> {
+    let t0 = std::time::Instant::now();
+    let r = ConstraintFactory::new(&lm.tokenizer).map_err(|e| e.to_string());
+    tracing::debug!(
+        elapsed_ms = t0.elapsed().as_secs_f64() * 1e3,
+        ok = r.is_ok(),
+        "structured output: token trie built"
+    );
+    r
+}
+
+/// The token constraint a request asks for, if any: a forced tool call (`tool_choice`
+/// `"required"` or a named function, as vLLM enforces them) takes precedence over
+/// `response_format` (`json_object`, `json_schema`). The server has already checked the
+/// shapes of these fields; schema contents are checked here, when the grammar is compiled, and
+/// a bad one is a 400 naming the field.
+fn constraint_for(
+    m: &LocalModel,
+    c: &OutputConstraints,
+) -> Result<Option<Box<dyn TokenConstraint>>, BackendError> {
+    let forced = match &c.tool_choice {
+        Some(Value::String(s)) if s == "required" => Some(ToolChoice::Required),
+        Some(Value::Object(o)) => match o.get("function").and_then(|f| f.get("name")) {
+            Some(Value::String(name)) => Some(ToolChoice::Named(name.clone())),
+            _ => {
+                return Err(BackendError::BadRequest(
+                    "Invalid `tool_choice.function.name`: a named tool choice needs \
+                     {\"type\": \"function\", \"function\": {\"name\": ...}}."
+                        .into(),
+                ))
+            }
+        },
+        _ => None,
+    };
+    enum Want<'a> {
+        Tool(&'a [Value], ToolChoice),
+        Schema(&'a Value),
+        Object,
+    }
+    let want = if let Some(choice) = forced {
+        match c.tools.as_ref().and_then(Value::as_array) {
+            Some(tools) if !tools.is_empty() => Want::Tool(tools, choice),
+            _ => {
+                return Err(BackendError::BadRequest(
+                    "Invalid `tool_choice`: a required or named tool choice needs `tools`.".into(),
+                ))
+            }
+        }
+    } else {
+        let Some(rf) = &c.response_format else {
+            return Ok(None);
+        };
+        match rf.get("type").and_then(Value::as_str) {
+            Some("json_object") => Want::Object,
+            // OpenAI makes `schema` optional: without one, any JSON object.
+            Some("json_schema") => match rf.pointer("/json_schema/schema") {
+                Some(s) => Want::Schema(s),
+                None => Want::Object,
+            },
+            _ => return Ok(None),
+        }
+    };
+    let f = m
+        .constrain
+        .get_or_init(|| build_factory(&m.lm))
+        .as_ref()
+        .map_err(|e| {
+            BackendError::BadRequest(format!(
+                "structured output is not available for the model `{}`: {e}",
+                m.id
+            ))
+        })?;
+    let built = match want {
+        Want::Tool(tools, choice) => f.tool_call(tools, &choice),
+        Want::Schema(s) => f.json_schema(s),
+        Want::Object => f.json_object(),
+    };
+    built.map(Some).map_err(|e| match e {
+        ConstrainError::InvalidSchema(msg) => BackendError::BadRequest(format!(
+            "Invalid `response_format.json_schema.schema`: {msg}"
+        )),
+        ConstrainError::InvalidTool { index, reason } => {
+            BackendError::BadRequest(format!("Invalid `tools[{index}]`: {reason}"))
+        }
+        ConstrainError::UnknownTool(_) => {
+            BackendError::BadRequest(format!("Invalid `tool_choice`: {e}"))
+        }
+        other => BackendError::Internal(format!("structured output: {other}")),
+    })
 }
 
 struct Sink {
@@ -169,6 +284,7 @@ impl Backend for LocalBackend {
                 "token id {bad} is outside the vocabulary (size {n_vocab})"
             )));
         }
+        let constraint = constraint_for(m, &req.constraints)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let p = &req.params;
         let params = hearth_engine::SamplingParams {
@@ -188,7 +304,7 @@ impl Backend for LocalBackend {
             params,
             max_tokens: req.max_tokens,
             logprobs: req.logprobs,
-            constraint: None,
+            constraint,
             sink: Box::new(Sink {
                 tx,
                 lm: m.lm.clone(),

@@ -24,16 +24,17 @@ pub const DEFAULT_DRAIN_SECONDS: u64 = 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// toml's message names the line and column and quotes the offending key.
-    #[error("config file {}: {source}", path.display())]
+    // The underlying errors are part of the message rather than `source()`s: `main` prints
+    // the whole chain, and a chained source would print the toml excerpt twice.
+    #[error("cannot read config file {}: {err}", path.display())]
+    Read { path: PathBuf, err: std::io::Error },
+    /// toml's message gives the line and column and quotes the line; `key` names the
+    /// setting in words (toml's type errors alone only say what type was expected).
+    #[error("config file {}{}: {err}", path.display(), key.as_deref().map(|k| format!(", key `{k}`")).unwrap_or_default())]
     Parse {
         path: PathBuf,
-        source: toml::de::Error,
+        key: Option<String>,
+        err: toml::de::Error,
     },
     #[error("environment variable {var}={value:?}: {msg}")]
     Env {
@@ -124,13 +125,21 @@ fn de_kv_type<'de, D: Deserializer<'de>>(d: D) -> Result<Option<KvType>, D::Erro
 
 impl FileConfig {
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            err,
         })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        let parse_err = |key: Option<String>, err| ConfigError::Parse {
             path: path.to_path_buf(),
-            source,
+            key,
+            err,
+        };
+        let de = toml::Deserializer::parse(&text).map_err(|e| parse_err(None, e))?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            // "." is the document itself (an unknown top-level key, whose name toml quotes).
+            let key = (key != ".").then_some(key);
+            parse_err(key, e.into_inner())
         })
     }
 }

@@ -169,6 +169,34 @@ fn constraint_for(
     })
 }
 
+/// A null `content` becomes the message's tool calls as Hermes blocks
+/// (`<tool_call>\n{"name": ..., "arguments": ...}\n</tool_call>`, one per line), or "".
+fn tool_calls_as_content(mut m: Message) -> Message {
+    if m.0.get("content") != Some(&Value::Null) {
+        return m;
+    }
+    let calls = m.0.get("tool_calls").and_then(Value::as_array);
+    let text = calls
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            let f = c.get("function")?;
+            let call = serde_json::json!({
+                "name": f.get("name")?,
+                "arguments": f.get("arguments").cloned().unwrap_or(Value::Null),
+            });
+            Some(format!(
+                "{}\n{call}\n{}",
+                crate::toolcall::OPEN,
+                crate::toolcall::CLOSE
+            ))
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    m.0.insert("content".into(), Value::String(text));
+    m
+}
+
 struct Sink {
     tx: mpsc::UnboundedSender<GenerateEvent>,
     lm: Arc<LoadedModel>,
@@ -268,9 +296,25 @@ impl Backend for LocalBackend {
             tools: tools.cloned(),
             extra: extra.clone(),
         };
-        m.lm.template
-            .render(&msgs, &opts)
-            .map_err(|e| BackendError::BadRequest(format!("chat template: {e}")))
+        let first = m.lm.template.render(&msgs, &opts);
+        match first {
+            Err(e)
+                if msgs
+                    .iter()
+                    .any(|m| m.0.get("content") == Some(&Value::Null)) =>
+            {
+                // Templates without tool support (SmolLM2's, plain ChatML) concatenate
+                // `content` and fail on the null content of an assistant tool-call turn, which
+                // OpenAI clients send back verbatim. Retry with the calls written into the
+                // content in the Hermes format the model was constrained to (vLLM gives such
+                // templates "" instead; the calls keep the model aware of what it asked for).
+                let msgs: Vec<Message> = msgs.into_iter().map(tool_calls_as_content).collect();
+                m.lm.template
+                    .render(&msgs, &opts)
+                    .map_err(|_| BackendError::BadRequest(format!("chat template: {e}")))
+            }
+            r => r.map_err(|e| BackendError::BadRequest(format!("chat template: {e}"))),
+        }
     }
 
     fn generate(

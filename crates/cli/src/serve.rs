@@ -13,6 +13,7 @@ use std::sync::Arc;
 /// Shown by `hearth serve --help` (not `-h`): the config file, precedence and environment.
 const CONFIG_HELP: &str = "\
 CONFIGURATION
+  Precedence: command-line flag > config file > HEARTH_* variable > built-in default.
   Every knob can be set three ways; for each knob the first of these that sets it wins:
     1. a command-line flag            (--max-running 8)
     2. the TOML config file           (max_running = 8)

@@ -34,7 +34,8 @@ pub enum ConfigError {
     Parse {
         path: PathBuf,
         key: Option<String>,
-        err: toml::de::Error,
+        // Boxed: toml's error carries its source text and would bloat every Result.
+        err: Box<toml::de::Error>,
     },
     #[error("environment variable {var}={value:?}: {msg}")]
     Env {
@@ -132,7 +133,7 @@ impl FileConfig {
         let parse_err = |key: Option<String>, err| ConfigError::Parse {
             path: path.to_path_buf(),
             key,
-            err,
+            err: Box::new(err),
         };
         let de = toml::Deserializer::parse(&text).map_err(|e| parse_err(None, e))?;
         serde_path_to_error::deserialize(de).map_err(|e| {

@@ -9,7 +9,7 @@ export HEARTH_MODELS="${HEARTH_MODELS:-$HEARTH_CACHE/models}"
 PY="${PYTHON:-python3}"
 scripts/fetch-models.sh >/dev/null
 export HEARTH_LLAMA_CPP_SRC="${HEARTH_LLAMA_CPP_SRC:-$(scripts/fetch-llama-cpp.sh)}"
-"$PY" -m pip install -q --disable-pip-version-check openai pytest prometheus_client >&2
+"$PY" -m pip install -q --disable-pip-version-check openai pytest prometheus_client jsonschema >&2
 cargo test --workspace --locked "$@"
 # The official openai SDK against the server: the fake backend and a live SmolLM2.
 "$PY" -m pytest -q crates/server/tests/python

@@ -536,8 +536,10 @@ fn metric(text: &str, name: &str) -> f64 {
 }
 
 /// Sends the same prompt (several full 16-token blocks long) twice and returns the
-/// prefix-cache hit ratio.
-fn repeat_prompt_hit_ratio(s: &Server, key: &str) -> f64 {
+/// prefix-cache hit ratio. The engine publishes its counters just after it sends a request's
+/// last token, so /metrics is polled (until a hit shows, or for half a second when none is
+/// expected) rather than read once.
+fn repeat_prompt_hit_ratio(s: &Server, key: &str, expect_hits: bool) -> f64 {
     let prompt = "The quick brown fox jumps over the lazy dog. ".repeat(8);
     let body = format!(
         r#"{{"model":"smollm2","prompt":{},"max_tokens":1,"temperature":0}}"#,
@@ -547,8 +549,15 @@ fn repeat_prompt_hit_ratio(s: &Server, key: &str) -> f64 {
         let (st, b) = http(s.port, "POST", "/v1/completions", Some(key), Some(&body)).unwrap();
         assert_eq!(st, 200, "{b}");
     }
-    let (_, m) = http(s.port, "GET", "/metrics", Some(key), None).unwrap();
-    metric(&m, "hearth_prefix_cache_hit_ratio")
+    let deadline = Instant::now() + Duration::from_millis(if expect_hits { 5000 } else { 500 });
+    loop {
+        let (_, m) = http(s.port, "GET", "/metrics", Some(key), None).unwrap();
+        let r = metric(&m, "hearth_prefix_cache_hit_ratio");
+        if (expect_hits && r > 0.0) || Instant::now() >= deadline {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -591,7 +600,7 @@ fn smollm2_served_from_a_config_file() {
     let (_, m) = http(port, "GET", "/metrics", Some("k-file"), None).unwrap();
     assert_eq!(metric(&m, "hearth_kv_cache_blocks_total"), 85.0);
     assert_eq!(
-        repeat_prompt_hit_ratio(&s, "k-file"),
+        repeat_prompt_hit_ratio(&s, "k-file", false),
         0.0,
         "prefix caching must be off"
     );
@@ -616,7 +625,7 @@ fn smollm2_served_from_a_config_file() {
     // 8 MiB from the file: floor(8388608 / 195840) = 42.
     assert_eq!(metric(&m, "hearth_kv_cache_blocks_total"), 42.0);
     assert!(
-        repeat_prompt_hit_ratio(&s, "k-file") > 0.0,
+        repeat_prompt_hit_ratio(&s, "k-file", true) > 0.0,
         "prefix caching must be on"
     );
 }

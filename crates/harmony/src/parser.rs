@@ -370,7 +370,15 @@ impl HarmonyParser {
         let tool_recipient = header
             .recipient
             .clone()
-            .filter(|r| !matches!(r.as_str(), "assistant" | "user" | "all"));
+            .filter(|r| !matches!(r.as_str(), "assistant" | "user" | "all"))
+            .filter(|r| {
+                // `to=functions.` names no function: not a call we could dispatch.
+                let ok = !tool_name(r).is_empty();
+                if !ok {
+                    tracing::warn!(recipient = %r, "harmony: recipient names no tool; text kept as content");
+                }
+                ok
+            });
         let kind = if tool_recipient.is_some() {
             BodyKind::ToolArgs
         } else {
@@ -390,10 +398,7 @@ impl HarmonyParser {
         let content_type = header.content_type.clone();
         out.push(HarmonyEvent::MessageStart(header));
         if let Some(recipient) = tool_recipient {
-            let name = recipient
-                .strip_prefix("functions.")
-                .unwrap_or(&recipient)
-                .to_string();
+            let name = tool_name(&recipient).to_string();
             out.push(HarmonyEvent::ToolCallStart {
                 name,
                 recipient,
@@ -403,6 +408,12 @@ impl HarmonyParser {
         self.state = State::Body { kind };
         kind
     }
+}
+
+/// The function name a recipient addresses: `functions.NAME` -> `NAME`; other namespaces
+/// (`browser.search`) keep the whole recipient.
+fn tool_name(recipient: &str) -> &str {
+    recipient.strip_prefix("functions.").unwrap_or(recipient)
 }
 
 fn end_reason(sp: &str) -> EndReason {

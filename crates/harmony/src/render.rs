@@ -55,8 +55,8 @@ pub enum CurrentDate {
     Omit,
 }
 
-/// Which renderer's conventions to follow where the two published ones differ (see the crate
-/// README section in `docs/harmony.md` of this crate's tests for the list).
+/// Which renderer's conventions to follow where the two published ones differ (the list is in
+/// crates/harmony/README.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Flavor {
     /// OpenAI's harmony format as the `openai-harmony` reference renders it (and the cookbook

@@ -6,7 +6,7 @@
 //! * `Flavor::Harmony` (the default, the reference format) must reproduce every case whose tool
 //!   schemas are flat, after the documented, mechanical differences between the template and the
 //!   reference format are applied to the template's output (`template_to_harmony` below; the list
-//!   is in docs/harmony.md of this crate).
+//!   is in crates/harmony/README.md).
 
 use hearth_harmony::{
     render_chat, CurrentDate, Flavor, ReasoningEffort, RecipientPlacement, RenderOptions,
@@ -69,7 +69,7 @@ fn nested_schema(tools: &[Value]) -> bool {
 }
 
 /// The reference format differs from the template's output in these ways (each a deliberate
-/// choice of the reference renderer, see docs/harmony.md):
+/// choice of the reference renderer, see crates/harmony/README.md):
 /// 1. developer instructions without tools: no trailing blank line;
 /// 2. tool-call headers: `<|constrain|>json` instead of a bare `json`, and (with
 ///    `RecipientPlacement::Header`) the same recipient position;

@@ -116,6 +116,60 @@ impl WeightLoader {
         })
     }
 
+    /// The `n_expert` matrices of a 3-D expert tensor (ggml dims [cols, rows, n_expert], e.g.
+    /// `blk.N.ffn_gate_exps.weight`), one `Weight` per expert viewing its slice of the mapped
+    /// bytes: expert e's rows follow expert e-1's, so a slice is rows × row_bytes long.
+    pub fn experts(
+        &self,
+        name: &str,
+        cols: usize,
+        rows: usize,
+        n_expert: usize,
+    ) -> Result<Vec<Weight>, EngineError> {
+        let info = self.info(name)?;
+        let bad = || EngineError::BadShape {
+            path: self.file.path.display().to_string(),
+            tensor: name.to_string(),
+            expected: vec![cols, rows, n_expert],
+            found: info.dims.clone(),
+        };
+        if info.dims.len() != 3 || info.dims[..] != [cols, rows, n_expert] {
+            return Err(bad());
+        }
+        let rb = info.dtype.row_bytes(cols).ok_or_else(bad)?;
+        let slice = rb * rows;
+        if slice * n_expert != info.n_bytes {
+            return Err(bad());
+        }
+        Ok((0..n_expert)
+            .map(|e| Weight {
+                name: format!("{name}[{e}]"),
+                dtype: info.dtype,
+                rows,
+                cols,
+                bytes: Bytes::Mapped {
+                    file: self.file.clone(),
+                    offset: info.offset + e * slice,
+                    len: slice,
+                },
+            })
+            .collect())
+    }
+
+    /// A 2-D tensor of `n` rows of `cols` f32 values (per-expert biases), dequantized.
+    pub fn rows_f32_opt(
+        &self,
+        name: &str,
+        cols: usize,
+        n: usize,
+    ) -> Result<Option<Vec<f32>>, EngineError> {
+        if self.has(name) {
+            Ok(Some(self.matrix(name, cols, n)?.to_f32()))
+        } else {
+            Ok(None)
+        }
+    }
+
     /// A 1-D tensor of `n` values, dequantized to f32 (norm weights, biases).
     pub fn vector(&self, name: &str, n: usize) -> Result<Vec<f32>, EngineError> {
         Ok(self.matrix(name, n, 1)?.to_f32())

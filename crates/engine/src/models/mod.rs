@@ -3,6 +3,7 @@
 
 pub mod gemma3;
 pub mod llama;
+pub mod qwen;
 
 use crate::batch::Batch;
 use crate::blocks::{AttnScratch, FfnScratch};
@@ -179,7 +180,13 @@ impl HParams<'_> {
 type Loader = fn(&WeightLoader) -> Result<Box<dyn Model>, EngineError>;
 
 /// One row per architecture: GGUF `general.architecture` name → loader.
-pub const REGISTRY: &[(&str, Loader)] = &[("llama", llama::load), ("gemma3", gemma3::load)];
+pub const REGISTRY: &[(&str, Loader)] = &[
+    ("llama", llama::load),
+    ("gemma3", gemma3::load),
+    ("qwen2", qwen::load_qwen2),
+    ("qwen3", qwen::load_qwen3),
+    ("qwen3moe", qwen::load_qwen3moe),
+];
 
 pub fn supported_architectures() -> Vec<&'static str> {
     REGISTRY.iter().map(|(n, _)| *n).collect()

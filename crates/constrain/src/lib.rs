@@ -154,8 +154,7 @@ impl ConstraintFactory {
     pub fn json_schema(&self, schema: &Value) -> Result<Box<dyn TokenConstraint>, ConstrainError> {
         let schema = with_layout(schema)?;
         let grammar = TopLevelGrammar::from_json_schema(schema);
-        self.build(grammar)
-            .map_err(|e| ConstrainError::InvalidSchema(e))
+        self.build(grammar).map_err(ConstrainError::InvalidSchema)
     }
 
     /// One Hermes-style tool call,

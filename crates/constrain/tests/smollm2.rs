@@ -131,6 +131,9 @@ fn check_no_control_tokens(r: &Run) {
 fn assert_valid(schema: &Value, seeds: std::ops::Range<u64>, close_bias: f32) -> Vec<Duration> {
     let validator = jsonschema::validator_for(schema).expect("test schema is valid");
     let mut times = Vec::new();
+    let t0 = Instant::now();
+    drop(factory().json_schema(schema).unwrap());
+    eprintln!("compiling the schema: {:?}", t0.elapsed());
     for seed in seeds {
         let c = factory().json_schema(schema).unwrap();
         let r = run(c, seed, close_bias, 4000);

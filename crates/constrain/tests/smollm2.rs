@@ -11,33 +11,46 @@ use hearth_engine::sample::TokenConstraint;
 use hearth_engine::tokenizer::Tokenizer;
 use serde_json::{json, Value};
 
+struct Model {
+    tok: Tokenizer,
+    f: ConstraintFactory,
+}
+
+fn load(file: &str) -> Model {
+    let dir = std::env::var_os("HEARTH_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hearth/models")
+        });
+    let p = dir.join(file);
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/fetch-models.sh",
+        p.display()
+    );
+    let g = hearth_formats::GgufFile::open(&p).unwrap();
+    let tok = Tokenizer::from_gguf(&g).unwrap();
+    let t0 = Instant::now();
+    let f = ConstraintFactory::new(&tok).unwrap();
+    eprintln!(
+        "ConstraintFactory::new ({file}, {} tokens): {:?}",
+        tok.vocab_size(),
+        t0.elapsed()
+    );
+    Model { tok, f }
+}
+
+fn smol() -> &'static Model {
+    static M: OnceLock<Model> = OnceLock::new();
+    M.get_or_init(|| load("SmolLM2-135M-Instruct.Q4_1.gguf"))
+}
+
 fn tokenizer() -> &'static Tokenizer {
-    static TOK: OnceLock<Tokenizer> = OnceLock::new();
-    TOK.get_or_init(|| {
-        let dir = std::env::var_os("HEARTH_MODELS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hearth/models")
-            });
-        let p = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-        assert!(
-            p.exists(),
-            "{} is missing: run scripts/fetch-models.sh",
-            p.display()
-        );
-        let g = hearth_formats::GgufFile::open(&p).unwrap();
-        Tokenizer::from_gguf(&g).unwrap()
-    })
+    &smol().tok
 }
 
 fn factory() -> &'static ConstraintFactory {
-    static F: OnceLock<ConstraintFactory> = OnceLock::new();
-    F.get_or_init(|| {
-        let t0 = Instant::now();
-        let f = ConstraintFactory::new(tokenizer()).unwrap();
-        eprintln!("ConstraintFactory::new (SmolLM2): {:?}", t0.elapsed());
-        f
-    })
+    &smol().f
 }
 
 /// xorshift64*: the tests' own RNG, so runs are reproducible from the seed.
@@ -66,8 +79,17 @@ struct Run {
 /// token is drawn. Logits are uniform noise times `spread`, plus `close_bias` on tokens holding
 /// a closing character (`"`, `}`, `]`, `,`): pure noise over ~40k allowed string tokens would
 /// almost never pick the closing quote, and the point is to check complete outputs.
-fn run(mut c: Box<dyn TokenConstraint>, seed: u64, close_bias: f32, max_steps: usize) -> Run {
-    let tok = tokenizer();
+fn run(c: Box<dyn TokenConstraint>, seed: u64, close_bias: f32, max_steps: usize) -> Run {
+    run_on(&smol().tok, c, seed, close_bias, max_steps)
+}
+
+fn run_on(
+    tok: &Tokenizer,
+    mut c: Box<dyn TokenConstraint>,
+    seed: u64,
+    close_bias: f32,
+    max_steps: usize,
+) -> Run {
     let n = tok.vocab_size();
     let closing: Vec<bool> = (0..n as u32)
         .map(|id| !tok.is_special(id) && tok.token_bytes(id).iter().any(|b| b"\"}],".contains(b)))
@@ -115,7 +137,10 @@ fn run(mut c: Box<dyn TokenConstraint>, seed: u64, close_bias: f32, max_steps: u
 }
 
 fn check_no_control_tokens(r: &Run) {
-    let tok = tokenizer();
+    check_no_control_tokens_on(&smol().tok, r)
+}
+
+fn check_no_control_tokens_on(tok: &Tokenizer, r: &Run) {
     let n = r.tokens.len();
     for (i, &t) in r.tokens.iter().enumerate() {
         let last_eog = i + 1 == n && tok.is_eog(t);
@@ -359,4 +384,32 @@ fn first_mask_allows_only_object_openers() {
         .eog_ids()
         .iter()
         .all(|&e| logits[e as usize] == f32::NEG_INFINITY));
+}
+
+/// A second tokenizer family: Gemma 3's SentencePiece vocabulary (262k tokens, byte-fallback
+/// pieces, many control tokens).
+#[test]
+fn gemma3_tokenizer_constraints_hold() {
+    let m = load("gemma-3-270m-Q4_K_M.gguf");
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "word": {"type": "string", "maxLength": 12},
+            "count": {"type": "integer"},
+            "flags": {"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 3}
+        },
+        "required": ["word", "count", "flags"],
+        "additionalProperties": false
+    });
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let mut times = Vec::new();
+    for seed in 0..4 {
+        let r = run_on(&m.tok, m.f.json_schema(&schema).unwrap(), seed, 12.0, 4000);
+        check_no_control_tokens_on(&m.tok, &r);
+        let v: Value = serde_json::from_str(&r.text)
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}: {:?}", r.text));
+        assert!(validator.is_valid(&v), "seed {seed}: {:?}", r.text);
+        times.extend(r.mask_times);
+    }
+    report("gemma3", times);
 }

@@ -219,10 +219,13 @@ impl ConstraintFactory {
     }
 
     fn build(&self, grammar: TopLevelGrammar) -> Result<Box<dyn TokenConstraint>, String> {
-        let parser = self
-            .parsers
-            .create_parser(grammar)
-            .map_err(|e| e.to_string())?;
+        // Compiling runs on client input; llguidance reports problems as errors and bounds the
+        // work (`ParserLimits`), but a panic in it must still not reach the server's worker.
+        let parser = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.parsers.create_parser(grammar)
+        }))
+        .map_err(|_| "the grammar compiler failed on this schema".to_string())?
+        .map_err(|e| e.to_string())?;
         let matcher = Matcher::new(Ok(parser));
         if let Some(e) = matcher.get_error() {
             return Err(e);

@@ -62,8 +62,8 @@ impl LocalBackend {
 
 /// Build the model's [`ConstraintFactory`] on a background thread at load: it walks the whole
 /// vocabulary (0.2-0.5 s for SmolLM2's 49k tokens, ~3 s for Gemma 3's 262k), which must not
-/// stall the async worker that handles the first structured request. A request that arrives earlier waits in
-/// `OnceLock::get_or_init` for this thread to finish, then shares its result.
+/// stall the async worker that handles the first structured request. A request that arrives
+/// earlier waits in `OnceLock::get_or_init` for this thread to finish, then shares its result.
 fn prebuild_constraints(lm: &Arc<LoadedModel>) -> Arc<OnceLock<Result<ConstraintFactory, String>>> {
     let cell = Arc::new(OnceLock::new());
     let (c, lm) = (cell.clone(), lm.clone());

@@ -19,6 +19,7 @@
 #   --seed          picks the prefix-test system prompts (default: from the clock, so a rerun
 #                   against a long-lived cache still starts cold; recorded in the JSON)
 #   --out           where results and server logs go (default ~/.cache/hearth/bench), never the repo
+# Environment: HEARTH_BIN=path uses that hearth binary instead of `cargo build --release`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CMDLINE="bench/serve.sh $*"
@@ -51,8 +52,13 @@ done
 SLOTS=$(tr , '\n' <<<"$CLIENTS" | sort -n | tail -1)
 "$PY" -c 'import openai' 2>/dev/null || "$PY" -m pip install -q --disable-pip-version-check openai >&2
 
-cargo build --release -q -p hearth-cli
-HEARTH=$PWD/target/release/hearth
+if [ -n "${HEARTH_BIN:-}" ]; then
+  HEARTH=$(realpath "$HEARTH_BIN")   # a prebuilt binary (e.g. when the tree is mid-edit)
+else
+  cargo build --release -q -p hearth-cli
+  HEARTH=$PWD/target/release/hearth
+fi
+[ -x "$HEARTH" ] || die "hearth binary $HEARTH not found"
 BIN=$(scripts/fetch-llama-cpp.sh --build)
 if [ ! -x "$BIN/llama-server" ]; then
   # fetch-llama-cpp.sh skips the build when its core tools exist; build the server alone then,
@@ -67,7 +73,7 @@ COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.toml
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)
 echo "command: $CMDLINE"
 echo "machine: $CPU, $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "commit $COMMIT; llama.cpp from llama-cpp-python ${LLAMA_CPP_PYTHON_VERSION:-0.3.36}; model $(basename "$MODEL")"
+echo "commit $COMMIT; hearth $HEARTH; llama.cpp from llama-cpp-python ${LLAMA_CPP_PYTHON_VERSION:-0.3.36}; model $(basename "$MODEL")"
 echo "threads $THREADS; clients $CLIENTS; requests/client $REQUESTS; max_tokens $MAXTOK; reps $REPS; seed $SEED"
 echo "results and logs: $RUN"
 

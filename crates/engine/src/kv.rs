@@ -258,6 +258,29 @@ impl KvStore {
         }
     }
 
+    /// K(pos, kv head g) widened to f32 into `out` (head_dim values).
+    #[inline]
+    pub fn k_f32(&self, layer: usize, table: &[u32], pos: usize, g: usize, out: &mut [f32]) {
+        let row = self.head(&self.layers[layer].k, layer, table, pos, g);
+        self.widen(row, out);
+    }
+
+    /// V(pos, kv head g) widened to f32 into `out` (head_dim values).
+    #[inline]
+    pub fn v_f32(&self, layer: usize, table: &[u32], pos: usize, g: usize, out: &mut [f32]) {
+        let row = self.head(&self.layers[layer].v, layer, table, pos, g);
+        self.widen(row, out);
+    }
+
+    fn widen(&self, row: &[u8], out: &mut [f32]) {
+        match self.kv_type {
+            KvType::F16 => hearth_kernels::f16_to_f32(as_f16(row), out),
+            KvType::Q8_0 => {
+                hearth_kernels::dequantize_row(hearth_formats::GgmlType::Q8_0, row, out)
+            }
+        }
+    }
+
     /// out += w · V(pos, kv head g).
     #[inline]
     pub fn v_axpy(

@@ -1378,6 +1378,43 @@ pub(crate) unsafe fn axpy_f16(y: &mut [f32], a: f32, x: &[f16]) {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn axpy_f32(y: &mut [f32], a: f32, x: &[f32]) {
+    let n = y.len();
+    let (py, px) = (y.as_mut_ptr(), x.as_ptr());
+    let av = _mm256_set1_ps(a);
+    let mut i = 0;
+    while i + 8 <= n {
+        _mm256_storeu_ps(
+            py.add(i),
+            _mm256_fmadd_ps(av, _mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(py.add(i))),
+        );
+        i += 8;
+    }
+    while i < n {
+        y[i] = a.mul_add(x[i], y[i]);
+        i += 1;
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
+    let n = src.len();
+    let (ps, pd) = (src.as_ptr() as *const u8, dst.as_mut_ptr());
+    let mut i = 0;
+    while i + 8 <= n {
+        _mm256_storeu_ps(
+            pd.add(i),
+            _mm256_cvtph_ps(_mm_loadu_si128(ps.add(2 * i) as *const __m128i)),
+        );
+        i += 8;
+    }
+    while i < n {
+        dst[i] = src[i].to_f32();
+        i += 1;
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn f32_to_f16(src: &[f32], dst: &mut [f16]) {
     let n = src.len();
     let (ps, pd) = (src.as_ptr(), dst.as_mut_ptr() as *mut u8);

@@ -372,6 +372,28 @@ pub fn axpy_f16(y: &mut [f32], a: f32, x: &[half::f16]) {
     }
 }
 
+/// y\[i\] += a·x\[i\]. Panics if the lengths differ.
+pub fn axpy_f32(y: &mut [f32], a: f32, x: &[f32]) {
+    assert_eq!(y.len(), x.len(), "axpy_f32: length mismatch");
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: features verified by isa(); lengths equal.
+        Isa::Avx2 => unsafe { avx2::axpy_f32(y, a, x) },
+        _ => scalar::axpy_f32(y, a, x),
+    }
+}
+
+/// Widen f16 values to f32 (exact). Panics if the lengths differ.
+pub fn f16_to_f32(src: &[half::f16], dst: &mut [f32]) {
+    assert_eq!(src.len(), dst.len(), "f16_to_f32: length mismatch");
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: features verified by isa(); lengths equal.
+        Isa::Avx2 => unsafe { avx2::f16_to_f32(src, dst) },
+        _ => scalar::f16_to_f32(src, dst),
+    }
+}
+
 /// Round each f32 to the nearest f16 (ties to even). Panics if the lengths differ.
 pub fn f32_to_f16(src: &[f32], dst: &mut [half::f16]) {
     assert_eq!(src.len(), dst.len(), "f32_to_f16: length mismatch");

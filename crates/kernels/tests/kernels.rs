@@ -404,6 +404,19 @@ fn float_helpers_match_scalar() {
         for (p, q) in y.iter().zip(&y_ref) {
             assert!((p - q).abs() <= 1e-5, "axpy_f16 n={n}");
         }
+        let mut y = b.clone();
+        let mut y_ref = b.clone();
+        hk::axpy_f32(&mut y, -1.3, &a);
+        scalar::axpy_f32(&mut y_ref, -1.3, &a);
+        assert_eq!(
+            y, y_ref,
+            "axpy_f32 n={n} (both fused multiply-add: bit-identical)"
+        );
+        let mut w = vec![0f32; n];
+        let mut w_ref = vec![1f32; n];
+        hk::f16_to_f32(&h, &mut w);
+        scalar::f16_to_f32(&h, &mut w_ref);
+        assert_eq!(w, w_ref, "f16_to_f32 n={n}");
     }
     // f16 rounding edge cases: ties, overflow to inf, subnormals.
     let edge = [

@@ -43,10 +43,13 @@ pub struct AttnScratch {
     pub v: Vec<f32>,
     pub out: Vec<f32>,
     cs: Vec<f32>,
+    /// (first batch index, length) of each run of consecutive tokens of one sequence.
+    runs: Vec<(usize, usize)>,
 }
 
 thread_local! {
-    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Per worker thread: attention scores of one work item, and one widened K or V row.
+    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 fn grow(v: &mut Vec<f32>, n: usize) {
@@ -178,37 +181,113 @@ impl AttentionWeights {
             );
         }
 
-        // Attention over (token, head) pairs, split across threads.
+        // Work items: a run of up to QB consecutive tokens of one sequence (part of a prompt
+        // chunk; a decode token is a run of one) × one KV head × some of the query heads that
+        // share it (GQA). Each K and V row is widened to f32 once per item and used by every
+        // query of the item, so a prompt reads the cache once per QB tokens and query group
+        // instead of once per query. When there are too few items to keep every thread busy
+        // (decoding one sequence), the query heads of a group are split across items.
+        const QB: usize = 8;
+        let runs = &mut s.runs;
+        runs.clear();
+        let mut t = 0;
+        while t < t_n {
+            let mut e = t + 1;
+            while e < t_n
+                && e - t < QB
+                && batch.seq[e] == batch.seq[t]
+                && batch.pos[e] == batch.pos[e - 1] + 1
+            {
+                e += 1;
+            }
+            runs.push((t, e - t));
+            t = e;
+        }
+        let group = nh / nkv;
+        let split = if runs.len() * nkv >= 2 * pool.n_threads() {
+            1
+        } else {
+            group
+        };
+        let hper = group / split;
+        let n_items = runs.len() * nkv * split;
         let out_ptr = SyncPtr(s.out.as_mut_ptr());
         let q: &[f32] = q;
+        let runs: &[(usize, usize)] = runs;
         let (store, tables) = (&*kv.store, kv.tables);
         let spec = store.spec(layer);
-        let group = nh / nkv;
         pool.run(|ith, nth| {
             let op = out_ptr;
-            SCORES.with(|sc| {
-                let mut scores = sc.borrow_mut();
-                for item in Pool::chunk(t_n * nh, 1, ith, nth) {
-                    let (t, h) = (item / nh, item % nh);
-                    let g = h / group;
-                    let pos = batch.pos[t];
-                    let table = tables[batch.seq[t]];
-                    let lo = spec.first_visible(pos);
-                    let n = pos + 1 - lo;
-                    if scores.len() < n {
-                        scores.resize(n, 0.0);
+            SCRATCH.with(|sc| {
+                let (scores, kbuf) = &mut *sc.borrow_mut();
+                grow(kbuf, hd);
+                let kbuf = &mut kbuf[..hd];
+                // Strided assignment: later runs see more keys, so contiguous ranges would load
+                // one thread with all the expensive items.
+                for item in (ith..n_items).step_by(nth) {
+                    let (ri, rest) = (item / (nkv * split), item % (nkv * split));
+                    let (g, piece) = (rest / split, rest % split);
+                    let h0 = g * group + piece * hper;
+                    let (t0, nt) = runs[ri];
+                    let table = tables[batch.seq[t0]];
+                    let pos0 = batch.pos[t0];
+                    let lo = spec.first_visible(pos0);
+                    let n_keys = pos0 + nt - lo;
+                    grow(scores, nt * hper * n_keys);
+                    // Visible keys of query token ti: [first_visible(pos) - lo, pos - lo].
+                    let vis = |ti: usize| {
+                        let pos = pos0 + ti;
+                        spec.first_visible(pos) - lo..pos + 1 - lo
+                    };
+                    for j in 0..n_keys {
+                        store.k_f32(layer, table, lo + j, g, kbuf);
+                        for ti in 0..nt {
+                            if !vis(ti).contains(&j) {
+                                continue;
+                            }
+                            let qt = (t0 + ti) * dq;
+                            for hi in 0..hper {
+                                let h = h0 + hi;
+                                let qh = &q[qt + h * hd..qt + (h + 1) * hd];
+                                scores[(ti * hper + hi) * n_keys + j] =
+                                    hearth_kernels::dot_f32(kbuf, qh) * p.scale;
+                            }
+                        }
                     }
-                    let qh = &q[t * dq + h * hd..t * dq + (h + 1) * hd];
-                    for (j, sj) in scores[..n].iter_mut().enumerate() {
-                        *sj = store.k_dot(layer, table, lo + j, g, qh) * p.scale;
+                    for ti in 0..nt {
+                        for hi in 0..hper {
+                            let row = &mut scores[(ti * hper + hi) * n_keys..][..n_keys];
+                            softmax(&mut row[vis(ti)]);
+                            let h = h0 + hi;
+                            // SAFETY: each (token, head) output slice belongs to exactly one item.
+                            unsafe {
+                                std::slice::from_raw_parts_mut(
+                                    op.0.add((t0 + ti) * dq + h * hd),
+                                    hd,
+                                )
+                            }
+                            .fill(0.0);
+                        }
                     }
-                    softmax(&mut scores[..n]);
-                    // SAFETY: each (t, h) output slice is written by exactly one thread.
-                    let o =
-                        unsafe { std::slice::from_raw_parts_mut(op.0.add(t * dq + h * hd), hd) };
-                    o.fill(0.0);
-                    for (j, &w) in scores[..n].iter().enumerate() {
-                        store.v_axpy(layer, table, lo + j, g, w, o);
+                    for j in 0..n_keys {
+                        store.v_f32(layer, table, lo + j, g, kbuf);
+                        for ti in 0..nt {
+                            if !vis(ti).contains(&j) {
+                                continue;
+                            }
+                            for hi in 0..hper {
+                                let h = h0 + hi;
+                                let w = scores[(ti * hper + hi) * n_keys + j];
+                                // SAFETY: as above.
+                                let o = unsafe {
+                                    std::slice::from_raw_parts_mut(
+                                        op.0.add((t0 + ti) * dq + h * hd),
+                                        hd,
+                                    )
+                                };
+                                hearth_kernels::axpy_f32(o, w, kbuf);
+                            }
+                        }
                     }
                 }
             });

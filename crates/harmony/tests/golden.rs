@@ -132,3 +132,64 @@ fn harmony_flavor_matches_the_template_up_to_documented_differences() {
     }
     assert!(compared >= 9, "only {compared} cases compared");
 }
+
+fn reference_golden() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/golden/harmony/reference_render.json"
+    );
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    serde_json::from_str(&text).expect("golden JSON")
+}
+
+/// Tool schemas beyond the reference's own vectors (nested objects, arrays of objects, unions,
+/// defaults of every type, oneOf, unsupported keywords), rendered by the `openai-harmony`
+/// renderer itself (tests/refgen).
+#[test]
+fn harmony_flavor_tools_match_the_reference_renderer() {
+    let g = reference_golden();
+    let date = g["current_date"].as_str().unwrap();
+    let cases = g["tool_cases"].as_array().unwrap();
+    assert!(cases.len() >= 3);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let opts = RenderOptions {
+            tools: case["tools"].as_array().unwrap().clone(),
+            current_date: CurrentDate::Fixed(date.into()),
+            ..RenderOptions::default()
+        };
+        let got = render_chat(
+            &[serde_json::json!({"role": "user", "content": "Hi"})],
+            &opts,
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(got, case["expected"].as_str().unwrap(), "case {name}");
+    }
+}
+
+/// The template-golden conversations rendered by the `openai-harmony` renderer (tests/refgen
+/// maps the OpenAI messages onto reference `Message`s, passing reasoning only where our drop
+/// rule keeps it): the harmony flavour with the reference's recipient placement must match.
+#[test]
+fn harmony_flavor_conversations_match_the_reference_renderer() {
+    let g = reference_golden();
+    let date = g["current_date"].as_str().unwrap();
+    let template = golden();
+    let mut compared = 0;
+    for conv in g["conversations"].as_array().unwrap() {
+        let name = conv["name"].as_str().unwrap();
+        let case = template["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing from the template golden"));
+        let mut opts = options(case, date, Flavor::Harmony);
+        opts.recipient_placement = RecipientPlacement::Header;
+        let got = render_chat(case["messages"].as_array().unwrap(), &opts)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(got, conv["expected"].as_str().unwrap(), "case {name}");
+        compared += 1;
+    }
+    assert!(compared >= 11, "only {compared} conversations");
+}

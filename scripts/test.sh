@@ -9,7 +9,10 @@ export HEARTH_MODELS="${HEARTH_MODELS:-$HEARTH_CACHE/models}"
 PY="${PYTHON:-python3}"
 scripts/fetch-models.sh >/dev/null
 export HEARTH_LLAMA_CPP_SRC="${HEARTH_LLAMA_CPP_SRC:-$(scripts/fetch-llama-cpp.sh)}"
-"$PY" -m pip install -q --disable-pip-version-check openai pytest prometheus_client jsonschema >&2
+# gguf + numpy write the tiny random-weight test models (scripts/oracle/gen_tiny.py; pinned so
+# the files match the sha256 recorded in their goldens).
+"$PY" -m pip install -q --disable-pip-version-check openai pytest prometheus_client jsonschema \
+  "gguf==0.19.0" "numpy>=2,<3" >&2
 cargo test --workspace --locked "$@"
 # The official openai SDK against the server: the fake backend and a live SmolLM2.
 "$PY" -m pytest -q crates/server/tests/python

@@ -303,14 +303,16 @@ def compare(hearth, llama, out=sys.stdout):
         rows.append({"metric": metric, "llama": l, "hearth": h, "ratio": ratio, "better": better})
 
     for n in [ph["clients"] for ph in hearth[0]["throughput"]]:
+        who = f"{n} client{'s' if n > 1 else ''}"
+
         def ph(r, n=n):
             return next((p for p in r["throughput"] if p["clients"] == n), None)
-        row(f"{n} clients: gen tok/s", lambda r: (ph(r) or {}).get("gen_tok_s"), "higher")
-        row(f"{n} clients: TTFT p50 ms", lambda r: (ph(r) or {}).get("ttft_p50_ms"), "lower")
-        row(f"{n} clients: TTFT p99 ms", lambda r: (ph(r) or {}).get("ttft_p99_ms"), "lower")
-        row(f"{n} clients: ITL p50 ms", lambda r: (ph(r) or {}).get("itl_p50_ms"), "lower")
-        row(f"{n} clients: TPOT p50 ms", lambda r: (ph(r) or {}).get("tpot_p50_ms"), "lower")
-        row(f"{n} clients: generated tokens", lambda r: (ph(r) or {}).get("completion_tokens"), "-")
+        row(f"{who}: gen tok/s", lambda r: (ph(r) or {}).get("gen_tok_s"), "higher")
+        row(f"{who}: TTFT p50 ms", lambda r: (ph(r) or {}).get("ttft_p50_ms"), "lower")
+        row(f"{who}: TTFT p99 ms", lambda r: (ph(r) or {}).get("ttft_p99_ms"), "lower")
+        row(f"{who}: ITL p50 ms", lambda r: (ph(r) or {}).get("itl_p50_ms"), "lower")
+        row(f"{who}: TPOT p50 ms", lambda r: (ph(r) or {}).get("tpot_p50_ms"), "lower")
+        row(f"{who}: generated tokens", lambda r: (ph(r) or {}).get("completion_tokens"), "-")
     if hearth[0]["prefix"] and llama[0]["prefix"]:
         row("prefix: cold TTFT p50 ms", lambda r: r["prefix"]["cold_ttft_p50_ms"], "lower")
         row("prefix: warm TTFT p50 ms", lambda r: r["prefix"]["warm_ttft_p50_ms"], "lower")
@@ -323,7 +325,7 @@ def compare(hearth, llama, out=sys.stdout):
               f"{fmt(r['ratio'], '.2f')}x | {r['better']} |", file=out)
     # The issue's two targets.
     top = max(p["clients"] for p in hearth[0]["throughput"])
-    tput = next((r for r in rows if r["metric"] == f"{top} clients: gen tok/s"), None)
+    tput = next((r for r in rows if r["metric"] == f"{top} client{'s' if top > 1 else ''}: gen tok/s"), None)
     targets = {}
     if tput and tput["ratio"] is not None:
         targets[f"gen tok/s at {top} clients >= 1.5x llama-server"] = (tput["ratio"], tput["ratio"] >= 1.5)

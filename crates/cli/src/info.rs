@@ -69,6 +69,8 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         None => println!("chat template:  none in file (built-in ChatML fallback)"),
     }
     if a.metadata {
+        // Reopened: the loaded model dropped the vocabulary arrays it no longer needs.
+        let f = hearth_engine::formats::GgufFile::open(&lm.path)?;
         for (k, v) in &f.metadata {
             println!("  {k} = {}", v.summary());
         }

@@ -4,10 +4,11 @@
 
 use crate::batch::Batch;
 use crate::error::EngineError;
+use crate::hf;
 use crate::kv::{KvBatch, KvStore, KvType, BLOCK_SIZE};
 use crate::models::{self, Ctx, Model};
 use crate::sample::{Sampler, SamplingParams};
-use hearth_formats::GgufFile;
+use crate::source::ModelSource;
 use hearth_template::ChatTemplate;
 use hearth_tokenizer::{StreamDecoder, Tokenizer};
 use std::path::{Path, PathBuf};
@@ -15,8 +16,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub struct LoadedModel {
+    /// The `.gguf` file, or the Hugging Face directory.
     pub path: PathBuf,
-    pub file: Arc<GgufFile>,
+    pub file: Arc<ModelSource>,
     pub model: Box<dyn Model>,
     pub tokenizer: Tokenizer,
     pub template: ChatTemplate,
@@ -26,37 +28,41 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
+    /// Load a `.gguf` file, a Hugging Face directory (config.json + safetensors), or a
+    /// directory holding exactly one `.gguf` file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, EngineError> {
         let t0 = Instant::now();
         let path = path.as_ref().to_path_buf();
-        let gguf_path = if path.is_dir() {
-            find_gguf(&path)?
-        } else {
-            path.clone()
-        };
-        let file = Arc::new(GgufFile::open(&gguf_path)?);
+        let file = Arc::new(open_source(&path)?);
         let model = models::load(file.clone())?;
-        let tokenizer = Tokenizer::from_gguf(&file)
-            .map_err(|e| EngineError::Tokenizer(format!("{}: {e}", gguf_path.display())))?;
+        let tokenizer = match file.gguf() {
+            Some(g) => Tokenizer::from_gguf(g),
+            // tokenizer.json, with BOS/EOS and the end-of-generation set from
+            // tokenizer_config.json and generation_config.json beside it.
+            None => Tokenizer::from_tokenizer_json(&file.path),
+        }
+        .map_err(|e| EngineError::Tokenizer(format!("{}: {e}", file.path.display())))?;
         let tok_text = |id: Option<u32>| {
             id.map(|i| tokenizer.token_text(i).to_string())
                 .unwrap_or_default()
         };
         let (bos, eos) = (tok_text(tokenizer.bos()), tok_text(tokenizer.eos()));
+        // For a directory, source::ModelSource put tokenizer_config.json's chat_template (or
+        // chat_template.jinja) under this key.
         let template_source = file.get_str("tokenizer.chat_template").map(str::to_string);
         let template = match &template_source {
             Some(src) => ChatTemplate::new(src, &bos, &eos)
-                .map_err(|e| EngineError::Template(format!("{}: {e}", gguf_path.display())))?,
+                .map_err(|e| EngineError::Template(format!("{}: {e}", file.path.display())))?,
             None => {
                 tracing::warn!(
-                    "{}: no chat template in the file; using the built-in ChatML fallback",
-                    gguf_path.display()
+                    "{}: no chat template in the model; using the built-in ChatML fallback",
+                    file.path.display()
                 );
                 ChatTemplate::fallback(&bos, &eos)
             }
         };
         Ok(LoadedModel {
-            path: gguf_path,
+            path: file.path.clone(),
             file,
             model,
             tokenizer,
@@ -69,6 +75,18 @@ impl LoadedModel {
     pub fn n_ctx(&self) -> usize {
         self.model.info().n_ctx_train
     }
+}
+
+/// A `.gguf` file; a directory with config.json and safetensors (Hugging Face); or a directory
+/// holding exactly one `.gguf` file.
+pub fn open_source(path: &Path) -> Result<ModelSource, EngineError> {
+    if !path.is_dir() {
+        return ModelSource::open_gguf(path);
+    }
+    if hf::is_hf_dir(path) {
+        return ModelSource::open_hf_dir(path);
+    }
+    ModelSource::open_gguf(find_gguf(path)?)
 }
 
 fn find_gguf(dir: &Path) -> Result<PathBuf, EngineError> {
@@ -84,7 +102,7 @@ fn find_gguf(dir: &Path) -> Result<PathBuf, EngineError> {
     ggufs.sort();
     match ggufs.len() {
         1 => Ok(ggufs.remove(0)),
-        0 => Err(invalid("no .gguf file in this directory (Hugging Face safetensors directories are not supported yet)".into())),
+        0 => Err(invalid("neither a Hugging Face model directory (config.json and *.safetensors) nor a directory with a .gguf file".into())),
         _ => Err(invalid(format!("several .gguf files, name one: {:?}", ggufs))),
     }
 }

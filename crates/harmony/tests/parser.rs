@@ -598,3 +598,49 @@ proptest! {
         check_well_formed(&tok_events)?;
     }
 }
+
+/// The `openai-harmony` StreamableParser's messages (tests/golden/harmony/reference_render.json,
+/// "parse_cases", made by tests/refgen) for the cookbook/reference examples and pseudo-random
+/// valid outputs: ours must find the same messages, fed whole and one char at a time.
+#[test]
+fn parse_matches_the_reference_parser() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/golden/harmony/reference_render.json"
+    );
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect(path)).unwrap();
+    let cases = golden["parse_cases"].as_array().unwrap();
+    assert!(cases.len() >= 60);
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let role = case["after_prompt"]
+            .as_bool()
+            .unwrap()
+            .then_some("assistant");
+        let chars: Vec<String> = text.chars().map(String::from).collect();
+        let refs: Vec<&str> = chars.iter().map(String::as_str).collect();
+        for events in [parse_text(role, &[text]), parse_text(role, &refs)] {
+            let mut got: Vec<serde_json::Value> = Vec::new();
+            for ev in events {
+                match ev {
+                    MessageStart(h) => got.push(serde_json::json!({
+                        "author": h.author, "channel": h.channel, "recipient": h.recipient,
+                        "content_type": h.content_type, "content": "",
+                    })),
+                    ReasoningDelta(t) | ContentDelta(t) | ToolCallArgsDelta(t) => {
+                        let m = got.last_mut().expect("delta before a message");
+                        let c = format!("{}{t}", m["content"].as_str().unwrap());
+                        m["content"] = c.into();
+                    }
+                    ToolCallStart { .. } | MessageEnd(_) => {}
+                }
+            }
+            assert_eq!(
+                &serde_json::Value::from(got),
+                &case["messages"],
+                "text: {text:?}"
+            );
+        }
+    }
+}

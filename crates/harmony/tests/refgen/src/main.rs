@@ -12,6 +12,7 @@ use openai_harmony::chat::{
     Author, Conversation, DeveloperContent, Message, ReasoningEffort, Role, SystemContent,
     ToolDescription,
 };
+use openai_harmony::chat::Content;
 use openai_harmony::{load_harmony_encoding, HarmonyEncodingName};
 use serde_json::{json, Value};
 
@@ -180,12 +181,76 @@ fn main() {
             "expected": render(conversation(case)),
         }));
     }
+    // Parser oracle: the reference StreamableParser's messages for hand-written outputs
+    // (reference_cases.json "parse_cases") and for pseudo-random valid outputs.
+    let mut texts: Vec<(String, bool)> = inputs["parse_cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["text"].as_str().unwrap().to_string(), c["after_prompt"].as_bool().unwrap()))
+        .collect();
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    const WORDS: [&str; 10] = ["the", "weather", " in", "Tokyo", "?", "{\"a\": 1}", "\n", "é", "你好", "  x "];
+    for _ in 0..60 {
+        let mut text = String::new();
+        let n_msgs = 1 + next(4);
+        for i in 0..n_msgs {
+            let start = if i == 0 { "" } else { "<|start|>assistant" };
+            let body: String = (0..next(6)).map(|_| WORDS[next(WORDS.len() as u64) as usize]).collect();
+            let name = ["get_weather", "f", "lookup_2"][next(3) as usize];
+            let ct = ["<|constrain|>json", "json", "code"][next(3) as usize];
+            match next(6) {
+                0 => text.push_str(&format!("{start}<|channel|>analysis<|message|>{body}<|end|>")),
+                1 => text.push_str(&format!("{start}<|channel|>commentary<|message|>{body}<|end|>")),
+                2 => text.push_str(&format!("{start}<|channel|>final<|message|>{body}<|return|>")),
+                3 => text.push_str(&format!("{start}<|channel|>commentary to=functions.{name} {ct}<|message|>{body}<|call|>")),
+                4 => text.push_str(&format!("{start} to=functions.{name}<|channel|>commentary {ct}<|message|>{body}<|call|>")),
+                _ => text.push_str(&format!("{start}<|channel|>analysis to=functions.{name}<|constrain|>json<|message|>{body}<|call|>")),
+            }
+        }
+        texts.push((text, true));
+    }
+    let mut parse_cases = Vec::new();
+    for (text, after_prompt) in texts {
+        let toks = enc.tokenizer().encode_with_special_tokens(&text);
+        let role = after_prompt.then_some(Role::Assistant);
+        let msgs = enc.parse_messages_from_completion_tokens(toks, role).unwrap();
+        let msgs: Vec<Value> = msgs
+            .iter()
+            .map(|m| {
+                let content: String = m
+                    .content
+                    .iter()
+                    .map(|c| match c {
+                        Content::Text(t) => t.text.clone(),
+                        _ => panic!("non-text content"),
+                    })
+                    .collect();
+                json!({
+                    "author": m.author.name.clone().unwrap_or_else(|| m.author.role.as_str().to_string()),
+                    "channel": m.channel,
+                    "recipient": m.recipient,
+                    "content_type": m.content_type,
+                    "content": content,
+                })
+            })
+            .collect();
+        parse_cases.push(json!({"text": text, "after_prompt": after_prompt, "messages": msgs}));
+    }
+
     let golden = json!({
         "generator": "crates/harmony/tests/refgen (openai-harmony 0.0.8 renderer, byte-level vocabulary)",
         "current_date": DATE,
         "tool_cases": tool_cases,
         "conversations_from": "tests/golden/harmony/gpt_oss_template.json",
         "conversations": conversations,
+        "parse_cases": parse_cases,
     });
     let out = root.join("tests/golden/harmony/reference_render.json");
     std::fs::write(&out, serde_json::to_string_pretty(&golden).unwrap() + "\n").unwrap();

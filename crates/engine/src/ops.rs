@@ -37,8 +37,8 @@ pub fn rms_norm_chunks(x: &mut [f32], w: &[f32], eps: f32) {
     }
 }
 
-/// Rotary position embedding (Su et al. 2021, RoFormer) as ggml's `ggml_rope_ext` computes it
-/// without YaRN: theta_i = pos * freq_scale * base^(-2i/n_rot).
+/// Rotary position embedding (Su et al. 2021, RoFormer) as ggml's `ggml_rope_ext` computes it:
+/// theta_i = pos * freq_scale * base^(-2i/n_rot), optionally with YaRN.
 #[derive(Clone, Copy, Debug)]
 pub struct Rope {
     pub n_rot: usize,
@@ -47,6 +47,61 @@ pub struct Rope {
     /// NEOX style rotates (x[i], x[i + n_rot/2]); the "normal" style rotates (x[2i], x[2i+1])
     /// (llama GGUFs have Q/K rows permuted by the converter for this).
     pub neox: bool,
+    /// YaRN context extension (gpt-oss); `None` is plain (or linearly scaled) RoPE.
+    pub yarn: Option<Yarn>,
+}
+
+/// YaRN (Peng et al. 2023, "YaRN: Efficient Context Window Extension of Large Language Models",
+/// arXiv:2309.00071) the way ggml applies it in `ggml_rope_ext` (ggml-cpu `rope_yarn`) with
+/// `ext_factor` 1: each frequency is blended between interpolated (theta · freq_scale) and
+/// extrapolated (theta) by a ramp over the rotary dimension index: dimensions that rotate more
+/// than `beta_fast` times over the original context keep their frequency, those rotating fewer
+/// than `beta_slow` times are interpolated, linear in between (paper §3.2, "NTK-by-parts"). cos
+/// and sin are multiplied by `mscale`, which scales every q·k by mscale² (the paper's
+/// temperature, §3.4: 0.1·ln(s) + 1 for scale s).
+#[derive(Clone, Copy, Debug)]
+pub struct Yarn {
+    /// Start and end of the ramp in rotary-pair index units (ggml_rope_yarn_corr_dims: floor of
+    /// the beta_fast dimension, ceil of the beta_slow one, clamped to [0, n_rot - 1]).
+    pub corr_dims: [f32; 2],
+    /// Multiplies cos and sin.
+    pub mscale: f32,
+}
+
+impl Yarn {
+    /// llama.cpp's derivation for a model trained at `n_ctx_orig` positions whose RoPE is scaled
+    /// by `freq_scale` = 1/factor: `yarn_attn_factor` = get_mscale(factor) / (1 + 0.1·ln(factor))
+    /// (llama-context.cpp) times ggml's own (1 + 0.1·ln(1/freq_scale)) is get_mscale(factor)
+    /// = 0.1·ln(factor) + 1, times the file's `rope.scaling.attn_factor` (`attn_factor`).
+    pub fn new(
+        n_rot: usize,
+        n_ctx_orig: usize,
+        base: f32,
+        freq_scale: f32,
+        beta_fast: f32,
+        beta_slow: f32,
+        attn_factor: f32,
+    ) -> Yarn {
+        // Dimension at which a frequency completes `n_rot_turns` rotations over n_ctx_orig.
+        let corr_dim = |turns: f32| {
+            n_rot as f32 * (n_ctx_orig as f32 / (turns * 2.0 * std::f32::consts::PI)).ln()
+                / (2.0 * base.ln())
+        };
+        let start = corr_dim(beta_fast).floor().max(0.0);
+        let end = corr_dim(beta_slow).ceil().min(n_rot as f32 - 1.0);
+        let factor = 1.0 / freq_scale;
+        let m = if factor <= 1.0 {
+            1.0
+        } else {
+            0.1 * factor.ln() + 1.0
+        };
+        // As llama.cpp: its cancelling factor and ggml's re-application, both in f32.
+        let attn = m / (1.0 + 0.1 * factor.ln()) * attn_factor;
+        Yarn {
+            corr_dims: [start, end],
+            mscale: attn * (1.0 + 0.1 * (1.0 / freq_scale).ln()),
+        }
+    }
 }
 
 impl Rope {
@@ -55,11 +110,27 @@ impl Rope {
         let half = self.n_rot / 2;
         // Same recurrence as ggml (theta *= theta_scale) so rounding matches the oracle closely.
         let theta_scale = self.base.powf(-2.0 / self.n_rot as f32);
-        let mut theta = pos as f32 * self.freq_scale;
-        for i in 0..half {
-            cs[2 * i] = theta.cos();
-            cs[2 * i + 1] = theta.sin();
-            theta *= theta_scale;
+        match self.yarn {
+            None => {
+                let mut theta = pos as f32 * self.freq_scale;
+                for i in 0..half {
+                    cs[2 * i] = theta.cos();
+                    cs[2 * i + 1] = theta.sin();
+                    theta *= theta_scale;
+                }
+            }
+            Some(y) => {
+                let mut theta_extrap = pos as f32;
+                let [lo, hi] = y.corr_dims;
+                for i in 0..half {
+                    let theta_interp = self.freq_scale * theta_extrap;
+                    let ramp = 1.0 - ((i as f32 - lo) / (hi - lo).max(0.001)).clamp(0.0, 1.0);
+                    let theta = theta_interp * (1.0 - ramp) + theta_extrap * ramp;
+                    cs[2 * i] = theta.cos() * y.mscale;
+                    cs[2 * i + 1] = theta.sin() * y.mscale;
+                    theta_extrap *= theta_scale;
+                }
+            }
         }
     }
 
@@ -156,6 +227,17 @@ pub fn softmax(x: &mut [f32]) {
     x.iter_mut().for_each(|v| *v *= inv);
 }
 
+/// In-place softmax with an extra logit `sink` in the denominator only (gpt-oss's learned
+/// attention sinks; ggml `soft_max_ext` with sinks): x_i = e^(x_i) / (e^sink + Σ_j e^(x_j)).
+/// The weights sum to less than 1: the sink absorbs the rest.
+pub fn softmax_with_sink(x: &mut [f32], sink: f32) {
+    let max = x.iter().copied().fold(sink, f32::max);
+    x.iter_mut().for_each(|v| *v = fast_exp(*v - max));
+    let sum: f32 = x.iter().sum::<f32>() + fast_exp(sink - max);
+    let inv = 1.0 / sum;
+    x.iter_mut().for_each(|v| *v *= inv);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +284,7 @@ mod tests {
             base: 10000.0,
             freq_scale: 1.0,
             neox: false,
+            yarn: None,
         };
         let mut cs = vec![0.0; 8];
         r.table(3, &mut cs);

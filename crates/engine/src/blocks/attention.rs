@@ -1,11 +1,12 @@
 //! Multi-head attention with grouped KV heads (GQA), shared by every architecture.
 //! Options cover the variants in use: Q/K/V/O biases (Qwen2, gpt-oss), per-head QK RMSNorm
-//! (Gemma 3, Qwen3), sliding windows (Gemma 3, gpt-oss) and RoPE style/base per layer.
+//! (Gemma 3, Qwen3), sliding windows (Gemma 3, gpt-oss), RoPE style/base per layer and learned
+//! attention sinks (gpt-oss: one logit per head that joins each softmax denominator).
 
 use crate::batch::Batch;
 use crate::kv::KvBatch;
 use crate::linear::{matmul, matmul_many, MatJob, QActs};
-use crate::ops::{rms_norm_chunks, softmax, Rope};
+use crate::ops::{rms_norm_chunks, softmax, softmax_with_sink, Rope};
 use crate::pool::{Pool, SyncPtr};
 use crate::weights::Weight;
 use std::cell::RefCell;
@@ -21,6 +22,8 @@ pub struct AttentionWeights {
     pub bo: Option<Vec<f32>>,
     pub q_norm: Option<Vec<f32>>,
     pub k_norm: Option<Vec<f32>>,
+    /// Per query head, a logit added to the softmax denominator (`attn_sinks.weight`, gpt-oss).
+    pub sinks: Option<Vec<f32>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -68,7 +71,8 @@ fn add_bias(x: &mut [f32], b: &Option<Vec<f32>>) {
 
 impl AttentionWeights {
     /// Load layer `i`'s `blk.{i}.attn_{q,k,v,output}` weights (ggml tensor names), their biases
-    /// where the file has them, and, when `qk_norm`, the required per-head Q/K norm weights.
+    /// where the file has them, attention sinks `blk.{i}.attn_sinks.weight` where present, and,
+    /// when `qk_norm`, the required per-head Q/K norm weights.
     pub fn load(
         l: &crate::weights::WeightLoader,
         i: usize,
@@ -98,6 +102,7 @@ impl AttentionWeights {
             bo: l.vector_opt(&t("attn_output.bias"), d)?,
             q_norm: norm("attn_q_norm.weight")?,
             k_norm: norm("attn_k_norm.weight")?,
+            sinks: l.vector_opt(&t("attn_sinks.weight"), n_head)?,
         })
     }
 
@@ -257,8 +262,11 @@ impl AttentionWeights {
                     for ti in 0..nt {
                         for hi in 0..hper {
                             let row = &mut scores[(ti * hper + hi) * n_keys..][..n_keys];
-                            softmax(&mut row[vis(ti)]);
                             let h = h0 + hi;
+                            match &self.sinks {
+                                Some(sk) => softmax_with_sink(&mut row[vis(ti)], sk[h]),
+                                None => softmax(&mut row[vis(ti)]),
+                            }
                             // SAFETY: each (token, head) output slice belongs to exactly one item.
                             unsafe {
                                 std::slice::from_raw_parts_mut(

@@ -60,12 +60,14 @@ pub fn load(l: &WeightLoader) -> Result<Box<dyn Model>, EngineError> {
         base: hp.f32_opt("rope.freq_base").unwrap_or(1_000_000.0),
         freq_scale: global_scale,
         neox: true,
+        yarn: None,
     };
     let local_rope = Rope {
         n_rot: head_dim,
         base: hp.f32_opt("rope.freq_base_swa").unwrap_or(10_000.0),
         freq_scale: 1.0,
         neox: true,
+        yarn: None,
     };
     let scale = if n_layer == 62 {
         1.0 / ((d / n_head) as f32).sqrt()

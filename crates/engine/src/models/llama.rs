@@ -50,6 +50,7 @@ pub fn load(l: &WeightLoader) -> Result<Box<dyn Model>, EngineError> {
         base: hp.f32_opt("rope.freq_base").unwrap_or(10000.0),
         freq_scale,
         neox: false,
+        yarn: None,
     };
     let n_vocab = vocab_size(l)?;
     let mut layers = Vec::with_capacity(n_layer);

@@ -2,6 +2,7 @@
 //! blocks into a forward pass; `REGISTRY` has one row per GGUF architecture name.
 
 pub mod gemma3;
+pub mod gpt_oss;
 pub mod llama;
 pub mod qwen;
 
@@ -186,6 +187,7 @@ pub const REGISTRY: &[(&str, Loader)] = &[
     ("qwen2", qwen::load_qwen2),
     ("qwen3", qwen::load_qwen3),
     ("qwen3moe", qwen::load_qwen3moe),
+    ("gpt-oss", gpt_oss::load),
 ];
 
 pub fn supported_architectures() -> Vec<&'static str> {

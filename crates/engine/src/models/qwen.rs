@@ -108,6 +108,7 @@ fn load(l: &WeightLoader, arch: &str) -> Result<Box<dyn Model>, EngineError> {
         base: hp.f32_opt("rope.freq_base").unwrap_or(10000.0),
         freq_scale,
         neox: true,
+        yarn: None,
     };
     if l.has("output.bias") {
         return Err(EngineError::Invalid {

@@ -1,4 +1,4 @@
-//! `hearth info`: what a model file is.
+//! `hearth info`: what a model file (or Hugging Face directory) is.
 
 use hearth_engine::LoadedModel;
 use std::collections::BTreeMap;
@@ -17,10 +17,10 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     let i = lm.model.info();
     let f = &lm.file;
     println!(
-        "file:           {} ({:.1} MiB, GGUF v{})",
+        "file:           {} ({:.1} MiB, {})",
         lm.path.display(),
         f.file_len() as f64 / (1 << 20) as f64,
-        f.version
+        f.format_name()
     );
     println!(
         "name:           {}",
@@ -36,7 +36,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     println!("embedding:      {}", i.n_embd);
     println!("context length: {}", i.n_ctx_train);
     let mut types: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    for t in &f.tensors {
+    for t in f.tensors() {
         let e = types.entry(t.dtype.to_string()).or_default();
         e.0 += 1;
         e.1 += t.n_bytes;
@@ -69,9 +69,8 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         None => println!("chat template:  none in file (built-in ChatML fallback)"),
     }
     if a.metadata {
-        // Reopened: the loaded model dropped the vocabulary arrays it no longer needs.
-        let f = hearth_engine::formats::GgufFile::open(&lm.path)?;
-        for (k, v) in &f.metadata {
+        // GGUF keys; for a Hugging Face directory, those translated from config.json.
+        for (k, v) in f.metadata() {
             println!("  {k} = {}", v.summary());
         }
     }

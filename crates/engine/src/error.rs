@@ -4,6 +4,8 @@
 pub enum EngineError {
     #[error(transparent)]
     Gguf(#[from] hearth_formats::GgufError),
+    #[error(transparent)]
+    Hf(#[from] crate::hf::HfError),
     #[error("{path}: missing tensor '{tensor}'")]
     MissingTensor { path: String, tensor: String },
     #[error("{path}: tensor '{tensor}' has shape {found:?}, expected {expected:?}")]

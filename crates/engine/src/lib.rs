@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod blocks;
 pub mod error;
+pub mod hf;
 pub mod kv;
 pub mod linear;
 pub mod models;
@@ -12,6 +13,7 @@ pub mod pool;
 pub mod sample;
 pub mod scheduler;
 pub mod session;
+pub mod source;
 pub mod weights;
 
 pub use error::EngineError;
@@ -21,3 +23,4 @@ pub use hearth_template as template;
 pub use hearth_tokenizer as tokenizer;
 pub use sample::SamplingParams;
 pub use session::{FinishReason, Generation, Generator, LoadedModel};
+pub use source::ModelSource;

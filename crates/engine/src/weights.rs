@@ -1,7 +1,9 @@
-//! Weights: 2-D tensors whose bytes stay in the memory-mapped model file.
+//! Weights: 2-D tensors whose bytes stay in the memory-mapped model file(s).
 
 use crate::error::EngineError;
-use hearth_formats::{GgmlType, GgufFile, TensorInfo};
+use crate::hf::EXPERT_SEP;
+use crate::source::ModelSource;
+use hearth_formats::{GgmlType, TensorInfo};
 use std::sync::Arc;
 
 /// Where a weight's bytes live. Mapped weights are never copied; `Owned` is for tensors
@@ -9,7 +11,9 @@ use std::sync::Arc;
 #[derive(Clone)]
 enum Bytes {
     Mapped {
-        file: Arc<GgufFile>,
+        file: Arc<ModelSource>,
+        /// The source's backing buffer (the GGUF file, or one safetensors file).
+        buf: u32,
         offset: usize,
         len: usize,
     },
@@ -31,7 +35,12 @@ pub struct Weight {
 impl Weight {
     pub fn data(&self) -> &[u8] {
         match &self.bytes {
-            Bytes::Mapped { file, offset, len } => &file.raw()[*offset..*offset + *len],
+            Bytes::Mapped {
+                file,
+                buf,
+                offset,
+                len,
+            } => &file.buffer(*buf)[*offset..*offset + *len],
             Bytes::Owned(v) => v,
         }
     }
@@ -62,13 +71,14 @@ impl Weight {
     }
 }
 
-/// Looks tensors up by name in one GGUF file and checks their shapes.
+/// Looks tensors up by GGUF name in a model source (a GGUF file or a Hugging Face directory)
+/// and checks their shapes.
 pub struct WeightLoader {
-    pub file: Arc<GgufFile>,
+    pub file: Arc<ModelSource>,
 }
 
 impl WeightLoader {
-    pub fn new(file: Arc<GgufFile>) -> Self {
+    pub fn new(file: Arc<ModelSource>) -> Self {
         WeightLoader { file }
     }
 
@@ -110,6 +120,7 @@ impl WeightLoader {
             cols,
             bytes: Bytes::Mapped {
                 file: self.file.clone(),
+                buf: self.file.buffer_of(name),
                 offset: info.offset,
                 len: info.n_bytes,
             },
@@ -126,6 +137,12 @@ impl WeightLoader {
         rows: usize,
         n_expert: usize,
     ) -> Result<Vec<Weight>, EngineError> {
+        // Hugging Face checkpoints store one matrix per expert (`name#E`, see crate::hf).
+        if !self.has(name) && self.has(&format!("{name}{EXPERT_SEP}0")) {
+            return (0..n_expert)
+                .map(|e| self.matrix(&format!("{name}{EXPERT_SEP}{e}"), cols, rows))
+                .collect();
+        }
         let info = self.info(name)?;
         let bad = || EngineError::BadShape {
             path: self.file.path.display().to_string(),
@@ -149,6 +166,7 @@ impl WeightLoader {
                 cols,
                 bytes: Bytes::Mapped {
                     file: self.file.clone(),
+                    buf: self.file.buffer_of(name),
                     offset: info.offset + e * slice,
                     len: slice,
                 },

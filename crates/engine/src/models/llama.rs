@@ -7,6 +7,7 @@ use crate::blocks::{AttentionParams, AttentionWeights, FfnWeights};
 use crate::error::EngineError;
 use crate::kv::{KvBatch, LayerKvSpec};
 use crate::ops::{add_into, rms_norm_rows, GluAct, Rope};
+use crate::source::KEY_ROPE_NEOX;
 use crate::weights::{Weight, WeightLoader};
 
 struct Layer {
@@ -49,7 +50,9 @@ pub fn load(l: &WeightLoader) -> Result<Box<dyn Model>, EngineError> {
         n_rot: hp.usize_opt("rope.dimension_count").unwrap_or(head_dim),
         base: hp.f32_opt("rope.freq_base").unwrap_or(10000.0),
         freq_scale,
-        neox: false,
+        // GGUF llama Q/K rows are permuted for interleaved pairs; a Hugging Face directory
+        // keeps the original rows, which rotate in halves (source::KEY_ROPE_NEOX).
+        neox: l.file.get_bool(KEY_ROPE_NEOX).unwrap_or(false),
         yarn: None,
     };
     let n_vocab = vocab_size(l)?;

@@ -13,8 +13,8 @@ use crate::kv::{KvBatch, LayerKvSpec, MAX_UBATCH};
 use crate::linear::{matmul, QActs};
 use crate::ops::rms_norm;
 use crate::pool::Pool;
+use crate::source::ModelSource;
 use crate::weights::{Weight, WeightLoader};
-use hearth_formats::GgufFile;
 use std::sync::Arc;
 
 /// What callers need to know about a loaded model.
@@ -149,7 +149,7 @@ pub fn lm_head(
 
 /// Reads `{arch}.{key}` hyper-parameters with errors that name the file and key.
 pub struct HParams<'a> {
-    pub file: &'a GgufFile,
+    pub file: &'a ModelSource,
     pub arch: &'a str,
 }
 
@@ -194,7 +194,7 @@ pub fn supported_architectures() -> Vec<&'static str> {
     REGISTRY.iter().map(|(n, _)| *n).collect()
 }
 
-pub fn load(file: Arc<GgufFile>) -> Result<Box<dyn Model>, EngineError> {
+pub fn load(file: Arc<ModelSource>) -> Result<Box<dyn Model>, EngineError> {
     let path = file.path.display().to_string();
     let arch = file
         .architecture()
@@ -215,9 +215,9 @@ pub fn load(file: Arc<GgufFile>) -> Result<Box<dyn Model>, EngineError> {
     loader(&WeightLoader::new(file))
 }
 
-/// Total parameter count of the file's tensors.
-pub fn count_params(file: &GgufFile) -> usize {
-    file.tensors.iter().map(|t| t.n_elements()).sum()
+/// Total parameter count of the source's tensors.
+pub fn count_params(file: &ModelSource) -> usize {
+    file.tensors().iter().map(|t| t.n_elements()).sum()
 }
 
 /// The output projection: `output.weight` or, when absent, the tied token embeddings.

@@ -19,6 +19,11 @@ pub struct Args {
     /// Timed repetitions of each test (after one warm-up run).
     #[arg(long, default_value_t = 3)]
     pub reps: usize,
+    /// Also measure N sequences decoding together through the serving scheduler (continuous
+    /// batching): each gets a 16-token prompt and decodes --gen-tokens tokens (end-of-generation
+    /// tokens banned); reports the aggregate generated tokens/s (0 = skip).
+    #[arg(long, default_value_t = 0)]
+    pub parallel: usize,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -82,6 +87,12 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     } else {
         mean_sd(&tg)
     };
+    let par = if a.parallel > 0 && a.gen_tokens > 0 {
+        drop(gen);
+        Some(parallel(&lm, threads, a.parallel, a.gen_tokens, a.reps)?)
+    } else {
+        None
+    };
     let rss = crate::sys::peak_rss_mb().unwrap_or(0.0);
     if a.json {
         println!(
@@ -97,6 +108,9 @@ pub fn main(a: Args) -> anyhow::Result<()> {
                 "decode_tok_s_sd": tsd,
                 "load_s": lm.load_s,
                 "peak_rss_mb": rss,
+                "parallel": a.parallel,
+                "parallel_decode_tok_s": par.map(|p| p.0).unwrap_or(0.0),
+                "parallel_decode_tok_s_sd": par.map(|p| p.1).unwrap_or(0.0),
                 "isa": format!("{:?}", hearth_kernels_isa()),
             })
         );
@@ -112,10 +126,84 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         if a.gen_tokens > 0 {
             println!("tg{:<5} {tm:>9.1} ± {tsd:.1} tok/s", a.gen_tokens);
         }
+        if let Some((m, sd)) = par {
+            println!(
+                "tg{:<5} {m:>9.1} ± {sd:.1} tok/s  ({} sequences together)",
+                a.gen_tokens, a.parallel
+            );
+        }
     }
     Ok(())
 }
 
 fn hearth_kernels_isa() -> hearth_engine::kernels::Isa {
     hearth_engine::kernels::isa()
+}
+
+/// Aggregate tokens/s of `n` sequences decoding `gen` tokens each through the scheduler.
+fn parallel(
+    lm: &LoadedModel,
+    threads: usize,
+    n: usize,
+    gen: usize,
+    reps: usize,
+) -> anyhow::Result<(f64, f64)> {
+    use hearth_engine::scheduler::{Event, EventSink, Request, Scheduler, SchedulerConfig};
+    use hearth_engine::SamplingParams;
+    use std::sync::{mpsc, Arc};
+    struct Sink(mpsc::Sender<Event>);
+    impl EventSink for Sink {
+        fn send(&mut self, e: Event) -> bool {
+            self.0.send(e).is_ok()
+        }
+        fn is_closed(&self) -> bool {
+            false
+        }
+    }
+    // The scheduler needs an owned model: load a second handle (weights stay mmapped, shared
+    // through the page cache).
+    let lm2 = Arc::new(LoadedModel::load(&lm.path)?);
+    let sched = Scheduler::start(
+        lm2.clone(),
+        SchedulerConfig {
+            threads,
+            max_running: n,
+            max_waiting: n,
+            ..Default::default()
+        },
+    );
+    let n_vocab = lm2.model.info().n_vocab as u32;
+    let mut params = SamplingParams::greedy();
+    params.logit_bias = (0..n_vocab)
+        .filter(|&t| lm2.tokenizer.is_eog(t))
+        .map(|t| (t, -1e9))
+        .collect();
+    let mut rates = Vec::new();
+    for rep in 0..=reps {
+        let (tx, rx) = mpsc::channel();
+        let t0 = Instant::now();
+        for i in 0..n {
+            sched.submit(Request {
+                prompt: tokens(&lm2, 16, 10_000 + (rep * n + i) as u64),
+                params: params.clone(),
+                max_tokens: gen,
+                logprobs: None,
+                constraint: None,
+                sink: Box::new(Sink(tx.clone())),
+            })?;
+        }
+        drop(tx);
+        let (mut done, mut toks) = (0, 0usize);
+        while done < n {
+            match rx.recv()? {
+                Event::Token { .. } => toks += 1,
+                Event::Done { .. } => done += 1,
+                Event::Error(e) => anyhow::bail!("parallel decode: {e}"),
+            }
+        }
+        if rep > 0 {
+            rates.push(toks as f64 / t0.elapsed().as_secs_f64());
+        }
+    }
+    Ok(mean_sd(&rates))
 }

@@ -358,9 +358,11 @@ impl Guard {
                         let before = n.text[..m.start()].chars().next_back();
                         let after = n.text[m.end()..].chars().next();
                         let ok_start = !needs_boundary(word.chars().next())
-                            || !needs_boundary(before);
-                        let ok_end =
-                            !needs_boundary(word.chars().next_back()) || !needs_boundary(after);
+                            || !needs_boundary(before)
+                            || n.gap_at(m.start());
+                        let ok_end = !needs_boundary(word.chars().next_back())
+                            || !needs_boundary(after)
+                            || n.gap_at(m.end());
                         if ok_start && ok_end {
                             hits.push(hit(HitKind::Words, 1.0, None, n.original_range(m.range())));
                         }

@@ -33,9 +33,17 @@ pub struct Normalized {
     pub text: String,
     /// `src[i]` is the original byte range of the character that produced normalized byte `i`.
     src: Vec<Range<usize>>,
+    /// Normalized byte offsets where whitespace was dropped (sorted): "a b o m b" becomes
+    /// "abomb", but a word starting at the "b" still has a word boundary before it.
+    gaps: Vec<usize>,
 }
 
 impl Normalized {
+    /// Whether whitespace was dropped right before normalized byte `i`.
+    pub fn gap_at(&self, i: usize) -> bool {
+        self.gaps.binary_search(&i).is_ok()
+    }
+
     /// Maps a normalized byte range (as returned by a matcher) to the original byte range that
     /// covers every character that produced it.
     pub fn original_range(&self, r: Range<usize>) -> Range<usize> {
@@ -94,6 +102,7 @@ pub fn normalize(s: &str, mode: Mode) -> Normalized {
     let mut out = Normalized {
         text: String::with_capacity(s.len()),
         src: Vec::with_capacity(s.len()),
+        gaps: Vec::new(),
     };
     let push = |out: &mut Normalized, c: char, r: &Range<usize>| {
         let before = out.text.len();
@@ -130,7 +139,9 @@ pub fn normalize(s: &str, mode: Mode) -> Normalized {
                 }
                 _ => false,
             };
-            if !drop {
+            if drop {
+                out.gaps.push(out.text.len());
+            } else {
                 push(&mut out, ' ', &(units[start].range.start..units[k - 1].range.end));
             }
             continue;

@@ -26,7 +26,9 @@ use serde::Deserialize;
 use crate::pii::PiiKind;
 
 /// What a rule does when it fires. Ordered by severity: a verdict takes the most severe.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Nothing fired.
@@ -224,7 +226,10 @@ pub fn parse(text: &str, name: &str, base_dir: Option<&Path>) -> Result<Vec<Rule
             (RuleKind::Injection { .. }, None) => AppliesTo::Input,
             (RuleKind::Injection { .. }, Some(AppliesTo::Input)) => AppliesTo::Input,
             (RuleKind::Injection { .. }, Some(_)) => {
-                return Err(err("applies_to", "injection rules apply to input only".into()))
+                return Err(err(
+                    "applies_to",
+                    "injection rules apply to input only".into(),
+                ))
             }
             (_, a) => a.unwrap_or_default(),
         };
@@ -321,18 +326,27 @@ mod tests {
     fn errors_name_file_rule_and_key() {
         let e = |t: &str| parse(t, "g.toml", None).unwrap_err().to_string();
         let m = e("[[rule]]\nid = \"x\"\nkind = \"pii:passport\"\naction = \"block\"");
-        assert!(m.contains("g.toml") && m.contains("\"x\"") && m.contains("`kind`"), "{m}");
-        let m = e("[[rule]]\nid = \"x\"\nkind = \"injection\"\naction = \"block\"\nthreshold = 2.0");
+        assert!(
+            m.contains("g.toml") && m.contains("\"x\"") && m.contains("`kind`"),
+            "{m}"
+        );
+        let m =
+            e("[[rule]]\nid = \"x\"\nkind = \"injection\"\naction = \"block\"\nthreshold = 2.0");
         assert!(m.contains("`threshold`"), "{m}");
         let m = e("[[rule]]\nid = \"x\"\nkind = \"words\"\naction = \"block\"");
         assert!(m.contains("`words`"), "{m}");
         let m = e("[[rule]]\nid = \"x\"\nkind = \"words\"\naction = \"nuke\"\nwords=[\"a\"]");
         assert!(m.contains("g.toml") && m.contains("action"), "{m}");
-        let m = e("[[rule]]\nid = \"x\"\nkind = \"words\"\naction = \"block\"\nwords=[\"a\"]\ncolour = 1");
+        let m = e(
+            "[[rule]]\nid = \"x\"\nkind = \"words\"\naction = \"block\"\nwords=[\"a\"]\ncolour = 1",
+        );
         assert!(m.contains("colour"), "{m}");
         let m = e("[[rule]]\nid = \"x\"\nkind = \"injection\"\naction = \"block\"\napplies_to = \"output\"");
         assert!(m.contains("`applies_to`"), "{m}");
         let m = e("[[rule]]\nid = \"x\"\nkind = \"words\"\naction = \"block\"\nwords_file = \"/nonexistent/w.txt\"");
-        assert!(m.contains("/nonexistent/w.txt") && m.contains("\"x\""), "{m}");
+        assert!(
+            m.contains("/nonexistent/w.txt") && m.contains("\"x\""),
+            "{m}"
+        );
     }
 }

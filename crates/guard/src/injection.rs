@@ -94,7 +94,11 @@ const BUILTIN: &[(&str, f32, &str)] = &[
         0.6,
         r"(?:开发者模式|越狱模式|无限制模式|上帝模式)",
     ),
-    ("roleplay.en", 0.2, r"\b(?:pretend\s+(?:you\s+are|to\s+be)|you\s+are\s+now)\b"),
+    (
+        "roleplay.en",
+        0.2,
+        r"\b(?:pretend\s+(?:you\s+are|to\s+be)|you\s+are\s+now)\b",
+    ),
     ("roleplay.zh", 0.2, r"(?:从现在开始你|你现在是|请你扮演)"),
 ];
 

@@ -142,7 +142,11 @@ pub fn normalize(s: &str, mode: Mode) -> Normalized {
             if drop {
                 out.gaps.push(out.text.len());
             } else {
-                push(&mut out, ' ', &(units[start].range.start..units[k - 1].range.end));
+                push(
+                    &mut out,
+                    ' ',
+                    &(units[start].range.start..units[k - 1].range.end),
+                );
             }
             continue;
         }
@@ -193,7 +197,10 @@ mod tests {
         assert_eq!(&s[r], "ｂ\u{200B}ｏｍｂ");
         let nz = normalize("前 炸 弹 后", Mode::Words);
         let i = nz.text.find("炸弹").unwrap();
-        assert_eq!(&"前 炸 弹 后"[nz.original_range(i..i + "炸弹".len())], "炸 弹");
+        assert_eq!(
+            &"前 炸 弹 后"[nz.original_range(i..i + "炸弹".len())],
+            "炸 弹"
+        );
     }
 
     #[test]

@@ -126,9 +126,8 @@ pub fn is_valid_cn_id(s: &str) -> bool {
     if b.len() != 18 || !b[..17].iter().all(u8::is_ascii_digit) {
         return false;
     }
-    let num = |r: Range<usize>| -> u32 {
-        b[r].iter().fold(0, |a, &d| a * 10 + u32::from(d - b'0'))
-    };
+    let num =
+        |r: Range<usize>| -> u32 { b[r].iter().fold(0, |a, &d| a * 10 + u32::from(d - b'0')) };
     if !CN_PROVINCES.contains(&(num(0..2) as u8)) {
         return false;
     }
@@ -207,7 +206,9 @@ fn find_cn_id(s: &str) -> Vec<Range<usize>> {
     re(&R, r"[0-9]+[xX]?")
         .find_iter(s)
         .filter(|m| {
-            m.len() == 18 && not_alnum(char_before(s, m.start())) && not_alnum(char_after(s, m.end()))
+            m.len() == 18
+                && not_alnum(char_before(s, m.start()))
+                && not_alnum(char_after(s, m.end()))
                 && is_valid_cn_id(m.as_str())
         })
         .map(|m| m.range())
@@ -217,11 +218,14 @@ fn find_cn_id(s: &str) -> Vec<Range<usize>> {
 fn find_cn_mobile(s: &str) -> Vec<Range<usize>> {
     static R: OnceLock<Regex> = OnceLock::new();
     // 3-4-4 grouping with one space or dash is how numbers are usually written.
-    re(&R, r"(?:\+86[ -]?|\b86[ -]?)?1[3-9][0-9](?:[0-9]{8}|[ -][0-9]{4}[ -][0-9]{4})")
-        .find_iter(s)
-        .filter(|m| not_digit(char_before(s, m.start())) && not_digit(char_after(s, m.end())))
-        .map(|m| m.range())
-        .collect()
+    re(
+        &R,
+        r"(?:\+86[ -]?|\b86[ -]?)?1[3-9][0-9](?:[0-9]{8}|[ -][0-9]{4}[ -][0-9]{4})",
+    )
+    .find_iter(s)
+    .filter(|m| not_digit(char_before(s, m.start())) && not_digit(char_after(s, m.end())))
+    .map(|m| m.range())
+    .collect()
 }
 
 fn find_bank_card(s: &str) -> Vec<Range<usize>> {
@@ -349,7 +353,10 @@ mod tests {
         assert_eq!(cn_id_check_char(b"11010519490230002"), Some('0'));
         assert!(!is_valid_cn_id("110105194902300020"));
         assert!(!is_valid_cn_id("990105194912310023"));
-        assert_eq!(found(PiiKind::CnId, "id: 11010519491231002X."), ["11010519491231002X"]);
+        assert_eq!(
+            found(PiiKind::CnId, "id: 11010519491231002X."),
+            ["11010519491231002X"]
+        );
         assert!(found(PiiKind::CnId, "1101051949123100211").is_empty());
     }
 
@@ -370,10 +377,16 @@ mod tests {
         assert!(!luhn_valid(b"4111111111111112"));
         assert!(!luhn_valid(b"1234567812345678"));
         assert_eq!(
-            found(PiiKind::BankCard, "card 4111 1111 1111 1111, or 5555-5555-5555-4444"),
+            found(
+                PiiKind::BankCard,
+                "card 4111 1111 1111 1111, or 5555-5555-5555-4444"
+            ),
             ["4111 1111 1111 1111", "5555-5555-5555-4444"]
         );
-        assert_eq!(found(PiiKind::BankCard, "amex 3782 822463 10005"), ["3782 822463 10005"]);
+        assert_eq!(
+            found(PiiKind::BankCard, "amex 3782 822463 10005"),
+            ["3782 822463 10005"]
+        );
         assert!(found(PiiKind::BankCard, "4111 1111 1111 1112").is_empty());
         assert!(found(PiiKind::BankCard, "41 1111 1111 1111 11").is_empty());
         assert!(found(PiiKind::BankCard, "x4111111111111111").is_empty());
@@ -381,9 +394,18 @@ mod tests {
 
     #[test]
     fn mobile_numbers() {
-        assert_eq!(found(PiiKind::CnMobile, "call 13812345678 now"), ["13812345678"]);
-        assert_eq!(found(PiiKind::CnMobile, "电话+86 138-1234-5678。"), ["+86 138-1234-5678"]);
-        assert_eq!(found(PiiKind::CnMobile, "手机：8613912345678"), ["8613912345678"]);
+        assert_eq!(
+            found(PiiKind::CnMobile, "call 13812345678 now"),
+            ["13812345678"]
+        );
+        assert_eq!(
+            found(PiiKind::CnMobile, "电话+86 138-1234-5678。"),
+            ["+86 138-1234-5678"]
+        );
+        assert_eq!(
+            found(PiiKind::CnMobile, "手机：8613912345678"),
+            ["8613912345678"]
+        );
         assert!(found(PiiKind::CnMobile, "12812345678").is_empty());
         assert!(found(PiiKind::CnMobile, "138123456789").is_empty());
         assert!(found(PiiKind::CnMobile, "1381234567").is_empty());
@@ -403,14 +425,26 @@ mod tests {
     #[test]
     fn ip_addresses() {
         assert_eq!(found(PiiKind::Ip, "from 192.168.1.20."), ["192.168.1.20"]);
-        assert_eq!(found(PiiKind::Ip, "0.0.0.0 and 255.255.255.255"), ["0.0.0.0", "255.255.255.255"]);
+        assert_eq!(
+            found(PiiKind::Ip, "0.0.0.0 and 255.255.255.255"),
+            ["0.0.0.0", "255.255.255.255"]
+        );
         assert!(found(PiiKind::Ip, "256.1.1.1").is_empty());
         assert!(found(PiiKind::Ip, "1.2.3.4.5").is_empty());
         assert!(found(PiiKind::Ip, "01.2.3.4").is_empty());
         assert!(found(PiiKind::Ip, "version 1.2.3").is_empty());
-        assert_eq!(found(PiiKind::Ip, "host 2001:db8::8a2e:370:7334 up"), ["2001:db8::8a2e:370:7334"]);
-        assert_eq!(found(PiiKind::Ip, "at fe80::1ff:fe23:4567:890a."), ["fe80::1ff:fe23:4567:890a"]);
-        assert_eq!(found(PiiKind::Ip, "(::ffff:192.0.2.128)"), ["::ffff:192.0.2.128"]);
+        assert_eq!(
+            found(PiiKind::Ip, "host 2001:db8::8a2e:370:7334 up"),
+            ["2001:db8::8a2e:370:7334"]
+        );
+        assert_eq!(
+            found(PiiKind::Ip, "at fe80::1ff:fe23:4567:890a."),
+            ["fe80::1ff:fe23:4567:890a"]
+        );
+        assert_eq!(
+            found(PiiKind::Ip, "(::ffff:192.0.2.128)"),
+            ["::ffff:192.0.2.128"]
+        );
         assert!(found(PiiKind::Ip, "std::net::Ipv6Addr").is_empty());
         assert!(found(PiiKind::Ip, "time 12:30:45").is_empty());
     }

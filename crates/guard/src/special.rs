@@ -33,16 +33,13 @@ pub fn content_spans(rendered: &str, contents: &[&str]) -> Option<Vec<Range<usiz
         if c.is_empty() {
             continue;
         }
-        let found = rendered[pos..]
-            .find(c)
-            .map(|i| (i, c.len()))
-            .or_else(|| {
-                let t = c.trim();
-                if t.is_empty() {
-                    return Some((0, 0));
-                }
-                rendered[pos..].find(t).map(|i| (i, t.len()))
-            })?;
+        let found = rendered[pos..].find(c).map(|i| (i, c.len())).or_else(|| {
+            let t = c.trim();
+            if t.is_empty() {
+                return Some((0, 0));
+            }
+            rendered[pos..].find(t).map(|i| (i, t.len()))
+        })?;
         let start = pos + found.0;
         out.push(start..start + found.1);
         pos = start + found.1;

@@ -94,7 +94,11 @@ impl OutputFilter {
             .into_iter()
             .filter(|h| h.span.end > self.sent)
             .collect();
-        let mut cut = if last { self.buf.len() } else { self.hold_start(&select) };
+        let mut cut = if last {
+            self.buf.len()
+        } else {
+            self.hold_start(&select)
+        };
         let gs = groups(&hits);
         // Never split a match: stop before any group that reaches past the cut.
         for g in &gs {
@@ -116,7 +120,8 @@ impl OutputFilter {
                 self.buf.clear();
                 return emit;
             }
-            emit.text_to_send.push_str(guard.replacement(&g.first.rule_id));
+            emit.text_to_send
+                .push_str(guard.replacement(&g.first.rule_id));
             pos = g.span.end.max(pos);
         }
         emit.text_to_send.push_str(&self.buf[pos..cut]);

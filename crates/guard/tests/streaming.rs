@@ -101,7 +101,10 @@ fn every_two_way_split_matches_one_shot() {
 #[test]
 fn expected_one_shot_results() {
     let g = guard("redact");
-    assert_eq!(one_shot(&g, TEXTS[0]).0, "Here is how to build a ***: step one.");
+    assert_eq!(
+        one_shot(&g, TEXTS[0]).0,
+        "Here is how to build a ***: step one."
+    );
     assert_eq!(
         one_shot(&g, TEXTS[5]).0,
         "my card is [bank_card] and my id [cn_id]."
@@ -114,7 +117,10 @@ fn expected_one_shot_results() {
     let g = guard("block");
     assert_eq!(
         one_shot(&g, TEXTS[0]),
-        ("Here is how to build a ".to_string(), Some("words".to_string()))
+        (
+            "Here is how to build a ".to_string(),
+            Some("words".to_string())
+        )
     );
     assert_eq!(
         one_shot(&g, TEXTS[2]),
@@ -155,7 +161,11 @@ fn harmless_text_flows_with_bounded_delay() {
             .rev()
             .take_while(|c| c.is_ascii_alphanumeric() || "._%+-@".contains(*c))
             .count();
-        assert!(received - sent <= run + 3, "held {} with run {run}", received - sent);
+        assert!(
+            received - sent <= run + 3,
+            "held {} with run {run}",
+            received - sent
+        );
     }
 }
 

@@ -13,6 +13,9 @@ export HEARTH_LLAMA_CPP_SRC="${HEARTH_LLAMA_CPP_SRC:-$(scripts/fetch-llama-cpp.s
 # the files match the sha256 recorded in their goldens).
 "$PY" -m pip install -q --disable-pip-version-check openai pytest prometheus_client jsonschema \
   "gguf==0.19.0" "numpy>=2,<3" >&2
+# Tiny random-weight Qwen models for crates/engine/tests/tiny_models.rs: written once into
+# $HEARTH_CACHE/tiny, then only checked against the sha256 in tests/golden/tiny.
+"$PY" scripts/oracle/gen_tiny.py models >/dev/null
 cargo test --workspace --locked "$@"
 # The official openai SDK against the server: the fake backend and a live SmolLM2.
 "$PY" -m pytest -q crates/server/tests/python

@@ -154,7 +154,9 @@ impl Verdict {
                     "code": "ResponsibleAIPolicyViolation",
                     "content_filter_result": result,
                     "rules": blocking.iter().map(|h| serde_json::json!({
-                        "id": h.rule_id, "kind": h.kind.name(), "score": h.score,
+                        "id": h.rule_id, "kind": h.kind.name(),
+                        // f32 → JSON goes through f64: round so 0.9 is not 0.8999999761581421.
+                        "score": (f64::from(h.score) * 1000.0).round() / 1000.0,
                         "pattern": h.pattern,
                     })).collect::<Vec<_>>(),
                 }

@@ -16,6 +16,9 @@ export HEARTH_LLAMA_CPP_SRC="${HEARTH_LLAMA_CPP_SRC:-$(scripts/fetch-llama-cpp.s
 # Tiny random-weight Qwen models for crates/engine/tests/tiny_models.rs: written once into
 # $HEARTH_CACHE/tiny, then only checked against the sha256 in tests/golden/tiny.
 "$PY" scripts/oracle/gen_tiny.py models >/dev/null
+# Tiny Hugging Face directories for crates/engine/tests/hf_dir.rs (numpy only; transformers is
+# needed just to regenerate the goldens): written once into $HEARTH_CACHE/tiny_hf, then checked.
+"$PY" scripts/oracle/gen_tiny_hf.py models >/dev/null
 cargo test --workspace --locked "$@"
 # The official openai SDK against the server: the fake backend and a live SmolLM2.
 "$PY" -m pytest -q crates/server/tests/python

@@ -11,17 +11,20 @@ architecture we map: LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma
                                                  # tests/golden/tiny_hf/*.json
   python3 scripts/oracle/gen_tiny_hf.py golden   # models, then the goldens (transformers)
 
-Models (not committed; a few hundred KB each; deterministic: weights from numpy's legacy
-RandomState stream, which numpy keeps stable across versions, loaded into the transformers model
-and written by save_pretrained; the tokenizer is built here, not trained, so it does not depend
-on the tokenizers trainer):
+Models (not committed; a few hundred KB each). `models` needs only numpy: every file is written
+here, byte for byte (safetensors header + little-endian data, config.json as transformers 5
+writes it, tokenizer.json), from numpy's legacy RandomState stream, which numpy keeps stable
+across versions, so the sha256 recorded in the goldens hold on any machine. transformers then
+reads these files independently in `golden` (any missing or unexpected weight is an error):
   tiny-llama-f32     untied output, BOS added by the post-processor, llama Q/K in HF row order
   tiny-llama-bf16    the same weights stored as BF16
   tiny-qwen2-f32     q/k/v biases, tied output, sharded into several safetensors + index.json
   tiny-qwen3-f32     per-head QK-norm, head_dim 32 != hidden/heads
   tiny-gemma3-f32    6 layers (5 sliding-window + 1 global), window 8, (1 + w) norms
+Config styles: llama writes rope_theta at the top level (transformers < 5), qwen rope_parameters
+(5.x), gemma3 rope_parameters per layer type.
 Tokenizer: byte-level BPE over 256 byte symbols plus merges learned here by plain counting on a
-fixed English text (ties broken by the pair's text), and ChatML specials; the chat template is
+fixed ASCII text (ties broken by the pair's text), and ChatML specials; the chat template is
 ChatML in tokenizer_config.json.
 
 Goldens (tests/golden/tiny_hf/{model}.json): the sha256 of every file of the directory, and per
@@ -35,7 +38,9 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
+import struct
 import sys
 from collections import Counter
 from pathlib import Path
@@ -83,7 +88,7 @@ CHATML = (
 MODELS = {
     "tiny-llama-f32": dict(arch="llama", dtype="float32"),
     "tiny-llama-bf16": dict(arch="llama", dtype="bfloat16"),
-    "tiny-qwen2-f32": dict(arch="qwen2", dtype="float32", shard="60KB"),
+    "tiny-qwen2-f32": dict(arch="qwen2", dtype="float32", shards=3),
     "tiny-qwen3-f32": dict(arch="qwen3", dtype="float32"),
     "tiny-gemma3-f32": dict(arch="gemma3", dtype="float32"),
 }
@@ -103,12 +108,14 @@ def bytes_to_unicode():
     return dict(zip(bs, map(chr, cs)))
 
 
-def build_tokenizer(add_bos):
+# GPT-2's pre-tokenizer split restricted to ASCII, which is all CORPUS holds.
+ASCII_SPLIT = re.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+""")
+
+
+def tokenizer_json(add_bos):
     """A byte-level BPE tokenizer.json: merges by plain pair counting over CORPUS's words."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, processors
     b2u = bytes_to_unicode()
-    pre = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    words = Counter(w for w, _ in pre.pre_tokenize_str(CORPUS))
+    words = Counter("".join(b2u[b] for b in w.encode()) for w in ASCII_SPLIT.findall(CORPUS))
     seqs = {w: list(w) for w in words}
     vocab = {b2u[b]: i for i, b in enumerate(range(256))}
     merges = []
@@ -121,7 +128,7 @@ def build_tokenizer(add_bos):
         if not pairs:
             break
         best = max(pairs.items(), key=lambda kv: (kv[1], kv[0]))[0]
-        merges.append(best)
+        merges.append(list(best))
         vocab.setdefault(best[0] + best[1], len(vocab))
         for w in words:
             s, out, i = seqs[w], [], 0
@@ -133,59 +140,107 @@ def build_tokenizer(add_bos):
                     out.append(s[i])
                     i += 1
             seqs[w] = out
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
-    tok.pre_tokenizer = pre
-    tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens(SPECIALS)
+    added = []
+    for t in SPECIALS:
+        vocab[t] = len(vocab)
+        added.append({"id": vocab[t], "content": t, "single_word": False, "lstrip": False,
+                      "rstrip": False, "normalized": False, "special": True})
+    post = None
     if add_bos:
-        tok.post_processor = processors.TemplateProcessing(
-            single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))])
-    return tok
+        post = {"type": "TemplateProcessing",
+                "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                           {"Sequence": {"id": "A", "type_id": 0}}],
+                "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                         {"Sequence": {"id": "A", "type_id": 0}},
+                         {"SpecialToken": {"id": "<s>", "type_id": 1}},
+                         {"Sequence": {"id": "B", "type_id": 1}}],
+                "special_tokens": {"<s>": {"id": "<s>", "ids": [vocab["<s>"]], "tokens": ["<s>"]}}}
+    return {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+        "normalizer": None,
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                          "use_regex": True},
+        "post_processor": post,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                    "use_regex": True},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None,
+                  "continuing_subword_prefix": None, "end_of_word_suffix": None,
+                  "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                  "vocab": vocab, "merges": merges},
+    }
 
 
-def config_for(arch, n_vocab):
-    import transformers as tf
-    common = dict(vocab_size=n_vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
-    ids = dict(bos_token_id=None, eos_token_id=SPECIALS.index("<|im_end|>") + 256 + N_MERGES)
+def config_json(arch, n_vocab, eos, bos):
+    c = dict(vocab_size=n_vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+             hidden_act="silu", attention_bias=False, attention_dropout=0.0,
+             bos_token_id=bos, eos_token_id=eos, dtype="float32", use_cache=True)
     if arch == "llama":
-        return tf.LlamaConfig(**common, rms_norm_eps=1e-5, rope_theta=10000.0,
-                              tie_word_embeddings=False, hidden_act="silu")
-    if arch == "qwen2":
-        return tf.Qwen2Config(**common, rms_norm_eps=1e-6, rope_theta=1_000_000.0,
-                              tie_word_embeddings=True)
-    if arch == "qwen3":
-        return tf.Qwen3Config(**common, head_dim=32, rms_norm_eps=1e-6, rope_theta=1_000_000.0,
-                              tie_word_embeddings=True)
-    if arch == "gemma3":
-        c = dict(common, num_hidden_layers=6, num_attention_heads=2, num_key_value_heads=1)
-        return tf.Gemma3TextConfig(**c, head_dim=32, query_pre_attn_scalar=32, sliding_window=8,
-                                   rms_norm_eps=1e-6, rope_theta=1_000_000.0,
-                                   rope_local_base_freq=10000.0, final_logit_softcapping=None,
-                                   attn_logit_softcapping=None, tie_word_embeddings=True,
-                                   hidden_activation="gelu_pytorch_tanh")
-    raise ValueError(arch)
+        # The pre-5.x style: rope_theta and rope_scaling at the top level.
+        c.update(architectures=["LlamaForCausalLM"], model_type="llama", rms_norm_eps=1e-5,
+                 rope_theta=10000.0, rope_scaling=None, tie_word_embeddings=False,
+                 mlp_bias=False, head_dim=16)
+    elif arch in ("qwen2", "qwen3"):
+        c.update(rms_norm_eps=1e-6, tie_word_embeddings=True, use_sliding_window=False,
+                 sliding_window=None,
+                 rope_parameters={"rope_theta": 1_000_000.0, "rope_type": "default"})
+        if arch == "qwen2":
+            c.update(architectures=["Qwen2ForCausalLM"], model_type="qwen2")
+            del c["attention_bias"]  # Qwen2 always has q/k/v biases
+        else:
+            c.update(architectures=["Qwen3ForCausalLM"], model_type="qwen3", head_dim=32)
+    elif arch == "gemma3":
+        del c["hidden_act"]
+        c.update(architectures=["Gemma3ForCausalLM"], model_type="gemma3_text",
+                 num_hidden_layers=6, num_attention_heads=2, num_key_value_heads=1, head_dim=32,
+                 hidden_activation="gelu_pytorch_tanh", query_pre_attn_scalar=32,
+                 sliding_window=8, rms_norm_eps=1e-6, final_logit_softcapping=None,
+                 attn_logit_softcapping=None, tie_word_embeddings=True, pad_token_id=0,
+                 layer_types=["sliding_attention"] * 5 + ["full_attention"],
+                 rope_parameters={
+                     "full_attention": {"rope_theta": 1_000_000.0, "rope_type": "default"},
+                     "sliding_attention": {"rope_theta": 10000.0, "rope_type": "default"}})
+    else:
+        raise ValueError(arch)
+    return c
 
 
-def model_class(arch):
-    import transformers as tf
-    return {"llama": tf.LlamaForCausalLM, "qwen2": tf.Qwen2ForCausalLM,
-            "qwen3": tf.Qwen3ForCausalLM, "gemma3": tf.Gemma3ForCausalLM}[arch]
+def tensor_shapes(arch, c):
+    """Hugging Face names and shapes of every weight (what the transformers model holds)."""
+    d, ff, nv = c["hidden_size"], c["intermediate_size"], c["vocab_size"]
+    hd = c.get("head_dim") or d // c["num_attention_heads"]
+    q, kv = c["num_attention_heads"] * hd, c["num_key_value_heads"] * hd
+    out = [("model.embed_tokens.weight", (nv, d))]
+    for i in range(c["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        out += [(p + "input_layernorm.weight", (d,)),
+                (p + "self_attn.q_proj.weight", (q, d)), (p + "self_attn.k_proj.weight", (kv, d)),
+                (p + "self_attn.v_proj.weight", (kv, d)), (p + "self_attn.o_proj.weight", (d, q))]
+        if arch == "qwen2":
+            out += [(p + "self_attn.q_proj.bias", (q,)), (p + "self_attn.k_proj.bias", (kv,)),
+                    (p + "self_attn.v_proj.bias", (kv,))]
+        if arch in ("qwen3", "gemma3"):
+            out += [(p + "self_attn.q_norm.weight", (hd,)), (p + "self_attn.k_norm.weight", (hd,))]
+        out += [(p + "post_attention_layernorm.weight", (d,)),
+                (p + "mlp.gate_proj.weight", (ff, d)), (p + "mlp.up_proj.weight", (ff, d)),
+                (p + "mlp.down_proj.weight", (d, ff))]
+        if arch == "gemma3":
+            out += [(p + "pre_feedforward_layernorm.weight", (d,)),
+                    (p + "post_feedforward_layernorm.weight", (d,))]
+    out.append(("model.norm.weight", (d,)))
+    if not c["tie_word_embeddings"]:
+        out.append(("lm_head.weight", (nv, d)))
+    return out
 
 
-def fill_weights(model, arch, seed):
-    """Deterministic weights from numpy (not torch's RNG), scaled so logits have clear margins."""
-    import torch
+def random_weights(arch, c, seed):
+    """Deterministic weights, scaled so logits have clear margins (std ~3 after the head)."""
     rng = np.random.RandomState(seed)
-    sd = model.state_dict()
-    new = {}
-    for name in sorted(sd):
-        t = sd[name]
-        shape = tuple(t.shape)
+    w = {}
+    for name, shape in tensor_shapes(arch, c):
         if name.endswith("norm.weight"):
-            # Gemma stores w with (1 + w) applied; the others multiply by w.
-            base = 0.0 if arch == "gemma3" else 1.0
-            v = base + 0.2 * rng.standard_normal(shape)
+            # Gemma's norms multiply by (1 + w), the others by w.
+            v = (0.0 if arch == "gemma3" else 1.0) + 0.2 * rng.standard_normal(shape)
         elif name.endswith(".bias"):
             v = 0.2 * rng.standard_normal(shape)
         elif "embed_tokens" in name:
@@ -194,54 +249,69 @@ def fill_weights(model, arch, seed):
             v = 3.0 * rng.standard_normal(shape) / np.sqrt(shape[1])
         else:
             v = rng.standard_normal(shape) / np.sqrt(shape[1])
-        new[name] = torch.tensor(v.astype(np.float32))
-    model.load_state_dict(new, strict=True)
+        w[name] = v.astype(np.float32)
+    return w
 
 
-def sha256(p):
-    return hashlib.sha256(p.read_bytes()).hexdigest()
+def to_bf16_bits(a):
+    """float32 → bfloat16 bits, round to nearest even (as torch's .to(torch.bfloat16))."""
+    b = a.view(np.uint32).astype(np.uint64)
+    return ((b + 0x7FFF + ((b >> 16) & 1)) >> 16).astype(np.uint16)
 
 
-def dir_hashes(d):
-    return {p.name: sha256(p) for p in sorted(d.iterdir()) if p.is_file()}
+def write_safetensors(path, tensors, dtype):
+    """The safetensors layout: u64 header length, JSON header (8-byte aligned), raw data."""
+    header, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
+    for name in sorted(tensors):
+        a = tensors[name]
+        raw = (to_bf16_bits(a) if dtype == "bfloat16" else a.astype("<f4")).tobytes()
+        header[name] = {"dtype": "BF16" if dtype == "bfloat16" else "F32",
+                        "shape": list(a.shape), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    path.write_bytes(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def write_json(path, obj):
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
 def write_model(name, spec):
-    import torch
-    from transformers import PreTrainedTokenizerFast, GenerationConfig
     arch = spec["arch"]
     out = OUT_DIR / name
     tmp = OUT_DIR / (name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    tok = build_tokenizer(add_bos=arch == "llama")
-    n_vocab = tok.get_vocab_size()
-    cfg = config_for(arch, n_vocab)
-    eos = tok.token_to_id("<|im_end|>")
-    cfg.eos_token_id = eos
-    cfg.bos_token_id = tok.token_to_id("<s>") if arch == "llama" else None
-    torch.manual_seed(0)
-    model = model_class(arch)(cfg).eval()
-    fill_weights(model, arch, SEED + sorted(MODELS).index(name.replace("-bf16", "-f32")))
-    model = model.to(getattr(torch, spec["dtype"]))
-    kw = {"max_shard_size": spec["shard"]} if "shard" in spec else {}
-    model.save_pretrained(tmp, safe_serialization=True, **kw)
-    GenerationConfig(eos_token_id=[eos, tok.token_to_id("<|endoftext|>")],
-                     bos_token_id=cfg.bos_token_id).save_pretrained(tmp)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        bos_token="<s>" if arch == "llama" else None)
-    fast.chat_template = CHATML
-    fast.save_pretrained(tmp)
-    # One place for the template: tokenizer_config.json's chat_template (what older
-    # transformers write and most hub repositories carry).
-    jinja = tmp / "chat_template.jinja"
-    tc_path = tmp / "tokenizer_config.json"
-    tc = json.loads(tc_path.read_text())
-    if jinja.exists():
-        tc["chat_template"] = jinja.read_text()
-        jinja.unlink()
-    tc_path.write_text(json.dumps(tc, indent=2, sort_keys=True) + "\n")
+    tok = tokenizer_json(add_bos=arch == "llama")
+    vocab = tok["model"]["vocab"]
+    eos, bos = vocab["<|im_end|>"], (vocab["<s>"] if arch == "llama" else None)
+    cfg = config_json(arch, len(vocab), eos, bos)
+    cfg["dtype"] = spec["dtype"]
+    weights = random_weights(arch, cfg, SEED + sorted(MODELS).index(name.replace("-bf16", "-f32")))
+    n_shards = spec.get("shards", 1)
+    if n_shards == 1:
+        write_safetensors(tmp / "model.safetensors", weights, spec["dtype"])
+    else:
+        names = sorted(weights)
+        parts = [names[i::n_shards] for i in range(n_shards)]
+        wmap = {}
+        for i, part in enumerate(parts):
+            fname = f"model-{i + 1:05d}-of-{n_shards:05d}.safetensors"
+            write_safetensors(tmp / fname, {k: weights[k] for k in part}, spec["dtype"])
+            wmap.update({k: fname for k in part})
+        size = sum(a.nbytes for a in weights.values())
+        write_json(tmp / "model.safetensors.index.json",
+                   {"metadata": {"total_size": size}, "weight_map": dict(sorted(wmap.items()))})
+    write_json(tmp / "config.json", cfg)
+    write_json(tmp / "generation_config.json",
+               {"bos_token_id": bos, "eos_token_id": [eos, vocab["<|endoftext|>"]]})
+    write_json(tmp / "tokenizer.json", tok)
+    tc = {"bos_token": "<s>" if arch == "llama" else None, "eos_token": "<|im_end|>",
+          "pad_token": "<|endoftext|>", "chat_template": CHATML,
+          "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 512}
+    write_json(tmp / "tokenizer_config.json", tc)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out
@@ -257,10 +327,17 @@ def models(check=True):
         if not d.is_dir() or (want is not None and dir_hashes(d) != want):
             write_model(name, spec)
         if check and want is not None and dir_hashes(d) != want:
-            sys.exit(f"{d}: files differ from the sha256 in {gpath} "
-                     "(different torch/transformers/tokenizers output?); regenerate the goldens")
+            sys.exit(f"{d}: files differ from the sha256 in {gpath}; regenerate the goldens")
         dirs[name] = d
     return dirs
+
+
+def sha256(p):
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def dir_hashes(d):
+    return {p.name: sha256(p) for p in sorted(d.iterdir()) if p.is_file()}
 
 
 def golden():
@@ -269,7 +346,12 @@ def golden():
     GOLDEN.mkdir(parents=True, exist_ok=True)
     for name, d in models(check=False).items():
         tok = AutoTokenizer.from_pretrained(d)
-        model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
+        model, info = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32,
+                                                           output_loading_info=True)
+        bad = {k: v for k, v in info.items() if v}
+        if bad:
+            sys.exit(f"{d}: transformers did not load every weight: {bad}")
+        model.eval()
         eos = set(json.loads((d / "generation_config.json").read_text())["eos_token_id"])
         prompts = []
         for pid, text in PROMPTS:

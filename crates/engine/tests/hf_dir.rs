@@ -8,7 +8,7 @@
 //! position of prompt + greedy continuation, and its greedy continuation, all in float32).
 //!
 //! Covered: llama (untied output, BOS from the post-processor, Q/K in Hugging Face row order so
-//! RoPE must rotate halves), llama with BF16 weights, qwen2 (biases, tied output, 8 shards +
+//! RoPE must rotate halves), llama with BF16 weights, qwen2 (biases, tied output, 3 shards +
 //! index.json), qwen3 (QK-norm, head_dim ≠ hidden/heads), gemma3 (5 sliding + 1 global layers,
 //! window 8 with 68-token prompts, (1 + w) norms).
 
@@ -218,7 +218,7 @@ fn directory_metadata_and_template() {
     assert_eq!(lm.path, dir);
     let f = &lm.file;
     assert!(f.hf().is_some());
-    assert_eq!(f.hf().unwrap().n_files(), 8);
+    assert_eq!(f.hf().unwrap().n_files(), 3);
     assert_eq!(f.get_u64("qwen2.block_count"), Some(2));
     assert_eq!(f.get_u64("qwen2.attention.head_count_kv"), Some(2));
     assert_eq!(f.get_f64("qwen2.rope.freq_base"), Some(1_000_000.0));

@@ -563,6 +563,34 @@ mod tests {
     }
 
     #[test]
+    fn loads_a_file_with_a_relative_words_file() {
+        let dir = std::env::temp_dir().join(format!("hearth-guard-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("words.txt"), "# banned\n违禁词\n\nforbidden\n").unwrap();
+        let path = dir.join("guard.toml");
+        std::fs::write(
+            &path,
+            "[[rule]]\nid = \"list\"\nkind = \"words\"\naction = \"block\"\nwords_file = \"words.txt\"\n",
+        )
+        .unwrap();
+        let g = Guard::from_file(&path).unwrap();
+        assert_eq!(
+            g.check_input(&[("user", "这是违 禁 词")]).action,
+            Action::Block
+        );
+        assert_eq!(
+            g.check_input(&[("user", "FORBIDDEN")]).action,
+            Action::Block
+        );
+        assert_eq!(g.check_input(&[("user", "# banned")]).action, Action::Allow);
+        let e = Guard::from_file(&dir.join("missing.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing.toml"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn default_rules_redact_pii_in_input() {
         let g = Guard::new(Guard::default_rules()).unwrap();
         let v = g.check_input(&[(

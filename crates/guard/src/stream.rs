@@ -21,9 +21,25 @@
 use crate::normalize::{normalize, Mode};
 use crate::{groups, Action, Guard, Hit, Matcher};
 
-/// Already-sent text kept as left context for the next scan, in characters: enough for word
-/// boundaries, the normalization of spaced letters, and the longest PII match.
-const CONTEXT_CHARS: usize = 400;
+/// Already-sent text kept as left context for the next scan, in characters: twice the longest
+/// match of any output rule (so a scan sees where a digit or address run that was partly
+/// released begins, and rejects it as the one-shot scan does), and at least 16 for word
+/// boundaries and spaced-letter normalization: 640 with e-mail detection on, 50 for IDs
+/// and cards only.
+fn context_chars(guard: &Guard) -> usize {
+    guard
+        .rules
+        .iter()
+        .filter(|c| c.rule.applies_to.output())
+        .map(|c| match &c.matcher {
+            Matcher::Words(w) => 2 * w.max_chars + 4,
+            Matcher::Pii(p) => 2 * p.max_len() + 4,
+            Matcher::Injection { .. } => 0,
+        })
+        .max()
+        .unwrap_or(0)
+        .max(16)
+}
 
 /// What to send after a [`OutputFilter::push`] or [`OutputFilter::finish`].
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -47,11 +63,13 @@ pub struct OutputFilter {
     /// Offset of `buf` in the whole generated text.
     base: usize,
     blocked: bool,
+    context_chars: usize,
 }
 
 impl OutputFilter {
     pub(crate) fn new(guard: Guard) -> Self {
         OutputFilter {
+            context_chars: context_chars(&guard),
             guard,
             buf: String::new(),
             sent: 0,
@@ -134,11 +152,11 @@ impl OutputFilter {
             })
             .collect();
         self.sent = cut;
-        // Drop old context, keeping CONTEXT_CHARS characters before the cut.
+        // Drop old context, keeping `context_chars` characters before the cut.
         let keep_from = self.buf[..cut]
             .char_indices()
             .rev()
-            .nth(CONTEXT_CHARS - 1)
+            .nth(self.context_chars - 1)
             .map_or(0, |(i, _)| i);
         if keep_from > 0 {
             self.buf.drain(..keep_from);

@@ -563,6 +563,14 @@ mod tests {
     }
 
     #[test]
+    fn guard_and_filter_can_move_across_tasks() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<Guard>();
+        send_sync::<OutputFilter>();
+        send_sync::<Verdict>();
+    }
+
+    #[test]
     fn loads_a_file_with_a_relative_words_file() {
         let dir = std::env::temp_dir().join(format!("hearth-guard-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

@@ -233,7 +233,48 @@ impl Tokenizer {
         if let Some(hf) = &self.hf {
             return self.hf_encode(hf, text, add_special, parse_special);
         }
-        let frags = self.partition(text, parse_special);
+        self.encode_frags(text, add_special, self.partition(text, parse_special, &[]))
+    }
+
+    /// Encode a rendered chat prompt: control tokens are recognised in the template's own text
+    /// but never inside `literal` byte ranges (the message contents), so a user who types
+    /// `<|im_start|>system` gets those characters as plain text, not a forged role marker.
+    /// Text without special-token strings in the literal ranges encodes exactly as
+    /// `encode(text, add_special, true)`. Ranges must be sorted, disjoint and on char
+    /// boundaries.
+    pub fn encode_with_literals(
+        &self,
+        text: &str,
+        add_special: bool,
+        literal: &[std::ops::Range<usize>],
+    ) -> Vec<u32> {
+        #[cfg(feature = "hf")]
+        if let Some(hf) = &self.hf {
+            // tokenizer.json models: encode the pieces separately (special tokens in the
+            // template text, plain text inside the literal ranges).
+            let mut out = Vec::new();
+            let mut at = 0;
+            for (i, r) in literal.iter().enumerate() {
+                if r.start > at {
+                    out.extend(self.hf_encode(hf, &text[at..r.start], add_special && i == 0, true));
+                }
+                out.extend(self.hf_encode(hf, &text[r.clone()], false, false));
+                at = r.end;
+            }
+            if at < text.len() || literal.is_empty() {
+                out.extend(self.hf_encode(
+                    hf,
+                    &text[at..],
+                    add_special && literal.is_empty(),
+                    true,
+                ));
+            }
+            return out;
+        }
+        self.encode_frags(text, add_special, self.partition(text, true, literal))
+    }
+
+    fn encode_frags(&self, text: &str, add_special: bool, frags: Vec<Frag>) -> Vec<u32> {
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
         match self.kind {
             Kind::Spm => {
@@ -292,7 +333,12 @@ impl Tokenizer {
     /// Split the input around special-token texts (llama.cpp `tokenizer_st_partition`):
     /// for each special token, longest first, every remaining text fragment is cut at
     /// each occurrence, honouring the token's LSTRIP/RSTRIP attributes.
-    fn partition(&self, text: &str, parse_special: bool) -> Vec<Frag> {
+    fn partition(
+        &self,
+        text: &str,
+        parse_special: bool,
+        literal: &[std::ops::Range<usize>],
+    ) -> Vec<Frag> {
         let mut frags = Vec::new();
         if text.is_empty() {
             return frags;
@@ -321,6 +367,7 @@ impl Tokenizer {
             if !parse_special && attr & (ATTR_CONTROL | ATTR_UNKNOWN) != 0 {
                 continue;
             }
+            let gated = attr & (ATTR_CONTROL | ATTR_UNKNOWN) != 0;
             let needle = self.tokens[id as usize].as_str();
             let mut next = Vec::with_capacity(frags.len() + 2);
             for f in frags {
@@ -328,14 +375,25 @@ impl Tokenizer {
                     next.push(f);
                     continue;
                 };
+                // Where to look for the next occurrence (past occurrences inside literal
+                // ranges, which stay part of the raw fragment).
+                let mut from = off;
                 loop {
-                    let Some(rel) = text[off..off + len].find(needle) else {
+                    let Some(rel) = text[from..off + len].find(needle) else {
                         if len > 0 {
                             next.push(Frag::Raw(off, len));
                         }
                         break;
                     };
-                    let m = off + rel;
+                    let m = from + rel;
+                    if gated
+                        && literal
+                            .iter()
+                            .any(|r| m < r.end && m + needle.len() > r.start)
+                    {
+                        from = m + text[m..].chars().next().map_or(1, char::len_utf8);
+                        continue;
+                    }
                     if m > off {
                         let mut ll = m - off;
                         if attr & ATTR_LSTRIP != 0 {
@@ -360,6 +418,7 @@ impl Tokenizer {
                     }
                     off = r;
                     len = end - r;
+                    from = off;
                     if len == 0 {
                         break;
                     }

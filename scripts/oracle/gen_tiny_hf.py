@@ -10,6 +10,10 @@ architecture we map: LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma
                                                  # then checks their sha256 against
                                                  # tests/golden/tiny_hf/*.json
   python3 scripts/oracle/gen_tiny_hf.py golden   # models, then the goldens (transformers)
+  python3 scripts/oracle/gen_tiny_hf.py convert  # models, then llama.cpp's convert_hf_to_gguf.py
+                                                 # (needs torch) on each f32 llama/qwen one, into
+                                                 # $HEARTH_CACHE/tiny_hf/{model}.gguf, for the
+                                                 # ignored GGUF-vs-directory test in hf_dir.rs
 
 Models (not committed; a few hundred KB each). `models` needs only numpy: every file is written
 here, byte for byte (safetensors header + little-endian data, config.json as transformers 5
@@ -392,12 +396,46 @@ def golden():
         print(f"{name}: {len(prompts)} prompts", file=sys.stderr)
 
 
+LLAMA_SRC = Path(os.environ.get(
+    "HEARTH_LLAMA_CPP_SRC",
+    Path.home() / ".cache/hearth/oracle/llama-cpp-python-0.3.36/vendor/llama.cpp"))
+
+# Runs the converter in a child process with two changes that concern only the vocabulary: our
+# tokenizer's hash is not in its table of known pre-tokenizers (it is GPT-2's split), and it
+# would try sentencepiece first (not installed; there is no tokenizer.model).
+CONVERT = """
+import runpy, sys
+src = sys.argv[1]
+sys.path[:0] = [src, src + "/gguf-py"]
+import conversion.base as base
+base.TextModel.get_vocab_base_pre = lambda self, tok: "gpt-2"
+def no_spm(self, *a, **k):
+    raise FileNotFoundError("no tokenizer.model")
+base.TextModel._set_vocab_sentencepiece = no_spm
+sys.argv = ["convert_hf_to_gguf.py"] + sys.argv[2:]
+runpy.run_path(src + "/convert_hf_to_gguf.py", run_name="__main__")
+"""
+
+
+def convert():
+    import subprocess
+    for name, d in models().items():
+        if MODELS[name]["dtype"] != "float32" or MODELS[name]["arch"] == "gemma3":
+            continue
+        out = OUT_DIR / f"{name}.gguf"
+        subprocess.run([sys.executable, "-c", CONVERT, str(LLAMA_SRC), str(d), "--outtype", "f32",
+                        "--outfile", str(out)], check=True, capture_output=True)
+        print(out)
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["models", "golden"])
+    ap.add_argument("what", choices=["models", "golden", "convert"])
     a = ap.parse_args()
     if a.what == "models":
         for n, d in models().items():
             print(d)
+    elif a.what == "convert":
+        convert()
     else:
         golden()

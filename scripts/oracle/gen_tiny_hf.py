@@ -375,7 +375,9 @@ def golden():
                 tops.append({"ids": [int(x) for x in i],
                              "logprobs": [round(float(x), DECIMALS) for x in v]})
             prompts.append({"id": pid, "text": text, "prompt_tokens": ids,
-                            "greedy": seq[len(ids):], "top": tops})
+                            "greedy": seq[len(ids):],
+                            "greedy_text": tok.decode(seq[len(ids):], skip_special_tokens=True),
+                            "top": tops})
         doc = {
             "generator": "scripts/oracle/gen_tiny_hf.py (transformers, float32)",
             "transformers": __import__("transformers").__version__,

@@ -103,7 +103,11 @@ fn find_gguf(dir: &Path) -> Result<PathBuf, EngineError> {
     match ggufs.len() {
         1 => Ok(ggufs.remove(0)),
         0 => Err(invalid("neither a Hugging Face model directory (config.json and *.safetensors) nor a directory with a .gguf file".into())),
-        _ => Err(invalid(format!("several .gguf files, name one: {:?}", ggufs))),
+        n => Err(invalid(format!(
+            "{n} .gguf files, name one: {:?}{}",
+            &ggufs[..n.min(4)],
+            if n > 4 { ", …" } else { "" }
+        ))),
     }
 }
 

@@ -201,6 +201,22 @@ pub enum BackendError {
     Internal(String),
 }
 
+/// How a model's conversations are written and its output read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChatFormat {
+    /// The model's own (Jinja) chat template via [`Backend::apply_chat_template`]; output is
+    /// plain text, with Hermes `<tool_call>` blocks when the request has tools.
+    #[default]
+    Jinja,
+    /// OpenAI's harmony format (gpt-oss): the server renders the prompt with
+    /// `hearth-harmony` and parses the output into reasoning / content / tool calls. The
+    /// backend must then emit harmony's special tokens (`<|channel|>`, `<|message|>`,
+    /// `<|return|>`, `<|call|>`, ...) as their literal text in `Token` events, because the
+    /// parser reads the message structure from them, and must end the generation at
+    /// `<|return|>` / `<|call|>` (the server also stops there, should a backend not).
+    Harmony,
+}
+
 /// The engine as the HTTP layer sees it. Synchronous methods may be CPU-bound
 /// (tokenizing a long prompt, rendering a template): the server calls them on
 /// tokio's blocking pool, never on the async workers.
@@ -245,6 +261,12 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         req: GenerateRequest,
     ) -> Result<mpsc::UnboundedReceiver<GenerateEvent>, BackendError>;
+
+    /// The chat format of `model` (unknown models: [`ChatFormat::Jinja`]; the request then
+    /// fails on its model lookup anyway).
+    fn chat_format(&self, _model: &str) -> ChatFormat {
+        ChatFormat::Jinja
+    }
 
     /// Load figures for `/metrics`.
     fn stats(&self) -> BackendStats {

@@ -16,8 +16,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::backend::{
-    Backend, BackendError, BackendStats, FinishReason, GenerateEvent, GenerateRequest, ModelCard,
-    TokenLogprob, TopLogprob,
+    Backend, BackendError, BackendStats, ChatFormat, FinishReason, GenerateEvent, GenerateRequest,
+    ModelCard, TokenLogprob, TopLogprob,
 };
 
 pub const BOS: u32 = 256;
@@ -42,6 +42,9 @@ pub struct FakeConfig {
     pub fail_after: Option<usize>,
     /// When set, `health()` reports this reason.
     pub unhealthy: Option<String>,
+    /// What [`Backend::chat_format`] reports: `Harmony` makes the server render harmony
+    /// prompts and parse the `script` as harmony output (write its special tokens literally).
+    pub chat_format: ChatFormat,
 }
 
 impl Default for FakeConfig {
@@ -55,6 +58,7 @@ impl Default for FakeConfig {
             capacity: 64,
             fail_after: None,
             unhealthy: None,
+            chat_format: ChatFormat::Jinja,
         }
     }
 }
@@ -282,6 +286,10 @@ impl Backend for FakeBackend {
             }
         });
         Ok(rx)
+    }
+
+    fn chat_format(&self, _model: &str) -> ChatFormat {
+        self.config.chat_format
     }
 
     fn health(&self) -> Result<(), String> {

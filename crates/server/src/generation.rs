@@ -12,6 +12,8 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
+use hearth_harmony::{EndReason, HarmonyEvent, HarmonyParser};
+
 use crate::backend::{FinishReason, GenerateEvent, TokenLogprob};
 use crate::metrics::Metrics;
 use crate::stop::{Matcher, Step};
@@ -44,6 +46,17 @@ pub enum ChoiceEvent {
     },
     /// Parsed Hermes tool calls (sent once, just before `Finished`).
     ToolCalls(Vec<ToolCall>),
+    /// Harmony: chain-of-thought text (`analysis` channel), never mixed into content.
+    Reasoning(String),
+    /// Harmony: tool call number `index` of this choice begins (a `commentary` message
+    /// addressed `to=functions.NAME`).
+    ToolCallStart {
+        index: usize,
+        id: String,
+        name: String,
+    },
+    /// Harmony: more argument text for tool call `index`.
+    ToolCallArgs { index: usize, arguments: String },
     Finished {
         reason: Finish,
         completion_tokens: usize,
@@ -59,6 +72,8 @@ pub struct Choice {
     tool_trigger: Option<Matcher>,
     /// Everything from `<tool_call>` on, kept until the end to be parsed.
     tool_buffer: Option<String>,
+    /// Harmony output is parsed instead of watched for Hermes blocks.
+    harmony: Option<HarmonyState>,
     /// Logprobs of tokens whose text is still held back.
     pending_logprobs: Vec<TokenLogprob>,
     max_tokens: usize,
@@ -88,6 +103,7 @@ impl Choice {
             stop: Matcher::new(stop),
             tool_trigger: parse_tools.then(|| Matcher::new([toolcall::OPEN.to_string()])),
             tool_buffer: None,
+            harmony: None,
             pending_logprobs: Vec::new(),
             max_tokens,
             completion_tokens: 0,
@@ -99,6 +115,21 @@ impl Choice {
             id: String::new(),
             last_token: None,
         }
+    }
+
+    /// Read the output as harmony (gpt-oss): `analysis` → [`ChoiceEvent::Reasoning`],
+    /// `final` → `Delta`, `to=functions.NAME` messages → `ToolCallStart`/`ToolCallArgs`; the
+    /// generation ends at `<|return|>` / `<|call|>` (the latter: `tool_calls`). Replaces the
+    /// Hermes watcher.
+    pub fn with_harmony(mut self) -> Self {
+        self.tool_trigger = None;
+        self.harmony = Some(HarmonyState {
+            parser: HarmonyParser::with_role("assistant"),
+            calls: 0,
+            open_call: false,
+            ended_with_call: false,
+        });
+        self
     }
 
     /// Next piece for the client; `None` after `Finished` or `Error`.
@@ -136,6 +167,17 @@ impl Choice {
                     c.logprobs.extend(logprobs);
                 }
                 ChoiceEvent::ToolCalls(calls) => c.tool_calls = calls,
+                ChoiceEvent::Reasoning(r) => c.reasoning.push_str(&r),
+                ChoiceEvent::ToolCallStart { id, name, .. } => c.tool_calls.push(ToolCall {
+                    id,
+                    name,
+                    arguments: String::new(),
+                }),
+                ChoiceEvent::ToolCallArgs { index, arguments } => {
+                    if let Some(call) = c.tool_calls.get_mut(index) {
+                        call.arguments.push_str(&arguments);
+                    }
+                }
                 ChoiceEvent::Finished {
                     reason,
                     completion_tokens,
@@ -167,6 +209,10 @@ impl Choice {
                 return self.finish_inner(Finish::Stop, false);
             }
         }
+        if self.done {
+            // Harmony `<|return|>` / `<|call|>` ended it inside `route`.
+            return;
+        }
         // The backend should stop at max_tokens itself; don't rely on it.
         if self.completion_tokens >= self.max_tokens {
             self.finish(Finish::Length);
@@ -175,6 +221,19 @@ impl Choice {
 
     /// Send stop-checked text to the client, or into the tool-call buffer.
     fn route(&mut self, text: String) {
+        if let Some(h) = self.harmony.as_mut() {
+            let events = h.parser.push_text(&text);
+            if let Some(end) = self.on_harmony(events) {
+                let reason = if end == EndReason::Call {
+                    Finish::ToolCalls
+                } else {
+                    Finish::Stop
+                };
+                // Whatever the backend sends after the end token is not part of the answer.
+                self.finish_inner(reason, false);
+            }
+            return;
+        }
         if let Some(buf) = self.tool_buffer.as_mut() {
             buf.push_str(&text);
             return;
@@ -188,6 +247,54 @@ impl Choice {
             }
         };
         self.emit(text);
+    }
+
+    /// Queue the client events for parsed harmony output; returns the end token
+    /// (`<|return|>` / `<|call|>`) when one arrived.
+    fn on_harmony(&mut self, events: Vec<HarmonyEvent>) -> Option<EndReason> {
+        let mut end = None;
+        for ev in events {
+            let Some(h) = self.harmony.as_mut() else {
+                break;
+            };
+            match ev {
+                HarmonyEvent::MessageStart(_) => {}
+                HarmonyEvent::ReasoningDelta(r) => {
+                    if !r.is_empty() {
+                        self.queue.push_back(ChoiceEvent::Reasoning(r));
+                    }
+                }
+                HarmonyEvent::ContentDelta(t) => self.emit(t),
+                HarmonyEvent::ToolCallStart { name, .. } => {
+                    let index = h.calls;
+                    h.calls += 1;
+                    h.open_call = true;
+                    self.queue.push_back(ChoiceEvent::ToolCallStart {
+                        index,
+                        id: crate::ids::tool_call_id(),
+                        name,
+                    });
+                }
+                HarmonyEvent::ToolCallArgsDelta(a) => {
+                    if !a.is_empty() && h.calls > 0 {
+                        self.queue.push_back(ChoiceEvent::ToolCallArgs {
+                            index: h.calls - 1,
+                            arguments: a,
+                        });
+                    }
+                }
+                HarmonyEvent::MessageEnd(r) => {
+                    if r == EndReason::Call && h.open_call {
+                        h.ended_with_call = true;
+                    }
+                    h.open_call = false;
+                    if matches!(r, EndReason::Return | EndReason::Call) && end.is_none() {
+                        end = Some(r);
+                    }
+                }
+            }
+        }
+        end
     }
 
     fn emit(&mut self, text: String) {
@@ -206,9 +313,27 @@ impl Choice {
     }
 
     fn finish_inner(&mut self, mut reason: Finish, flush_stop: bool) {
+        if self.done {
+            return;
+        }
         if flush_stop {
             let held = self.stop.flush();
             self.route(held);
+            if self.done {
+                return;
+            }
+        }
+        if let Some(mut h) = self.harmony.take() {
+            let open_before = h.open_call;
+            let events = h.parser.finish();
+            self.harmony = Some(h);
+            self.on_harmony(events);
+            let h = self.harmony.as_ref().expect("just put back");
+            // `<|call|>`, or a backend that ended (EOG) a tool-call message without showing
+            // its end token: the client must run the tool. Cut by max_tokens: `length`.
+            if h.ended_with_call || (open_before && reason == Finish::Stop) {
+                reason = Finish::ToolCalls;
+            }
         }
         if let Some(trigger) = self.tool_trigger.as_mut() {
             let held = trigger.flush();
@@ -277,10 +402,23 @@ impl Drop for Choice {
     }
 }
 
+/// Harmony parsing state of one choice.
+struct HarmonyState {
+    parser: HarmonyParser,
+    /// Tool calls started so far (the next one's index).
+    calls: usize,
+    /// A tool-call message is open (started, not yet ended).
+    open_call: bool,
+    /// The generation ended with `<|call|>` closing a tool call.
+    ended_with_call: bool,
+}
+
 /// A finished choice, for non-streaming responses.
 #[derive(Debug, Default)]
 pub struct Collected {
     pub text: String,
+    /// Harmony reasoning (`analysis` channel); empty for other formats.
+    pub reasoning: String,
     pub logprobs: Vec<TokenLogprob>,
     pub tool_calls: Vec<ToolCall>,
     pub finish: Option<Finish>,

@@ -3,8 +3,8 @@
 //! only uses the engine's public API (tokenizer, template, scheduler), never tensors.
 
 use crate::backend::{
-    Backend, BackendError, BackendStats, FinishReason, GenerateEvent, GenerateRequest, KvStats,
-    ModelCard, OutputConstraints, TokenLogprob, TopLogprob,
+    Backend, BackendError, BackendStats, ChatFormat, FinishReason, GenerateEvent, GenerateRequest,
+    KvStats, ModelCard, OutputConstraints, TokenLogprob, TopLogprob,
 };
 use hearth_constrain::{ConstrainError, ConstraintFactory, ToolChoice};
 use hearth_engine::sample::TokenConstraint;
@@ -200,14 +200,41 @@ fn tool_calls_as_content(mut m: Message) -> Message {
 struct Sink {
     tx: mpsc::UnboundedSender<GenerateEvent>,
     lm: Arc<LoadedModel>,
+    /// Harmony models: the engine's stream decoder skips special tokens, but the server's
+    /// harmony parser reads the message structure from them, so their text is put back here.
+    harmony: bool,
+}
+
+/// [`ChatFormat::Harmony`] for gpt-oss (by architecture, or a template that writes harmony's
+/// `<|channel|>` token, e.g. a fine-tune under another architecture name).
+fn chat_format_of(lm: &LoadedModel) -> ChatFormat {
+    let arch = lm.file.architecture().unwrap_or("");
+    let template = lm.template_source.as_deref().unwrap_or("");
+    if arch == "gpt-oss" || template.contains(hearth_harmony::tokens::CHANNEL) {
+        ChatFormat::Harmony
+    } else {
+        ChatFormat::Jinja
+    }
 }
 
 impl EventSink for Sink {
     fn send(&mut self, e: Event) -> bool {
         let ev = match e {
-            Event::Token { id, text, logprob } => GenerateEvent::Token {
+            Event::Token {
                 id,
-                text,
+                mut text,
+                logprob,
+            } => GenerateEvent::Token {
+                id,
+                text: {
+                    // The decoder appended nothing for a special token (pending UTF-8 bytes
+                    // it flushes come first), and the EOG token (`<|return|>`/`<|call|>`)
+                    // too: the parser needs it to tell a final answer from a tool call.
+                    if self.harmony && self.lm.tokenizer.is_special(id) {
+                        text.push_str(self.lm.tokenizer.token_text(id));
+                    }
+                    text
+                },
                 logprob: logprob.map(|(lp, top)| TokenLogprob {
                     logprob: lp,
                     bytes: self.lm.tokenizer.token_bytes(id),
@@ -352,6 +379,7 @@ impl Backend for LocalBackend {
             sink: Box::new(Sink {
                 tx,
                 lm: m.lm.clone(),
+                harmony: chat_format_of(&m.lm) == ChatFormat::Harmony,
             }),
         };
         m.scheduler.submit(r).map_err(|e| match e {
@@ -369,6 +397,12 @@ impl Backend for LocalBackend {
             SubmitError::Stopped => BackendError::Internal("the engine has stopped".into()),
         })?;
         Ok(rx)
+    }
+
+    fn chat_format(&self, model: &str) -> ChatFormat {
+        self.model(model)
+            .map(|m| chat_format_of(&m.lm))
+            .unwrap_or_default()
     }
 
     fn stats(&self) -> BackendStats {

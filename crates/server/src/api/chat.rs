@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::common::{self, Launch, SamplingFields, StopParam, StreamOptions};
-use crate::backend::{OutputConstraints, TokenLogprob};
+use crate::backend::{ChatFormat, OutputConstraints, TokenLogprob};
 use crate::error::{ApiError, ApiResult};
 use crate::generation::{Choice, ChoiceEvent, Collected};
 use crate::ids;
@@ -51,6 +51,9 @@ pub struct ChatCompletionRequest {
     pub min_p: Option<f32>,
     pub repetition_penalty: Option<f32>,
     pub chat_template_kwargs: Option<Map<String, Value>>,
+    /// Harmony (gpt-oss) models: `low` | `medium` (default) | `high`, written into the
+    /// system message. Ignored for other models, as OpenAI ignores it for non-reasoning ones.
+    pub reasoning_effort: Option<String>,
 }
 
 pub async fn handler(
@@ -127,14 +130,28 @@ async fn handle(state: &SharedState, req: ChatCompletionRequest) -> ApiResult<Re
         (None, m) => ("max_tokens", m),
     };
 
+    let harmony = state.backend.chat_format(&card.id) == ChatFormat::Harmony;
+    let effort = match (harmony, req.reasoning_effort.as_deref()) {
+        (true, Some(e)) => hearth_harmony::ReasoningEffort::parse(e).map_err(|_| {
+            ApiError::invalid_param(
+                "reasoning_effort",
+                format!("`reasoning_effort` must be one of low, medium, high, got {e:?}."),
+            )
+        })?,
+        _ => hearth_harmony::ReasoningEffort::default(),
+    };
+
     // Template + tokenize on the blocking pool.
     let model = card.id.clone();
     let extra = req.chat_template_kwargs.clone().unwrap_or_default();
     let tools_for_template = tools.clone();
     let prompt_tokens = state
         .blocking(move |b| {
-            let text =
-                b.apply_chat_template(&model, &messages, tools_for_template.as_ref(), &extra)?;
+            let text = if harmony {
+                render_harmony(&messages, tools_for_template.as_ref(), effort)?
+            } else {
+                b.apply_chat_template(&model, &messages, tools_for_template.as_ref(), &extra)?
+            };
             // The rendered template already holds BOS etc. where the model
             // wants them (Hugging Face tokenizes chat prompts with
             // add_special_tokens=False for this reason).
@@ -161,7 +178,9 @@ async fn handle(state: &SharedState, req: ChatCompletionRequest) -> ApiResult<Re
             tool_choice: req.tool_choice.clone(),
         },
         stop,
-        parse_tools,
+        // Harmony output names its tool calls itself (`to=functions.NAME`).
+        parse_tools: parse_tools && !harmony,
+        harmony,
         started,
     };
     let choices = common::launch(state, &launch, std::slice::from_ref(&prompt_tokens), n)?;
@@ -186,6 +205,22 @@ async fn handle(state: &SharedState, req: ChatCompletionRequest) -> ApiResult<Re
         };
         Ok(Json(ctx.response(collected)?).into_response())
     }
+}
+
+/// The harmony prompt for a gpt-oss model (the crate's `Flavor::Harmony`: what the reference
+/// renderer writes), ending in `<|start|>assistant`. Its errors name the message or tool.
+pub(crate) fn render_harmony(
+    messages: &[Value],
+    tools: Option<&Value>,
+    reasoning_effort: hearth_harmony::ReasoningEffort,
+) -> Result<String, crate::backend::BackendError> {
+    let opts = hearth_harmony::RenderOptions {
+        tools: tools.and_then(Value::as_array).cloned().unwrap_or_default(),
+        reasoning_effort,
+        ..Default::default()
+    };
+    hearth_harmony::render_chat(messages, &opts)
+        .map_err(|e| crate::backend::BackendError::BadRequest(format!("harmony: {e}")))
 }
 
 /// Flatten content parts to text and check roles, so templates only ever see
@@ -350,6 +385,11 @@ impl Ctx {
                 };
                 message["tool_calls"] = tool_calls_json(&c.tool_calls, false);
             }
+            if !c.reasoning.is_empty() {
+                // vLLM's / DeepSeek's field for reasoning models (not in OpenAI's schema:
+                // the SDK keeps it in `model_extra`).
+                message["reasoning_content"] = c.reasoning.into();
+            }
             choices.push(json!({
                 "index": index,
                 "message": message,
@@ -453,6 +493,26 @@ impl common::StreamFormat for Ctx {
             ChoiceEvent::ToolCalls(calls) => self.chunk(
                 i,
                 json!({"tool_calls": tool_calls_json(&calls, true)}),
+                Value::Null,
+                None,
+            ),
+            ChoiceEvent::Reasoning(r) => {
+                self.chunk(i, json!({"reasoning_content": r}), Value::Null, None)
+            }
+            ChoiceEvent::ToolCallStart { index, id, name } => self.chunk(
+                i,
+                json!({"tool_calls": [{
+                    "index": index,
+                    "id": id,
+                    "type": "function",
+                    "function": {"name": name, "arguments": ""},
+                }]}),
+                Value::Null,
+                None,
+            ),
+            ChoiceEvent::ToolCallArgs { index, arguments } => self.chunk(
+                i,
+                json!({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]}),
                 Value::Null,
                 None,
             ),

@@ -216,6 +216,8 @@ pub struct Launch {
     pub constraints: OutputConstraints,
     pub stop: Vec<String>,
     pub parse_tools: bool,
+    /// Parse the output as harmony (gpt-oss) instead of plain text + Hermes tool calls.
+    pub harmony: bool,
     pub started: Instant,
 }
 
@@ -246,18 +248,21 @@ pub fn launch(
             };
             let id = req.request_id.clone();
             let rx = state.backend.generate(req)?;
-            choices.push(
-                Choice::new(
-                    rx,
-                    l.stop.clone(),
-                    l.parse_tools,
-                    l.max_tokens,
-                    state.metrics.clone(),
-                    l.model.clone(),
-                    l.started,
-                )
-                .with_id(id),
-            );
+            let choice = Choice::new(
+                rx,
+                l.stop.clone(),
+                l.parse_tools,
+                l.max_tokens,
+                state.metrics.clone(),
+                l.model.clone(),
+                l.started,
+            )
+            .with_id(id);
+            choices.push(if l.harmony {
+                choice.with_harmony()
+            } else {
+                choice
+            });
         }
     }
     Ok(choices)

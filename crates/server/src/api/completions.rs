@@ -231,6 +231,7 @@ async fn handle(state: &SharedState, req: CompletionRequest) -> ApiResult<Respon
         constraints: OutputConstraints::default(),
         stop,
         parse_tools: false,
+        harmony: false,
         started,
     };
     let prompt_ids: Vec<Vec<u32>> = tokenized.iter().map(|(ids, _, _)| ids.clone()).collect();
@@ -440,7 +441,11 @@ impl common::StreamFormat for Streaming {
                 Some(self.ctx.chunk(i, "", Value::Null, Some(reason.as_str())))
             }
             // Tool calls are a chat-only feature; errors are handled by the driver.
-            ChoiceEvent::ToolCalls(_) | ChoiceEvent::Error(_) => None,
+            ChoiceEvent::ToolCalls(_)
+            | ChoiceEvent::Reasoning(_)
+            | ChoiceEvent::ToolCallStart { .. }
+            | ChoiceEvent::ToolCallArgs { .. }
+            | ChoiceEvent::Error(_) => None,
         }
     }
 

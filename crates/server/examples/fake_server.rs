@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run -p hearth-server --example fake_server -- --port 8080 \
-//!     [--script TEXT] [--eos-after N] [--delay-ms N] [--capacity N] [--context N]
+//!     [--script TEXT] [--eos-after N] [--delay-ms N] [--capacity N] [--context N] [--harmony]
 //! ```
 //! Prints `listening on http://ADDR` once bound (`--port 0` picks a free port).
 
@@ -34,6 +34,8 @@ async fn main() -> anyhow::Result<()> {
             }
             "--capacity" => cfg.capacity = value()?.parse().context("--capacity")?,
             "--context" => cfg.context_length = value()?.parse().context("--context")?,
+            // Report the harmony (gpt-oss) chat format: the script is harmony output.
+            "--harmony" => cfg.chat_format = hearth_server::backend::ChatFormat::Harmony,
             other => bail!("unknown flag {other}"),
         }
     }

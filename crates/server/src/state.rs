@@ -18,6 +18,8 @@ pub struct AppState {
     /// (streams with an in-band error, others with 503). Needed because the
     /// HTTP connections run on their own tasks and outlive the accept loop.
     pub abort: tokio::sync::watch::Sender<bool>,
+    /// `/v1/responses` conversations kept for `previous_response_id` (bounded LRU).
+    pub responses: std::sync::Mutex<crate::api::responses::ResponseStore>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -30,6 +32,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             draining: AtomicBool::new(false),
             abort: tokio::sync::watch::channel(false).0,
+            responses: crate::api::responses::new_store(),
         }
     }
 

@@ -6,6 +6,7 @@ pub mod completions;
 pub mod health;
 pub mod metrics;
 pub mod models;
+pub mod responses;
 pub mod tokenize;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub(crate) fn router_with_state(state: SharedState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::handler))
         .route("/v1/completions", post(completions::handler))
+        .route("/v1/responses", post(responses::handler))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::get))
         .route("/health", get(health::health))

@@ -142,3 +142,93 @@ def test_streamed_tool_call(call_client):
     assert calls[0]["id"].startswith("call_")
     assert json.loads(calls[0]["args"]) == {"city": "Paris"}
     assert finish == "tool_calls"
+
+
+# ---- Responses API (`client.responses.create`) ----
+
+RESP_TOOLS = [
+    {
+        "type": "function",
+        "name": "get_weather",
+        "description": "Current weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    }
+]
+
+
+def test_responses_text_and_reasoning(answer_client):
+    r = answer_client.responses.create(
+        model=MODEL, input="hi", instructions="Be brief.", reasoning={"effort": "low"}
+    )
+    assert r.object == "response"
+    assert r.status == "completed"
+    assert r.output_text == "Hello there!"
+    kinds = [item.type for item in r.output]
+    assert kinds == ["reasoning", "message"]
+    assert r.output[0].content[0].text == "User says hi. Respond."
+    assert r.usage.output_tokens == len(ANSWER)  # one byte per token in the fake
+    assert r.usage.total_tokens == r.usage.input_tokens + r.usage.output_tokens
+
+
+def test_responses_previous_response_id(answer_client):
+    first = answer_client.responses.create(model=MODEL, input="hi")
+    second = answer_client.responses.create(
+        model=MODEL, input="and again?", previous_response_id=first.id
+    )
+    assert second.previous_response_id == first.id
+    assert second.output_text == "Hello there!"
+    # The first turn's messages reached the prompt: it is longer than a fresh one.
+    fresh = answer_client.responses.create(model=MODEL, input="and again?")
+    assert second.usage.input_tokens > fresh.usage.input_tokens
+    with pytest.raises(openai.BadRequestError) as e:
+        answer_client.responses.create(model=MODEL, input="x", previous_response_id="resp_nope")
+    assert e.value.body["param"] == "previous_response_id"
+    with pytest.raises(openai.BadRequestError) as e:
+        answer_client.responses.create(model=MODEL, input="x", reasoning={"effort": "max"})
+    assert e.value.body["param"] == "reasoning.effort"
+
+
+def test_responses_stream(answer_client):
+    types, reasoning, text = [], "", ""
+    with answer_client.responses.stream(model=MODEL, input="hi") as stream:
+        for ev in stream:
+            types.append(ev.type)
+            if ev.type == "response.reasoning_text.delta":
+                reasoning += ev.delta
+            elif ev.type == "response.output_text.delta":
+                text += ev.delta
+        final = stream.get_final_response()
+    assert types[0] == "response.created"
+    assert types[-1] == "response.completed"
+    assert reasoning == "User says hi. Respond."
+    assert text == "Hello there!"
+    assert final.output_text == "Hello there!"
+    # Also the raw iterator of `create(stream=True)`, sequence numbers in order.
+    seqs = [ev.sequence_number for ev in answer_client.responses.create(model=MODEL, input="hi", stream=True)]
+    assert seqs == list(range(len(seqs)))
+
+
+def test_responses_function_call_round_trip(call_client):
+    r = call_client.responses.create(model=MODEL, input="Weather in Paris?", tools=RESP_TOOLS)
+    calls = [item for item in r.output if item.type == "function_call"]
+    assert len(calls) == 1
+    assert calls[0].name == "get_weather"
+    assert json.loads(calls[0].arguments) == {"city": "Paris"}
+    assert calls[0].call_id.startswith("call_")
+    # Agent loop: send the output back with the result, as items.
+    follow = call_client.responses.create(
+        model=MODEL,
+        previous_response_id=r.id,
+        input=[{"type": "function_call_output", "call_id": calls[0].call_id, "output": '{"t": 20}'}],
+        tools=RESP_TOOLS,
+    )
+    assert follow.status == "completed"
+    # Streamed arguments.
+    args = ""
+    with call_client.responses.stream(model=MODEL, input="Weather?", tools=RESP_TOOLS) as stream:
+        for ev in stream:
+            if ev.type == "response.function_call_arguments.delta":
+                args += ev.delta
+        final = stream.get_final_response()
+    assert json.loads(args) == {"city": "Paris"}
+    assert [i.type for i in final.output] == ["reasoning", "function_call"]

@@ -232,3 +232,61 @@ async fn jinja_models_ignore_reasoning_effort() {
         .get("reasoning_content")
         .is_none());
 }
+
+#[tokio::test]
+async fn responses_api_renders_history_and_tool_results() {
+    let s = TestServer::start(harmony(TOOL_CALL)).await;
+    let tools = json!([{"type": "function", "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]);
+    let body = json!({"model": "fake-model", "input": "Weather in Paris?", "tools": tools,
+        "instructions": "Answer in French.", "reasoning": {"effort": "high"}});
+    let (status, _, r) = s.post("/v1/responses", &body).await;
+    assert_eq!(status, 200, "{r}");
+    let prompt = last_prompt(&s);
+    assert!(prompt.contains("\nReasoning: high\n"), "{prompt}");
+    assert!(
+        prompt.contains("# Instructions\n\nAnswer in French."),
+        "{prompt}"
+    );
+    let out = r["output"].as_array().unwrap();
+    assert_eq!(out[0]["type"], "reasoning");
+    assert_eq!(out[1]["type"], "function_call");
+    let call_id = out[1]["call_id"].as_str().unwrap();
+
+    let body = json!({"model": "fake-model", "previous_response_id": r["id"], "tools": tools,
+        "input": [{"type": "function_call_output", "call_id": call_id, "output": "{\"temp\":20}"}]});
+    let (status, _, r2) = s.post("/v1/responses", &body).await;
+    assert_eq!(status, 200, "{r2}");
+    let prompt = last_prompt(&s);
+    // The stored turn (its reasoning kept: the tool-call turn is still in progress), then the
+    // tool result; instructions are not carried over, as in OpenAI's API.
+    assert!(
+        prompt.contains("<|start|>user<|message|>Weather in Paris?<|end|>"),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("<|channel|>analysis<|message|>Need the weather.<|end|>"),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("<|message|>{\"city\":\"Paris\"}<|call|>"),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>{\"temp\":20}<|end|>"),
+        "{prompt}"
+    );
+    assert!(!prompt.contains("Answer in French."), "{prompt}");
+
+    // A Jinja model goes through the same endpoint with its template.
+    let s = TestServer::start(scripted("ok")).await;
+    let (status, _, r) = s
+        .post(
+            "/v1/responses",
+            &json!({"model": "fake-model", "input": "hi"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["output"][0]["content"][0]["text"], "ok");
+    assert_eq!(r["status"], "completed");
+}

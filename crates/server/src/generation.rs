@@ -223,14 +223,11 @@ impl Choice {
     fn route(&mut self, text: String) {
         if let Some(h) = self.harmony.as_mut() {
             let events = h.parser.push_text(&text);
-            if let Some(end) = self.on_harmony(events) {
-                let reason = if end == EndReason::Call {
-                    Finish::ToolCalls
-                } else {
-                    Finish::Stop
-                };
+            if self.on_harmony(events).is_some() {
                 // Whatever the backend sends after the end token is not part of the answer.
-                self.finish_inner(reason, false);
+                // `finish_inner` turns this into `tool_calls` when `<|call|>` closed a call
+                // (a stray `<|call|>` after a final answer stays `stop`).
+                self.finish_inner(Finish::Stop, false);
             }
             return;
         }
@@ -260,6 +257,9 @@ impl Choice {
             match ev {
                 HarmonyEvent::MessageStart(_) => {}
                 HarmonyEvent::ReasoningDelta(r) => {
+                    // Logprobs are reported for content only (as OpenAI's reasoning models
+                    // do): the reasoning tokens' must not ride on the next content delta.
+                    self.pending_logprobs.clear();
                     if !r.is_empty() {
                         self.queue.push_back(ChoiceEvent::Reasoning(r));
                     }
@@ -276,6 +276,7 @@ impl Choice {
                     });
                 }
                 HarmonyEvent::ToolCallArgsDelta(a) => {
+                    self.pending_logprobs.clear();
                     if !a.is_empty() && h.calls > 0 {
                         self.queue.push_back(ChoiceEvent::ToolCallArgs {
                             index: h.calls - 1,
@@ -514,6 +515,79 @@ mod tests {
         let (c, _) = run(evs, &[], true, 100).await;
         assert_eq!(c.text, "<tool_call>{oops</tool_call>");
         assert_eq!(c.finish, Some(Finish::Stop));
+    }
+
+    async fn run_harmony(events: Vec<GenerateEvent>, max_tokens: usize) -> Collected {
+        let (tx, rx) = mpsc::unbounded_channel();
+        for e in events {
+            tx.send(e).unwrap();
+        }
+        Choice::new(
+            rx,
+            vec![],
+            false,
+            max_tokens,
+            Arc::new(Metrics::default()),
+            "m".into(),
+            Instant::now(),
+        )
+        .with_harmony()
+        .collect()
+        .await
+    }
+
+    #[tokio::test]
+    async fn harmony_finish_reasons() {
+        let done = || GenerateEvent::Done {
+            finish_reason: FinishReason::Stop,
+        };
+        // A call closed by <|call|>: tool_calls.
+        let c = run_harmony(
+            vec![
+                tok("<|channel|>commentary to=functions.f <|constrain|>json<|message|>"),
+                tok("{\"a\":1}"),
+                tok("<|call|>"),
+                done(),
+            ],
+            100,
+        )
+        .await;
+        assert_eq!(c.finish, Some(Finish::ToolCalls));
+        assert_eq!(c.tool_calls[0].name, "f");
+        assert_eq!(c.tool_calls[0].arguments, "{\"a\":1}");
+        // A backend that hides the EOG token's text: the open call still counts.
+        let c = run_harmony(
+            vec![
+                tok("<|channel|>commentary to=functions.f<|message|>{}"),
+                done(),
+            ],
+            100,
+        )
+        .await;
+        assert_eq!(c.finish, Some(Finish::ToolCalls));
+        // A stray <|call|> after a final answer is not a tool call.
+        let c = run_harmony(
+            vec![
+                tok("<|channel|>final<|message|>hi<|end|>"),
+                tok("<|call|>"),
+                done(),
+            ],
+            100,
+        )
+        .await;
+        assert_eq!((c.text.as_str(), c.finish), ("hi", Some(Finish::Stop)));
+        assert!(c.tool_calls.is_empty());
+        // Cut by max_tokens inside a call: length, not tool_calls.
+        let c = run_harmony(
+            vec![
+                tok("<|channel|>commentary to=functions.f<|message|>"),
+                tok("{\"a\""),
+                tok(":1}"),
+            ],
+            2,
+        )
+        .await;
+        assert_eq!(c.finish, Some(Finish::Length));
     }
 
     #[tokio::test]

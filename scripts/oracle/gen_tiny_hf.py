@@ -25,6 +25,7 @@ reads these files independently in `golden` (any missing or unexpected weight is
   tiny-qwen2-f32     q/k/v biases, tied output, sharded into several safetensors + index.json
   tiny-qwen3-f32     per-head QK-norm, head_dim 32 != hidden/heads
   tiny-gemma3-f32    6 layers (5 sliding-window + 1 global), window 8, (1 + w) norms
+  tiny-qwen3moe-f32  8 experts, top-2, one safetensors tensor per expert matrix (hub layout)
 Config styles: llama writes rope_theta at the top level (transformers < 5), qwen rope_parameters
 (5.x), gemma3 rope_parameters per layer type.
 Tokenizer: byte-level BPE over 256 byte symbols plus merges learned here by plain counting on a
@@ -95,6 +96,7 @@ MODELS = {
     "tiny-qwen2-f32": dict(arch="qwen2", dtype="float32", shards=3),
     "tiny-qwen3-f32": dict(arch="qwen3", dtype="float32"),
     "tiny-gemma3-f32": dict(arch="gemma3", dtype="float32"),
+    "tiny-qwen3moe-f32": dict(arch="qwen3moe", dtype="float32"),
 }
 
 
@@ -184,15 +186,20 @@ def config_json(arch, n_vocab, eos, bos):
         c.update(architectures=["LlamaForCausalLM"], model_type="llama", rms_norm_eps=1e-5,
                  rope_theta=10000.0, rope_scaling=None, tie_word_embeddings=False,
                  mlp_bias=False, head_dim=16)
-    elif arch in ("qwen2", "qwen3"):
+    elif arch in ("qwen2", "qwen3", "qwen3moe"):
         c.update(rms_norm_eps=1e-6, tie_word_embeddings=True, use_sliding_window=False,
                  sliding_window=None,
                  rope_parameters={"rope_theta": 1_000_000.0, "rope_type": "default"})
         if arch == "qwen2":
             c.update(architectures=["Qwen2ForCausalLM"], model_type="qwen2")
             del c["attention_bias"]  # Qwen2 always has q/k/v biases
-        else:
+        elif arch == "qwen3":
             c.update(architectures=["Qwen3ForCausalLM"], model_type="qwen3", head_dim=32)
+        else:
+            c.update(architectures=["Qwen3MoeForCausalLM"], model_type="qwen3_moe", head_dim=16,
+                     num_experts=8, num_experts_per_tok=2, moe_intermediate_size=32,
+                     norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[],
+                     router_aux_loss_coef=0.001, output_router_logits=False)
     elif arch == "gemma3":
         del c["hidden_act"]
         c.update(architectures=["Gemma3ForCausalLM"], model_type="gemma3_text",
@@ -223,11 +230,19 @@ def tensor_shapes(arch, c):
         if arch == "qwen2":
             out += [(p + "self_attn.q_proj.bias", (q,)), (p + "self_attn.k_proj.bias", (kv,)),
                     (p + "self_attn.v_proj.bias", (kv,))]
-        if arch in ("qwen3", "gemma3"):
+        if arch in ("qwen3", "qwen3moe", "gemma3"):
             out += [(p + "self_attn.q_norm.weight", (hd,)), (p + "self_attn.k_norm.weight", (hd,))]
-        out += [(p + "post_attention_layernorm.weight", (d,)),
-                (p + "mlp.gate_proj.weight", (ff, d)), (p + "mlp.up_proj.weight", (ff, d)),
-                (p + "mlp.down_proj.weight", (d, ff))]
+        out.append((p + "post_attention_layernorm.weight", (d,)))
+        if arch == "qwen3moe":
+            fe = c["moe_intermediate_size"]
+            out.append((p + "mlp.gate.weight", (c["num_experts"], d)))
+            for e in range(c["num_experts"]):
+                q_ = f"{p}mlp.experts.{e}."
+                out += [(q_ + "gate_proj.weight", (fe, d)), (q_ + "up_proj.weight", (fe, d)),
+                        (q_ + "down_proj.weight", (d, fe))]
+        else:
+            out += [(p + "mlp.gate_proj.weight", (ff, d)), (p + "mlp.up_proj.weight", (ff, d)),
+                    (p + "mlp.down_proj.weight", (d, ff))]
         if arch == "gemma3":
             out += [(p + "pre_feedforward_layernorm.weight", (d,)),
                     (p + "post_feedforward_layernorm.weight", (d,))]

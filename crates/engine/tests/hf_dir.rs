@@ -10,7 +10,8 @@
 //! Covered: llama (untied output, BOS from the post-processor, Q/K in Hugging Face row order so
 //! RoPE must rotate halves), llama with BF16 weights, qwen2 (biases, tied output, 3 shards +
 //! index.json), qwen3 (QK-norm, head_dim ≠ hidden/heads), gemma3 (5 sliding + 1 global layers,
-//! window 8 with 68-token prompts, (1 + w) norms).
+//! window 8 with 68-token prompts, (1 + w) norms), qwen3moe (8 experts top-2, one tensor per
+//! expert matrix as hub checkpoints store them).
 
 use hearth_engine::sample::{argmax, logprobs};
 use hearth_engine::{Generator, LoadedModel, SamplingParams};
@@ -211,6 +212,17 @@ fn gemma3_matches_transformers() {
     check("tiny-gemma3-f32", 2e-2);
 }
 
+/// Found by this test: on this model (8 experts, top-2, expert FFN 32) the engine's MoE differs
+/// from both transformers and llama.cpp (max |dlogprob| 1.82, top-1 still 207/207), while the
+/// directory and llama.cpp's converted GGUF give identical logits in our engine
+/// (`converted_gguf_matches_directory`) and llama.cpp agrees with transformers (0.007) — so the
+/// loading is right and the difference is in blocks/moe.rs. Ignored until that is fixed.
+#[test]
+#[ignore = "engine MoE differs from transformers/llama.cpp on 8-expert top-2 (blocks/moe.rs), not a loading issue"]
+fn qwen3moe_per_expert_tensors_match_transformers() {
+    check("tiny-qwen3moe-f32", 2e-2);
+}
+
 #[test]
 fn directory_metadata_and_template() {
     let dir = models_dir().join("tiny-qwen2-f32");
@@ -294,21 +306,30 @@ fn errors_name_the_file_and_key() {
 fn converted_gguf_matches_directory() {
     let dir = models_dir();
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    for name in ["tiny-llama-f32", "tiny-qwen2-f32", "tiny-qwen3-f32"] {
+    for name in ["tiny-llama-f32", "tiny-qwen2-f32", "tiny-qwen3-f32", "tiny-qwen3moe-f32"] {
         let gguf = dir.join(format!("{name}.gguf"));
         assert!(gguf.is_file(), "{}: run gen_tiny_hf.py convert", gguf.display());
         let a = LoadedModel::load(dir.join(name)).unwrap();
         let b = LoadedModel::load(&gguf).unwrap();
         let arch = a.model.info().arch.clone();
         assert_eq!(b.model.info().arch, arch);
+        let mut n_ours = 0;
         for t in b.file.tensors() {
+            // The converter stacks the experts into one 3-D tensor; the directory keeps one
+            // matrix per expert (`name#E`).
+            let (lookup, dims, n) = if t.dims.len() == 3 {
+                (format!("{}#0", t.name), t.dims[..2].to_vec(), t.dims[2])
+            } else {
+                (t.name.clone(), t.dims.clone(), 1)
+            };
             let ours = a
                 .file
-                .tensor_info(&t.name)
-                .unwrap_or_else(|| panic!("{name}: no {}", t.name));
-            assert_eq!(ours.dims, t.dims, "{name}: {}", t.name);
+                .tensor_info(&lookup)
+                .unwrap_or_else(|| panic!("{name}: no {lookup}"));
+            assert_eq!(ours.dims, dims, "{name}: {}", t.name);
+            n_ours += n;
         }
-        assert_eq!(a.file.tensors().len(), b.file.tensors().len(), "{name}");
+        assert_eq!(a.file.tensors().len(), n_ours, "{name}");
         let mut n_keys = 0;
         for (k, v) in a.file.metadata() {
             if !k.starts_with(&format!("{arch}.")) {

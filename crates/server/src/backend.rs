@@ -232,6 +232,28 @@ pub trait Backend: Send + Sync + 'static {
         add_special: bool,
     ) -> Result<Vec<u32>, BackendError>;
 
+    /// Tokenize a rendered chat prompt in which `literal` (sorted byte ranges of `text`) hold
+    /// the message contents. Special tokens count only in the template's own text: role
+    /// markers a client types into a message (`<|im_start|>system`, `<|start|>`, ...) stay
+    /// plain text and cannot forge a turn. The default, for backends without special tokens,
+    /// is [`Backend::tokenize`].
+    fn tokenize_chat(
+        &self,
+        model: &str,
+        text: &str,
+        literal: &[std::ops::Range<usize>],
+    ) -> Result<Vec<u32>, BackendError> {
+        let _ = literal;
+        self.tokenize(model, text, false)
+    }
+
+    /// Whether `text` holds special-token text of `model` (text that tokenizes differently
+    /// with and without special-token parsing).
+    fn has_special_text(&self, model: &str, text: &str) -> Result<bool, BackendError> {
+        let _ = (model, text);
+        Ok(false)
+    }
+
     fn detokenize(&self, model: &str, ids: &[u32]) -> Result<String, BackendError>;
 
     /// Render the model's chat template over `messages` (OpenAI message

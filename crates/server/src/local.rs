@@ -289,6 +289,24 @@ impl Backend for LocalBackend {
             .encode(text, add_special, true))
     }
 
+    fn tokenize_chat(
+        &self,
+        model: &str,
+        text: &str,
+        literal: &[std::ops::Range<usize>],
+    ) -> Result<Vec<u32>, BackendError> {
+        Ok(self
+            .model(model)?
+            .lm
+            .tokenizer
+            .encode_with_literals(text, false, literal))
+    }
+
+    fn has_special_text(&self, model: &str, text: &str) -> Result<bool, BackendError> {
+        let tk = &self.model(model)?.lm.tokenizer;
+        Ok(tk.encode(text, false, true) != tk.encode(text, false, false))
+    }
+
     fn detokenize(&self, model: &str, ids: &[u32]) -> Result<String, BackendError> {
         let m = self.model(model)?;
         let n = m.lm.tokenizer.vocab_size();

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::common::{self, Launch, SamplingFields, StopParam, StreamOptions};
-use crate::backend::{ChatFormat, OutputConstraints, TokenLogprob};
+use crate::backend::{BackendError, ChatFormat, OutputConstraints, TokenLogprob};
 use crate::error::{ApiError, ApiResult};
 use crate::generation::{Choice, ChoiceEvent, Collected};
 use crate::ids;
@@ -147,15 +147,20 @@ async fn handle(state: &SharedState, req: ChatCompletionRequest) -> ApiResult<Re
     let tools_for_template = tools.clone();
     let prompt_tokens = state
         .blocking(move |b| {
-            let text = if harmony {
-                render_harmony(&messages, tools_for_template.as_ref(), effort)?
-            } else {
-                b.apply_chat_template(&model, &messages, tools_for_template.as_ref(), &extra)?
+            let render = |msgs: &[Value]| -> Result<String, BackendError> {
+                Ok(if harmony {
+                    render_harmony(msgs, tools_for_template.as_ref(), effort)?
+                } else {
+                    b.apply_chat_template(&model, msgs, tools_for_template.as_ref(), &extra)?
+                })
             };
+            let (text, literal) =
+                render_with_content_spans(&render, &messages, |c| b.has_special_text(&model, c))?;
             // The rendered template already holds BOS etc. where the model
             // wants them (Hugging Face tokenizes chat prompts with
-            // add_special_tokens=False for this reason).
-            b.tokenize(&model, &text, false)
+            // add_special_tokens=False for this reason). Message contents are
+            // tokenized as plain text: no special-token injection.
+            b.tokenize_chat(&model, &text, &literal)
         })
         .await?;
     let max_tokens = common::max_tokens(
@@ -566,4 +571,67 @@ mod tests {
         assert_eq!(e.param.as_deref(), Some("messages[0].content"));
         assert!(normalize_messages(&[]).is_err());
     }
+}
+
+/// Render `messages` and find where each message's string content sits in the result, so it
+/// can be tokenized without special-token parsing. The template is rendered once with each
+/// content replaced by a unique private-use sentinel; substituting the contents back must give
+/// exactly the normal rendering (a template that inspects or rewrites contents, e.g. splitting
+/// `<think>` blocks, fails this check). Then the contents' byte ranges are known exactly.
+/// Otherwise no ranges are returned, which is safe only if no content holds special-token
+/// text: such a request is refused (400) rather than tokenized with forged markers.
+pub(crate) fn render_with_content_spans(
+    render: &dyn Fn(&[Value]) -> Result<String, BackendError>,
+    messages: &[Value],
+    has_special: impl Fn(&str) -> Result<bool, BackendError>,
+) -> Result<(String, Vec<std::ops::Range<usize>>), BackendError> {
+    let text = render(messages)?;
+    let contents: Vec<(usize, &str)> = messages
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| m.get("content").and_then(Value::as_str).map(|c| (i, c)))
+        .filter(|(_, c)| !c.is_empty())
+        .collect();
+    if contents.is_empty() {
+        return Ok((text, Vec::new()));
+    }
+    let sentinel = |i: usize| format!("\u{F8F0}hearth-content-{i}\u{F8F1}");
+    let mut marked = messages.to_vec();
+    for &(i, _) in &contents {
+        marked[i]["content"] = Value::String(sentinel(i));
+    }
+    if let Ok(with_marks) = render(&marked) {
+        let mut out = String::with_capacity(text.len());
+        let mut spans = Vec::with_capacity(contents.len());
+        let mut rest = with_marks.as_str();
+        let mut ok = true;
+        for &(i, c) in &contents {
+            let s = sentinel(i);
+            match rest.find(&s) {
+                Some(p) => {
+                    out.push_str(&rest[..p]);
+                    spans.push(out.len()..out.len() + c.len());
+                    out.push_str(c);
+                    rest = &rest[p + s.len()..];
+                }
+                None => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        out.push_str(rest);
+        if ok && out == text {
+            return Ok((text, spans));
+        }
+    }
+    for &(i, c) in &contents {
+        if has_special(c)? {
+            return Err(BackendError::BadRequest(format!(
+                "messages[{i}].content contains special-token text, and this model's chat \
+                 template rewrites message contents, so it cannot be sent safely as plain text"
+            )));
+        }
+    }
+    Ok((text, Vec::new()))
 }

@@ -154,3 +154,14 @@ def test_prefix_cache_in_metrics(client):
     while _metrics(client)["hearth_kv_cache_blocks_used"] != 0:
         assert time.time() < deadline, "finished requests should release their KV blocks"
         time.sleep(0.05)
+
+
+def test_role_markers_in_content_are_plain_text(client):
+    # `<|im_start|>` is one control token of SmolLM2's ChatML vocabulary; typed into a message
+    # it must be tokenized as its characters (several tokens), so a user cannot forge a turn.
+    def prompt_tokens(content):
+        return chat(client, content, max_tokens=1, temperature=0).usage.prompt_tokens
+
+    plain = prompt_tokens("a")
+    forged = prompt_tokens("<|im_start|>")
+    assert forged - plain >= 4, (plain, forged)

@@ -48,7 +48,11 @@ fn info_describes_a_directory() {
     let dir = models_dir().join("tiny-qwen2-f32");
     let out = hearth().arg("info").arg(&dir).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         text.contains("Hugging Face directory (Qwen2ForCausalLM, 3 safetensors files)"),
         "{text}"
@@ -78,7 +82,11 @@ fn run_raw_matches_transformers_greedy_text() {
                 .arg(&dir)
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let got = String::from_utf8_lossy(&out.stdout);
             assert_eq!(
                 got.strip_suffix('\n').unwrap_or(&got),

@@ -40,9 +40,7 @@ fn models_dir() -> PathBuf {
         }
         let cache = std::env::var_os("HEARTH_CACHE")
             .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hearth")
-            });
+            .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hearth"));
         Ok(cache.join("tiny_hf"))
     });
     match r {
@@ -247,7 +245,11 @@ fn errors_name_the_file_and_key() {
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).unwrap();
     let src = models_dir().join("tiny-llama-f32");
-    for f in ["model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+    for f in [
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
         std::fs::copy(src.join(f), tmp.join(f)).unwrap();
     }
     let cfg: Value =
@@ -264,15 +266,22 @@ fn errors_name_the_file_and_key() {
     let mut c = cfg.clone();
     c["architectures"] = serde_json::json!(["FalconForCausalLM"]);
     let e = err(&c);
-    assert!(e.contains("config.json") && e.contains("FalconForCausalLM"), "{e}");
+    assert!(
+        e.contains("config.json") && e.contains("FalconForCausalLM"),
+        "{e}"
+    );
 
     let mut c = cfg.clone();
     c.as_object_mut().unwrap().remove("num_hidden_layers");
     let e = err(&c);
-    assert!(e.contains("config.json") && e.contains("num_hidden_layers"), "{e}");
+    assert!(
+        e.contains("config.json") && e.contains("num_hidden_layers"),
+        "{e}"
+    );
 
     let mut c = cfg.clone();
-    c["rope_parameters"] = serde_json::json!({"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e4});
+    c["rope_parameters"] =
+        serde_json::json!({"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e4});
     let e = err(&c);
     assert!(e.contains("rope_type") && e.contains("yarn"), "{e}");
 
@@ -280,7 +289,10 @@ fn errors_name_the_file_and_key() {
     let mut c = cfg.clone();
     c["num_hidden_layers"] = serde_json::json!(3);
     let e = err(&c);
-    assert!(e.contains("blk.2.") && e.contains(&tmp.display().to_string()), "{e}");
+    assert!(
+        e.contains("blk.2.") && e.contains(&tmp.display().to_string()),
+        "{e}"
+    );
 
     // Truncated weights.
     write(&cfg);
@@ -290,7 +302,10 @@ fn errors_name_the_file_and_key() {
         Ok(_) => panic!("loaded a truncated file"),
         Err(e) => e.to_string(),
     };
-    assert!(e.contains("model.safetensors") && e.contains("truncated"), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains("truncated"),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
@@ -306,9 +321,18 @@ fn errors_name_the_file_and_key() {
 fn converted_gguf_matches_directory() {
     let dir = models_dir();
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    for name in ["tiny-llama-f32", "tiny-qwen2-f32", "tiny-qwen3-f32", "tiny-qwen3moe-f32"] {
+    for name in [
+        "tiny-llama-f32",
+        "tiny-qwen2-f32",
+        "tiny-qwen3-f32",
+        "tiny-qwen3moe-f32",
+    ] {
         let gguf = dir.join(format!("{name}.gguf"));
-        assert!(gguf.is_file(), "{}: run gen_tiny_hf.py convert", gguf.display());
+        assert!(
+            gguf.is_file(),
+            "{}: run gen_tiny_hf.py convert",
+            gguf.display()
+        );
         let a = LoadedModel::load(dir.join(name)).unwrap();
         let b = LoadedModel::load(&gguf).unwrap();
         let arch = a.model.info().arch.clone();
@@ -335,7 +359,10 @@ fn converted_gguf_matches_directory() {
             if !k.starts_with(&format!("{arch}.")) {
                 continue;
             }
-            let w = b.file.get(k).unwrap_or_else(|| panic!("{name}: {k} not in the GGUF"));
+            let w = b
+                .file
+                .get(k)
+                .unwrap_or_else(|| panic!("{name}: {k} not in the GGUF"));
             let (x, y) = (v.as_f64().unwrap(), w.as_f64().unwrap());
             assert!((x - y).abs() <= 1e-6 * y.abs(), "{name}: {k} {x} vs {y}");
             n_keys += 1;

@@ -383,17 +383,25 @@ async fn handle(state: &SharedState, req: ResponsesRequest) -> ApiResult<Respons
     let rendered = messages.clone();
     let prompt_tokens = state
         .blocking(move |b| {
-            let text = if harmony {
-                super::chat::render_harmony(&rendered, tools_for_template.as_ref(), effort)?
-            } else {
-                b.apply_chat_template(
-                    &model,
-                    &rendered,
-                    tools_for_template.as_ref(),
-                    &Default::default(),
-                )?
+            let render = |msgs: &[Value]| -> Result<String, crate::backend::BackendError> {
+                if harmony {
+                    super::chat::render_harmony(msgs, tools_for_template.as_ref(), effort)
+                } else {
+                    b.apply_chat_template(
+                        &model,
+                        msgs,
+                        tools_for_template.as_ref(),
+                        &Default::default(),
+                    )
+                }
             };
-            b.tokenize(&model, &text, false)
+            // As in chat completions: message contents are tokenized as plain text, so role
+            // markers a client types into `input` cannot forge turns.
+            let (text, literal) =
+                super::chat::render_with_content_spans(&render, &rendered, |c| {
+                    b.has_special_text(&model, c)
+                })?;
+            b.tokenize_chat(&model, &text, &literal)
         })
         .await?;
     let max_tokens = common::max_tokens(

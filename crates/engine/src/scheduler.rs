@@ -402,17 +402,9 @@ impl Loop {
         }
     }
 
-    /// Release the blocks of the most recently admitted running sequence other than `keep` and
-    /// put it back at the front of the queue. False when there is none.
-    fn preempt_youngest(&mut self, keep: usize) -> bool {
-        let victim = self
-            .running
-            .iter()
-            .enumerate()
-            .filter(|(i, s)| *i != keep && !s.finished)
-            .max_by_key(|(_, s)| s.admitted)
-            .map(|(i, _)| i);
-        let Some(v) = victim else { return false };
+    /// Release the blocks of running sequence `v` and put it back at the front of the queue,
+    /// to be recomputed (mostly from the prefix cache) when blocks free up.
+    fn preempt(&mut self, v: usize) {
         let mut s = self.running.remove(v);
         tracing::debug!(
             "KV cache full: preempting a sequence of {} tokens",
@@ -425,42 +417,30 @@ impl Loop {
         self.stats.preemptions.fetch_add(1, Ordering::Relaxed);
         self.stats.waiting.fetch_add(1, Ordering::SeqCst);
         self.waiting.push_front(s);
-        true
     }
 
     /// Make sure running sequence `i` has blocks for positions up to `end` (exclusive),
-    /// preempting younger sequences if needed. False if `i` itself had to be preempted.
+    /// preempting the most recently admitted sequences when none is free (possibly `i`
+    /// itself, then None). Returns `i`'s index after any removal.
     fn ensure_blocks(&mut self, mut i: usize, end: usize) -> Option<usize> {
         while self.running[i].table.len() * BLOCK_SIZE < end {
-            match self.blocks.allocate() {
-                Some(b) => self.running[i].table.push(b),
-                None => {
-                    let me = self.running[i].admitted;
-                    let younger_exists =
-                        self.running.iter().any(|s| s.admitted > me && !s.finished);
-                    if younger_exists {
-                        let before = self.running.len();
-                        self.preempt_youngest(i);
-                        // Removing an earlier index shifts ours.
-                        if self.running.len() < before
-                            && self.running.iter().position(|s| s.admitted == me) != Some(i)
-                        {
-                            i -= 1;
-                        }
-                    } else {
-                        // This sequence is the youngest: it yields its own blocks.
-                        let idx = i;
-                        let mut s = self.running.remove(idx);
-                        self.blocks.release(&s.table);
-                        s.table.clear();
-                        s.hashes.clear();
-                        s.n_cached = 0;
-                        self.stats.preemptions.fetch_add(1, Ordering::Relaxed);
-                        self.stats.waiting.fetch_add(1, Ordering::SeqCst);
-                        self.waiting.push_front(s);
-                        return None;
-                    }
-                }
+            if let Some(b) = self.blocks.allocate() {
+                self.running[i].table.push(b);
+                continue;
+            }
+            let youngest = self
+                .running
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| !s.finished)
+                .max_by_key(|(_, s)| s.admitted)
+                .map_or(i, |(v, _)| v);
+            self.preempt(youngest);
+            match youngest.cmp(&i) {
+                std::cmp::Ordering::Equal => return None,
+                // Removing an earlier index shifts ours.
+                std::cmp::Ordering::Less => i -= 1,
+                std::cmp::Ordering::Greater => {}
             }
         }
         Some(i)

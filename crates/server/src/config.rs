@@ -31,6 +31,8 @@ pub struct ServerConfig {
     /// penalties); an operator may prefer llama.cpp's (top-k 40, top-p 0.95,
     /// min-p 0.05) or a model's `generation_config.json`.
     pub default_sampling: SamplingParams,
+    /// Keys, roles, limits and audit. `None`: no database; only `api_key` (if set) is checked.
+    pub gateway: Option<std::sync::Arc<crate::gateway::Gateway>>,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +46,7 @@ impl Default for ServerConfig {
             sse_keep_alive: Duration::from_secs(15),
             api_key: None,
             default_sampling: SamplingParams::default(),
+            gateway: None,
         }
     }
 }

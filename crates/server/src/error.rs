@@ -90,6 +90,47 @@ impl ApiError {
         }
     }
 
+    /// 403: a valid key that may not do this (role, model allow-list).
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some(code),
+            retry_after_s: None,
+        }
+    }
+
+    /// 429 from a rate limit (`code: rate_limit_exceeded`, `type` `requests` or `tokens` as
+    /// OpenAI writes it) or a budget (`insufficient_quota` for both).
+    pub fn too_many_requests(
+        kind: &'static str,
+        code: &'static str,
+        message: impl Into<String>,
+        retry_after_s: Option<u64>,
+    ) -> Self {
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: message.into(),
+            kind,
+            param: None,
+            code: Some(code),
+            retry_after_s: retry_after_s.map(|s| s.max(1)),
+        }
+    }
+
+    pub fn payload_too_large(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some("request_too_large"),
+            retry_after_s: None,
+        }
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,

@@ -86,6 +86,9 @@ pub struct Choice {
     started: Instant,
     id: String,
     last_token: Option<Instant>,
+    /// The gateway's per-request meter: billed for every token generated, even when the
+    /// client leaves mid-stream (see `crate::gateway`).
+    meter: Option<Arc<crate::gateway::Meter>>,
 }
 
 impl Choice {
@@ -114,7 +117,14 @@ impl Choice {
             started,
             id: String::new(),
             last_token: None,
+            meter: None,
         }
+    }
+
+    /// Count this choice's generated tokens into a request's gateway meter.
+    pub fn with_meter(mut self, meter: Option<Arc<crate::gateway::Meter>>) -> Self {
+        self.meter = meter;
+        self
     }
 
     /// Read the output as harmony (gpt-oss): `analysis` → [`ChoiceEvent::Reasoning`],
@@ -198,6 +208,9 @@ impl Choice {
             Some(t) => self.metrics.inter_token(&self.model, now - t),
         }
         self.last_token = Some(now);
+        if let Some(m) = &self.meter {
+            m.add_completion(1);
+        }
         self.completion_tokens += 1;
         self.pending_logprobs.extend(logprob);
 

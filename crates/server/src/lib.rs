@@ -18,6 +18,7 @@ pub mod config;
 pub mod conformance;
 pub mod error;
 pub mod fake;
+pub mod gateway;
 pub mod generation;
 pub mod ids;
 pub mod json;

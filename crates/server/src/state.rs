@@ -20,12 +20,19 @@ pub struct AppState {
     pub abort: tokio::sync::watch::Sender<bool>,
     /// `/v1/responses` conversations kept for `previous_response_id` (bounded LRU).
     pub responses: std::sync::Mutex<crate::api::responses::ResponseStore>,
+    /// Keys, roles, limits and audit (see [`crate::gateway`]).
+    pub gateway: Arc<crate::gateway::Gateway>,
 }
 
 pub type SharedState = Arc<AppState>;
 
 impl AppState {
     pub fn new(backend: Arc<dyn Backend>, config: ServerConfig) -> Self {
+        let gateway = config.gateway.clone().unwrap_or_else(|| {
+            Arc::new(crate::gateway::Gateway::without_store(
+                config.api_key.clone(),
+            ))
+        });
         AppState {
             backend,
             config,
@@ -33,6 +40,7 @@ impl AppState {
             draining: AtomicBool::new(false),
             abort: tokio::sync::watch::channel(false).0,
             responses: crate::api::responses::new_store(),
+            gateway,
         }
     }
 

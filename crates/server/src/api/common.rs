@@ -235,6 +235,15 @@ pub fn launch(
     if l.harmony {
         harmony_constraints_supported(&l.constraints)?;
     }
+    // Authorization on the model actually dispatched, and the limits with real token counts.
+    let prompt_total: usize = prompts.iter().map(Vec::len).sum();
+    let (meter, max_tokens) = crate::gateway::admit(
+        &l.model,
+        prompt_total as u64,
+        (prompts.len() * n) as u64,
+        l.max_tokens as u64,
+    )?;
+    let max_tokens = max_tokens as usize;
     let mut choices = Vec::with_capacity(prompts.len() * n);
     for prompt in prompts {
         for i in 0..n {
@@ -244,7 +253,7 @@ pub fn launch(
                 model: l.model.clone(),
                 prompt_tokens: prompt.clone(),
                 params,
-                max_tokens: l.max_tokens,
+                max_tokens,
                 logprobs: l.logprobs,
                 constraints: l.constraints.clone(),
                 request_id: format!("{}-{}", l.request_id, choices.len()),
@@ -255,12 +264,13 @@ pub fn launch(
                 rx,
                 l.stop.clone(),
                 l.parse_tools,
-                l.max_tokens,
+                max_tokens,
                 state.metrics.clone(),
                 l.model.clone(),
                 l.started,
             )
-            .with_id(id);
+            .with_id(id)
+            .with_meter(meter.clone());
             choices.push(if l.harmony {
                 choice.with_harmony()
             } else {

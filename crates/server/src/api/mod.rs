@@ -11,10 +11,8 @@ pub mod tokenize;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::header;
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
 
@@ -44,7 +42,10 @@ pub(crate) fn router_with_state(state: SharedState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn_with_state(state.clone(), check_api_key))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::gateway::gate,
+        ))
         .with_state(state)
 }
 
@@ -62,35 +63,4 @@ async fn method_not_allowed(req: Request) -> ApiError {
         req.method(),
         req.uri().path()
     ))
-}
-
-/// Bearer-token check when `ServerConfig::api_key` is set. `/health` stays
-/// open so load balancers and orchestrators can probe without the key.
-async fn check_api_key(State(state): State<SharedState>, req: Request, next: Next) -> Response {
-    let Some(key) = state.config.api_key.as_deref() else {
-        return next.run(req).await;
-    };
-    if req.uri().path() == "/health" {
-        return next.run(req).await;
-    }
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(g) if constant_time_eq(g.as_bytes(), key.as_bytes()) => next.run(req).await,
-        Some(_) => ApiError::unauthorized("Incorrect API key provided.").into_response(),
-        None => ApiError::unauthorized("Missing API key: send `Authorization: Bearer <key>`.")
-            .into_response(),
-    }
-}
-
-/// Compare without an early exit, so response timing does not reveal how
-/// much of a guessed key was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

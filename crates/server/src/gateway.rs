@@ -567,12 +567,28 @@ pub async fn gate(State(state): State<SharedState>, req: Request, next: Next) ->
     if let Some(rate) = rate {
         add_rate_headers(headers, &rate);
     }
-    // The audit record is written when the body ends: hand the meter to the body.
+    // The audit entry is written when the last holder of the meter lets go: the choices of a
+    // streamed generation hold it until they end. Only a body the audit keeps is read here.
     let capture = gw.store.is_some() && gw.body_policy != BodyPolicy::None;
+    if !capture {
+        return resp;
+    }
     let (parts, body) = resp.into_parts();
+    if let Some(len) = axum::body::HttpBody::size_hint(&body).exact() {
+        // Already in memory (JSON): keep it whole so Content-Length stays.
+        if let Ok(bytes) = axum::body::to_bytes(body, len as usize).await {
+            meter
+                .response_body
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(&bytes);
+            return Response::from_parts(parts, Body::from(bytes));
+        }
+        return Response::from_parts(parts, Body::empty());
+    }
     let m = meter;
     let stream = body.into_data_stream().map(move |chunk| {
-        if let (true, Ok(bytes)) = (capture, &chunk) {
+        if let Ok(bytes) = &chunk {
             m.response_body
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

@@ -103,6 +103,19 @@ pub struct FileConfig {
     pub no_prefix_caching: Option<bool>,
     #[serde(alias = "api-key")]
     pub api_key: Option<String>,
+    #[serde(alias = "require-auth")]
+    pub require_auth: Option<bool>,
+    #[serde(alias = "data-dir")]
+    pub data_dir: Option<PathBuf>,
+    pub database: Option<String>,
+    #[serde(alias = "audit-bodies")]
+    pub audit_bodies: Option<String>,
+    #[serde(alias = "global-rpm")]
+    pub global_rpm: Option<u64>,
+    #[serde(alias = "global-tpm")]
+    pub global_tpm: Option<u64>,
+    #[serde(alias = "global-max-concurrent")]
+    pub global_max_concurrent: Option<u64>,
     #[serde(alias = "drain-seconds")]
     pub drain_seconds: Option<u64>,
     #[serde(default)]
@@ -169,6 +182,13 @@ pub struct ServeConfig {
     pub kv_cache_type: Setting<KvType>,
     pub no_prefix_caching: Setting<bool>,
     pub api_key: Setting<Option<String>>,
+    pub require_auth: Setting<bool>,
+    pub data_dir: Setting<Option<PathBuf>>,
+    pub database: Setting<Option<String>>,
+    pub audit_bodies: Setting<String>,
+    pub global_rpm: Setting<Option<u64>>,
+    pub global_tpm: Setting<Option<u64>>,
+    pub global_max_concurrent: Setting<Option<u64>>,
     pub drain_seconds: Setting<u64>,
 }
 
@@ -248,6 +268,46 @@ impl ServeConfig {
             "# api_key: {key_state}  # {}\n",
             self.api_key.source
         ));
+        line(
+            &mut o,
+            "require_auth",
+            self.require_auth.value.into(),
+            &self.require_auth.source,
+        );
+        match &self.data_dir.value {
+            Some(d) => line(
+                &mut o,
+                "data_dir",
+                d.to_string_lossy().into_owned().into(),
+                &self.data_dir.source,
+            ),
+            None => o.push_str("# data_dir: platform default  # default\n"),
+        }
+        // A database URL may carry a password: say only which kind it is.
+        match self.database.value.as_deref() {
+            Some(u) => o.push_str(&format!(
+                "# database: {} URL set (not shown)  # {}\n",
+                u.split(':').next().unwrap_or("?"),
+                self.database.source
+            )),
+            None => o.push_str("# database: sqlite under data_dir  # default\n"),
+        }
+        line(
+            &mut o,
+            "audit_bodies",
+            self.audit_bodies.value.clone().into(),
+            &self.audit_bodies.source,
+        );
+        for (k, s) in [
+            ("global_rpm", &self.global_rpm),
+            ("global_tpm", &self.global_tpm),
+            ("global_max_concurrent", &self.global_max_concurrent),
+        ] {
+            match s.value {
+                Some(v) => line(&mut o, k, (v as i64).into(), &s.source),
+                None => o.push_str(&format!("# {k}: none  # {}\n", s.source)),
+            }
+        }
         if self.models.is_empty() {
             o.push_str("# models: none\n");
         }
@@ -448,6 +508,71 @@ pub fn resolve(a: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<ServeCo
         |s| Ok(Some(s.to_string())),
         || None,
     )?;
+    let require_auth = pick(
+        (a.require_auth, "--require-auth"),
+        (file.require_auth, &fp),
+        env,
+        "HEARTH_REQUIRE_AUTH",
+        parse_bool,
+        || false,
+    )?;
+    let data_dir = pick(
+        (a.data_dir.clone().map(Some), "--data-dir"),
+        (file.data_dir.clone().map(Some), &fp),
+        env,
+        "HEARTH_DATA_DIR",
+        |s| Ok(Some(PathBuf::from(s))),
+        || None,
+    )?;
+    let database = pick(
+        (a.database.clone().map(Some), "--database"),
+        (file.database.clone().map(Some), &fp),
+        env,
+        "HEARTH_DATABASE",
+        |s| Ok(Some(s.to_string())),
+        || None,
+    )?;
+    let audit_bodies = pick(
+        (a.audit_bodies.clone(), "--audit-bodies"),
+        (file.audit_bodies.clone(), &fp),
+        env,
+        "HEARTH_AUDIT_BODIES",
+        |s| Ok(s.trim().to_string()),
+        || "sha256".to_string(),
+    )?;
+    if !["none", "sha256", "full"].contains(&audit_bodies.value.as_str()) {
+        return Err(ConfigError::Invalid {
+            knob: "audit_bodies",
+            value: audit_bodies.value.clone(),
+            from: audit_bodies.source.clone(),
+            msg: "must be none, sha256 or full".into(),
+        });
+    }
+    let opt_num = |s: &str| parse_num::<u64>(s).map(Some);
+    let global_rpm = pick(
+        (a.global_rpm.map(Some), "--global-rpm"),
+        (file.global_rpm.map(Some), &fp),
+        env,
+        "HEARTH_GLOBAL_RPM",
+        opt_num,
+        || None,
+    )?;
+    let global_tpm = pick(
+        (a.global_tpm.map(Some), "--global-tpm"),
+        (file.global_tpm.map(Some), &fp),
+        env,
+        "HEARTH_GLOBAL_TPM",
+        opt_num,
+        || None,
+    )?;
+    let global_max_concurrent = pick(
+        (a.global_max_concurrent.map(Some), "--global-max-concurrent"),
+        (file.global_max_concurrent.map(Some), &fp),
+        env,
+        "HEARTH_GLOBAL_MAX_CONCURRENT",
+        opt_num,
+        || None,
+    )?;
     let drain_seconds = pick(
         (a.drain_seconds, "--drain-seconds"),
         (file.drain_seconds, &fp),
@@ -549,6 +674,13 @@ pub fn resolve(a: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<ServeCo
         kv_cache_type,
         no_prefix_caching,
         api_key,
+        require_auth,
+        data_dir,
+        database,
+        audit_bodies,
+        global_rpm,
+        global_tpm,
+        global_max_concurrent,
         drain_seconds,
     })
 }

@@ -25,7 +25,8 @@ CONFIGURATION
   The config file is named by --config FILE or HEARTH_CONFIG. Its keys are the long
   flags' names, in snake_case or kebab-case: host, port, threads, max_running,
   max_waiting, step_tokens, kv_cache_mb, kv_cache_type, no_prefix_caching, api_key,
-  drain_seconds. Models go in a [[models]] array of tables (path, optional alias);
+  require_auth, data_dir, database, audit_bodies, global_rpm, global_tpm,
+  global_max_concurrent, drain_seconds. Models go in a [[models]] array of tables (path, optional alias);
   a relative path is relative to the config file's directory. MODEL arguments on the
   command line replace the file's [[models]]; --alias renames models in order.
   Unknown keys and mistyped values are errors that name the key, line and file.
@@ -109,6 +110,40 @@ pub struct Args {
     /// [default: none]
     #[arg(long, value_name = "KEY")]
     pub api_key: Option<String>,
+    /// Require an API key on every route but /health even on a loopback address (it is always
+    /// required on other addresses, and when --api-key is given).
+    /// [env: HEARTH_REQUIRE_AUTH] [default: false]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL",
+        value_parser = config::parse_bool
+    )]
+    pub require_auth: Option<bool>,
+    /// Directory for the database and other state. [env: HEARTH_DATA_DIR]
+    /// [default: the platform data directory, e.g. ~/.local/share/hearth]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database for keys, users, teams, usage and audit: sqlite://PATH or postgres://...
+    /// [env: HEARTH_DATABASE] [default: sqlite://DATA_DIR/hearth.db]
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+    /// What the audit log keeps of request and response bodies: none, sha256 or full.
+    /// [env: HEARTH_AUDIT_BODIES] [default: sha256]
+    #[arg(long, value_name = "none|sha256|full")]
+    pub audit_bodies: Option<String>,
+    /// Requests per minute over all callers together. [env: HEARTH_GLOBAL_RPM] [default: none]
+    #[arg(long, value_name = "N")]
+    pub global_rpm: Option<u64>,
+    /// Tokens per minute over all callers together. [env: HEARTH_GLOBAL_TPM] [default: none]
+    #[arg(long, value_name = "N")]
+    pub global_tpm: Option<u64>,
+    /// Concurrent requests over all callers together. [env: HEARTH_GLOBAL_MAX_CONCURRENT]
+    /// [default: none]
+    #[arg(long, value_name = "N")]
+    pub global_max_concurrent: Option<u64>,
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
     /// [env: HEARTH_DRAIN_SECONDS] [default: 30]
     #[arg(long, value_name = "SECONDS")]

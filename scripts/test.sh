@@ -19,6 +19,8 @@ export HEARTH_LLAMA_CPP_SRC="${HEARTH_LLAMA_CPP_SRC:-$(scripts/fetch-llama-cpp.s
 # Tiny Hugging Face directories for crates/engine/tests/hf_dir.rs (numpy only; transformers is
 # needed just to regenerate the goldens): written once into $HEARTH_CACHE/tiny_hf, then checked.
 "$PY" scripts/oracle/gen_tiny_hf.py models >/dev/null
+# A throwaway Redis for the shared rate-limit tests (crates/gateway/tests/redis_limits.rs).
+eval "$(bash scripts/redis.sh)"
 cargo test --workspace --locked "$@"
 # The official openai SDK against the server: the fake backend and a live SmolLM2.
 "$PY" -m pytest -q crates/server/tests/python

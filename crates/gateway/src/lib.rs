@@ -2,5 +2,7 @@
 //!
 //! - [`limits`]: exact in-process rate limits (requests and tokens per minute, concurrency)
 //!   and monthly token budgets, per key, per team and global.
+//! - [`limits_redis`]: the same limits shared by several replicas through Redis.
 
 pub mod limits;
+pub mod limits_redis;

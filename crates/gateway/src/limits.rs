@@ -279,9 +279,8 @@ pub struct Limiter {
 /// the request: the concurrency slot is freed and the reservations are replaced by the usage
 /// last recorded (so a cancelled or interrupted request pays for what it generated).
 pub struct Permit {
-    limiter: Limiter,
+    release: Release,
     id: u64,
-    charges: Vec<Charge>,
     used_total: u64,
     /// `max_tokens` after budget clamping: the request must not generate more.
     pub max_tokens: u64,
@@ -298,7 +297,35 @@ impl fmt::Debug for Permit {
     }
 }
 
+/// How a permit gives back what it took.
+enum Release {
+    Local {
+        limiter: Limiter,
+        charges: Vec<Charge>,
+    },
+    /// A shared limiter (Redis): called once with the tokens to bill.
+    Remote(Option<Box<dyn FnOnce(u64) + Send>>),
+}
+
 impl Permit {
+    /// A permit of a limiter outside this process: `release` is called once, with the tokens
+    /// to bill, when the permit is dropped.
+    pub fn remote(
+        id: u64,
+        prompt_tokens: u64,
+        max_tokens: u64,
+        headers: RateHeaders,
+        release: Box<dyn FnOnce(u64) + Send>,
+    ) -> Self {
+        Permit {
+            release: Release::Remote(Some(release)),
+            id,
+            used_total: prompt_tokens,
+            max_tokens,
+            headers,
+        }
+    }
+
     /// The tokens used so far (prompt + completion): what the request is billed if it ends now.
     pub fn record(&mut self, prompt_tokens: u64, completion_tokens: u64) {
         self.used_total = prompt_tokens + completion_tokens;
@@ -307,8 +334,17 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let mut inner = self.limiter.inner.lock().unwrap_or_else(|p| p.into_inner());
-        for c in self.charges.drain(..) {
+        let (limiter, charges) = match &mut self.release {
+            Release::Remote(f) => {
+                if let Some(f) = f.take() {
+                    f(self.used_total);
+                }
+                return;
+            }
+            Release::Local { limiter, charges } => (limiter.clone(), std::mem::take(charges)),
+        };
+        let mut inner = limiter.inner.lock().unwrap_or_else(|p| p.into_inner());
+        for c in charges {
             let Some(b) = inner.buckets.get_mut(&c.scope) else {
                 continue;
             };
@@ -471,9 +507,11 @@ impl Limiter {
         }
         drop(inner);
         Ok(Permit {
-            limiter: self.clone(),
+            release: Release::Local {
+                limiter: self.clone(),
+                charges,
+            },
             id,
-            charges,
             used_total: ask.prompt_tokens,
             max_tokens,
             headers,

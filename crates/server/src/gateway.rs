@@ -29,6 +29,7 @@ use futures::StreamExt as _;
 use hearth_gateway::limits::{
     self, Ask, LimitKind, Limiter, Limits, MonthIndex, Permit, RateHeaders, Scope,
 };
+use hearth_gateway::limits_redis::RedisLimiter;
 use sha2::Digest as _;
 
 use crate::error::ApiError;
@@ -159,7 +160,7 @@ pub struct Gateway {
     /// Keys, usage and audit. `None` in tests and embedders that need none.
     pub store: Option<Arc<dyn GatewayStore>>,
     pub body_policy: BodyPolicy,
-    pub limiter: Limiter,
+    pub limiter: SharedLimiter,
     /// Limits over all callers together.
     pub global_limits: Limits,
 }
@@ -184,7 +185,7 @@ impl Gateway {
             admin_key,
             store: None,
             body_policy: BodyPolicy::Sha256,
-            limiter: Limiter::new(),
+            limiter: SharedLimiter::Local(Limiter::new()),
             global_limits: Limits::default(),
         }
     }
@@ -204,6 +205,57 @@ impl Gateway {
                 ApiError::internal("The key store is unavailable.")
             }),
             None => Ok(None),
+        }
+    }
+}
+
+/// Where the limit counters live: in this process, or in Redis for replicas that share them.
+#[derive(Clone)]
+pub enum SharedLimiter {
+    Local(Limiter),
+    Redis(RedisLimiter),
+}
+
+impl SharedLimiter {
+    async fn admit(
+        &self,
+        ask: &Ask,
+        month: MonthIndex,
+    ) -> Result<Result<Permit, limits::Refusal>, ApiError> {
+        match self {
+            SharedLimiter::Local(l) => Ok(l.admit(ask, Instant::now(), month)),
+            SharedLimiter::Redis(r) => r.admit(ask, month).await.map_err(|e| {
+                tracing::error!("{e}");
+                ApiError::unavailable("The rate-limit store is unavailable.")
+            }),
+        }
+    }
+
+    async fn needs_seed(&self, scope: &Scope, month: MonthIndex) -> Result<bool, ApiError> {
+        match self {
+            SharedLimiter::Local(l) => Ok(l.needs_seed(scope, month)),
+            SharedLimiter::Redis(r) => r.needs_seed(scope, month).await.map_err(|e| {
+                tracing::error!("{e}");
+                ApiError::unavailable("The rate-limit store is unavailable.")
+            }),
+        }
+    }
+
+    async fn seed_month(
+        &self,
+        scope: &Scope,
+        month: MonthIndex,
+        used: u64,
+    ) -> Result<(), ApiError> {
+        match self {
+            SharedLimiter::Local(l) => {
+                l.seed_month(scope, month, used);
+                Ok(())
+            }
+            SharedLimiter::Redis(r) => r.seed_month(scope, month, used).await.map_err(|e| {
+                tracing::error!("{e}");
+                ApiError::unavailable("The rate-limit store is unavailable.")
+            }),
         }
     }
 }
@@ -420,7 +472,7 @@ fn scopes_of(gw: &Gateway, p: &Principal) -> Vec<(Scope, Limits)> {
 /// Admission of a generation request (called where it is dispatched): the model allow-list,
 /// then the limits with the real token counts. Returns the meter the choices bill into and
 /// the `max_tokens` each choice may generate (clamped by a budget).
-pub fn admit(
+pub async fn admit(
     model: &str,
     prompt_tokens: u64,
     choices: u64,
@@ -458,7 +510,7 @@ pub fn admit(
         max_tokens: max_tokens.saturating_mul(choices),
     };
     let (month, _) = month_now();
-    match meter.gateway.limiter.admit(&ask, Instant::now(), month) {
+    match meter.gateway.limiter.admit(&ask, month).await? {
         Ok(permit) => {
             let per_choice = (permit.max_tokens / choices.max(1)).max(1).min(max_tokens);
             *meter.permit.lock().unwrap_or_else(|p| p.into_inner()) = Some(permit);
@@ -613,7 +665,7 @@ async fn seed_budgets(gw: &Gateway, meter: &Meter, month: MonthIndex) -> Result<
         return Ok(());
     };
     for (scope, lim) in scopes_of(gw, p) {
-        if lim.monthly_tokens.is_none() || !gw.limiter.needs_seed(&scope, month) {
+        if lim.monthly_tokens.is_none() || !gw.limiter.needs_seed(&scope, month).await? {
             continue;
         }
         let used = store
@@ -623,7 +675,7 @@ async fn seed_budgets(gw: &Gateway, meter: &Meter, month: MonthIndex) -> Result<
                 tracing::error!("usage lookup failed: {e}");
                 ApiError::internal("The usage store is unavailable.")
             })?;
-        gw.limiter.seed_month(&scope, month, used);
+        gw.limiter.seed_month(&scope, month, used).await?;
     }
     Ok(())
 }

@@ -188,7 +188,7 @@ async fn handle(state: &SharedState, req: ChatCompletionRequest) -> ApiResult<Re
         harmony,
         started,
     };
-    let choices = common::launch(state, &launch, std::slice::from_ref(&prompt_tokens), n)?;
+    let choices = common::launch(state, &launch, std::slice::from_ref(&prompt_tokens), n).await?;
     state.metrics.prompt_tokens(&card.id, prompt_tokens.len());
 
     let ctx = Ctx {

@@ -226,7 +226,7 @@ pub struct Launch {
 /// `i` uses `seed + i` so the `n` choices differ but stay reproducible.
 /// If the backend refuses any, the ones already started are dropped (and so
 /// cancelled) and the error is returned.
-pub fn launch(
+pub async fn launch(
     state: &SharedState,
     l: &Launch,
     prompts: &[Vec<u32>],
@@ -242,7 +242,8 @@ pub fn launch(
         prompt_total as u64,
         (prompts.len() * n) as u64,
         l.max_tokens as u64,
-    )?;
+    )
+    .await?;
     let max_tokens = max_tokens as usize;
     let mut choices = Vec::with_capacity(prompts.len() * n);
     for prompt in prompts {

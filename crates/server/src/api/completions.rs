@@ -235,7 +235,7 @@ async fn handle(state: &SharedState, req: CompletionRequest) -> ApiResult<Respon
         started,
     };
     let prompt_ids: Vec<Vec<u32>> = tokenized.iter().map(|(ids, _, _)| ids.clone()).collect();
-    let choices = common::launch(state, &launch, &prompt_ids, n)?;
+    let choices = common::launch(state, &launch, &prompt_ids, n).await?;
     let prompt_tokens: usize = prompt_ids.iter().map(Vec::len).sum();
     state.metrics.prompt_tokens(&card.id, prompt_tokens);
 

@@ -108,6 +108,8 @@ pub struct FileConfig {
     #[serde(alias = "data-dir")]
     pub data_dir: Option<PathBuf>,
     pub database: Option<String>,
+    #[serde(alias = "redis-url")]
+    pub redis_url: Option<String>,
     #[serde(alias = "audit-bodies")]
     pub audit_bodies: Option<String>,
     #[serde(alias = "global-rpm")]
@@ -185,6 +187,7 @@ pub struct ServeConfig {
     pub require_auth: Setting<bool>,
     pub data_dir: Setting<Option<PathBuf>>,
     pub database: Setting<Option<String>>,
+    pub redis_url: Setting<Option<String>>,
     pub audit_bodies: Setting<String>,
     pub global_rpm: Setting<Option<u64>>,
     pub global_tpm: Setting<Option<u64>>,
@@ -292,6 +295,15 @@ impl ServeConfig {
             )),
             None => o.push_str("# database: sqlite under data_dir  # default\n"),
         }
+        o.push_str(&format!(
+            "# redis_url: {}  # {}\n",
+            if self.redis_url.value.is_some() {
+                "set (not shown)"
+            } else {
+                "none"
+            },
+            self.redis_url.source
+        ));
         line(
             &mut o,
             "audit_bodies",
@@ -532,6 +544,14 @@ pub fn resolve(a: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<ServeCo
         |s| Ok(Some(s.to_string())),
         || None,
     )?;
+    let redis_url = pick(
+        (a.redis_url.clone().map(Some), "--redis-url"),
+        (file.redis_url.clone().map(Some), &fp),
+        env,
+        "HEARTH_REDIS_URL",
+        |s| Ok(Some(s.to_string())),
+        || None,
+    )?;
     let audit_bodies = pick(
         (a.audit_bodies.clone(), "--audit-bodies"),
         (file.audit_bodies.clone(), &fp),
@@ -677,6 +697,7 @@ pub fn resolve(a: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<ServeCo
         require_auth,
         data_dir,
         database,
+        redis_url,
         audit_bodies,
         global_rpm,
         global_tpm,

@@ -4,7 +4,10 @@ use crate::config::{self, ServeConfig};
 use anyhow::Context;
 use hearth_engine::kv::KvType;
 use hearth_engine::LoadedModel;
+use hearth_gateway::limits::{Limiter, Limits};
+use hearth_gateway::limits_redis::RedisLimiter;
 use hearth_server::config::ServerConfig;
+use hearth_server::gateway::{BodyPolicy, Gateway, SharedLimiter};
 use hearth_server::local::LocalBackend;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -25,7 +28,7 @@ CONFIGURATION
   The config file is named by --config FILE or HEARTH_CONFIG. Its keys are the long
   flags' names, in snake_case or kebab-case: host, port, threads, max_running,
   max_waiting, step_tokens, kv_cache_mb, kv_cache_type, no_prefix_caching, api_key,
-  require_auth, data_dir, database, audit_bodies, global_rpm, global_tpm,
+  require_auth, data_dir, database, redis_url, audit_bodies, global_rpm, global_tpm,
   global_max_concurrent, drain_seconds. Models go in a [[models]] array of tables (path, optional alias);
   a relative path is relative to the config file's directory. MODEL arguments on the
   command line replace the file's [[models]]; --alias renames models in order.
@@ -134,6 +137,10 @@ pub struct Args {
     /// [env: HEARTH_AUDIT_BODIES] [default: sha256]
     #[arg(long, value_name = "none|sha256|full")]
     pub audit_bodies: Option<String>,
+    /// Redis for rate-limit counters shared by several replicas (redis://HOST:PORT[/DB]).
+    /// [env: HEARTH_REDIS_URL] [default: none: counters in this process]
+    #[arg(long, value_name = "URL")]
+    pub redis_url: Option<String>,
     /// Requests per minute over all callers together. [env: HEARTH_GLOBAL_RPM] [default: none]
     #[arg(long, value_name = "N")]
     pub global_rpm: Option<u64>,
@@ -208,16 +215,59 @@ fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         if sched.prefix_caching { "on" } else { "off" }
     );
     let backend = Arc::new(LocalBackend::new(models, sched));
-    let config = ServerConfig {
-        addr,
-        api_key: cfg.api_key.value.clone(),
-        drain_timeout: std::time::Duration::from_secs(cfg.drain_seconds.value),
-        ..Default::default()
-    };
-    tracing::info!("listening on http://{addr} (OpenAI API under /v1)");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let gateway = rt.block_on(gateway(&cfg, addr))?;
+    let config = ServerConfig {
+        addr,
+        api_key: cfg.api_key.value.clone(),
+        drain_timeout: std::time::Duration::from_secs(cfg.drain_seconds.value),
+        gateway: Some(Arc::new(gateway)),
+        ..Default::default()
+    };
+    tracing::info!("listening on http://{addr} (OpenAI API under /v1)");
     rt.block_on(hearth_server::serve(backend, config))
+}
+
+/// The gateway `hearth serve` runs with: auth on unless the address is loopback (and neither
+/// `--require-auth` nor `--api-key` asks for it), limits in this process or in Redis.
+async fn gateway(cfg: &ServeConfig, addr: SocketAddr) -> anyhow::Result<Gateway> {
+    let auth_required =
+        !addr.ip().is_loopback() || cfg.require_auth.value || cfg.api_key.value.is_some();
+    let limiter = match &cfg.redis_url.value {
+        Some(url) => SharedLimiter::Redis(
+            RedisLimiter::connect(url, "hearth:rl")
+                .await
+                .with_context(|| format!("--redis-url (from {})", cfg.redis_url.source))?,
+        ),
+        None => SharedLimiter::Local(Limiter::new()),
+    };
+    let body_policy = match cfg.audit_bodies.value.as_str() {
+        "none" => BodyPolicy::None,
+        "full" => BodyPolicy::Full,
+        _ => BodyPolicy::Sha256,
+    };
+    if auth_required {
+        tracing::info!("auth: every route but /health needs an API key");
+    } else {
+        tracing::warn!(
+            "auth: off (loopback address, no --require-auth or --api-key): every request runs \
+             as the local admin"
+        );
+    }
+    Ok(Gateway {
+        auth_required,
+        admin_key: cfg.api_key.value.clone(),
+        store: None,
+        body_policy,
+        limiter,
+        global_limits: Limits {
+            rpm: cfg.global_rpm.value,
+            tpm: cfg.global_tpm.value,
+            max_concurrent: cfg.global_max_concurrent.value,
+            monthly_tokens: None,
+        },
+    })
 }

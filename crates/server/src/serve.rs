@@ -49,9 +49,13 @@ pub async fn serve_on(
         tracing::info!(?drain, "shutting down: draining in-flight requests");
         let _ = began_tx.send(());
     };
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(graceful)
-        .into_future();
+    // Client addresses for the audit log.
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(graceful)
+    .into_future();
     tokio::pin!(server);
     tokio::select! {
         r = &mut server => return r.context("server error"),

@@ -260,6 +260,62 @@ impl SharedLimiter {
     }
 }
 
+/// `GET /v1/limits`: every limit and budget that applies to the caller's key, with what
+/// remains of each now (the explain endpoint of issue 7).
+pub async fn explain(State(state): State<SharedState>) -> Response {
+    let Some(meter) = current() else {
+        return ApiError::internal("no request context").into_response();
+    };
+    let Some(p) = meter.principal() else {
+        return ApiError::unauthorized("Missing API key.").into_response();
+    };
+    let (month, _) = month_now();
+    let scopes = scopes_of(&state.gateway, p);
+    let rows: Vec<serde_json::Value> = match &state.gateway.limiter {
+        SharedLimiter::Local(l) => l
+            .explain(&scopes, Instant::now(), month)
+            .into_iter()
+            .map(|r| {
+                serde_json::json!({
+                    "scope": r.scope.to_string(),
+                    "limit": r.kind.to_string(),
+                    "value": r.limit,
+                    "remaining": r.remaining,
+                })
+            })
+            .collect(),
+        // Counters shared through Redis are not read back here yet: the limits alone.
+        SharedLimiter::Redis(_) => scopes
+            .iter()
+            .flat_map(|(scope, l)| {
+                [
+                    (LimitKind::RequestsPerMinute, l.rpm),
+                    (LimitKind::TokensPerMinute, l.tpm),
+                    (LimitKind::Concurrency, l.max_concurrent),
+                    (LimitKind::MonthlyTokens, l.monthly_tokens),
+                ]
+                .into_iter()
+                .filter_map(move |(k, v)| {
+                    v.map(|v| {
+                        serde_json::json!({
+                            "scope": scope.to_string(), "limit": k.to_string(),
+                            "value": v, "remaining": null,
+                        })
+                    })
+                })
+            })
+            .collect(),
+    };
+    axum::Json(serde_json::json!({
+        "object": "list",
+        "key_id": p.key_id,
+        "role": p.role.as_str(),
+        "models": p.models,
+        "data": rows,
+    }))
+    .into_response()
+}
+
 /// What kind of route a request is for, from its normalized path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RouteClass {

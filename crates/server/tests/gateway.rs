@@ -250,6 +250,28 @@ async fn rpm_is_exact_and_headers_follow_openai() {
     );
     let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry));
+    // The explain endpoint shows what remains.
+    let (st, _, text) = call(
+        &s,
+        reqwest::Method::GET,
+        "/v1/limits",
+        Some("limited-key"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let rpm = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["limit"] == "requests per minute")
+        .unwrap();
+    assert_eq!(
+        (rpm["value"].as_u64(), rpm["remaining"].as_u64()),
+        (Some(3), Some(0))
+    );
+    assert_eq!(rpm["scope"], "key 'limited'");
     // Other keys are not affected.
     let (st, _, _) = call(
         &s,

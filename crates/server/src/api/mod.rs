@@ -34,6 +34,7 @@ pub(crate) fn router_with_state(state: SharedState) -> Router {
         .route("/v1/completions", post(completions::handler))
         .route("/v1/responses", post(responses::handler))
         .route("/v1/models", get(models::list))
+        .route("/v1/limits", get(crate::gateway::explain))
         .route("/v1/models/{*id}", get(models::get))
         .route("/health", get(health::health))
         .route("/tokenize", post(tokenize::tokenize))

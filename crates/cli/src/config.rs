@@ -105,6 +105,10 @@ pub struct FileConfig {
     pub api_key: Option<String>,
     #[serde(alias = "require-auth")]
     pub require_auth: Option<bool>,
+    #[serde(alias = "tls-cert")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(alias = "tls-key")]
+    pub tls_key: Option<PathBuf>,
     #[serde(alias = "data-dir")]
     pub data_dir: Option<PathBuf>,
     pub database: Option<String>,
@@ -185,6 +189,8 @@ pub struct ServeConfig {
     pub no_prefix_caching: Setting<bool>,
     pub api_key: Setting<Option<String>>,
     pub require_auth: Setting<bool>,
+    pub tls_cert: Setting<Option<PathBuf>>,
+    pub tls_key: Setting<Option<PathBuf>>,
     pub data_dir: Setting<Option<PathBuf>>,
     pub database: Setting<Option<String>>,
     pub redis_url: Setting<Option<String>>,
@@ -277,6 +283,16 @@ impl ServeConfig {
             self.require_auth.value.into(),
             &self.require_auth.source,
         );
+        for (k, s) in [("tls_cert", &self.tls_cert), ("tls_key", &self.tls_key)] {
+            if let Some(p) = &s.value {
+                line(
+                    &mut o,
+                    k,
+                    p.to_string_lossy().into_owned().into(),
+                    &s.source,
+                );
+            }
+        }
         match &self.data_dir.value {
             Some(d) => line(
                 &mut o,
@@ -528,6 +544,22 @@ pub fn resolve(a: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<ServeCo
         parse_bool,
         || false,
     )?;
+    let tls_cert = pick(
+        (a.tls_cert.clone().map(Some), "--tls-cert"),
+        (file.tls_cert.clone().map(Some), &fp),
+        env,
+        "HEARTH_TLS_CERT",
+        |s| Ok(Some(PathBuf::from(s))),
+        || None,
+    )?;
+    let tls_key = pick(
+        (a.tls_key.clone().map(Some), "--tls-key"),
+        (file.tls_key.clone().map(Some), &fp),
+        env,
+        "HEARTH_TLS_KEY",
+        |s| Ok(Some(PathBuf::from(s))),
+        || None,
+    )?;
     let data_dir = pick(
         (a.data_dir.clone().map(Some), "--data-dir"),
         (file.data_dir.clone().map(Some), &fp),
@@ -695,6 +727,8 @@ pub fn resolve(a: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<ServeCo
         no_prefix_caching,
         api_key,
         require_auth,
+        tls_cert,
+        tls_key,
         data_dir,
         database,
         redis_url,

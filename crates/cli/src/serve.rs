@@ -28,7 +28,7 @@ CONFIGURATION
   The config file is named by --config FILE or HEARTH_CONFIG. Its keys are the long
   flags' names, in snake_case or kebab-case: host, port, threads, max_running,
   max_waiting, step_tokens, kv_cache_mb, kv_cache_type, no_prefix_caching, api_key,
-  require_auth, data_dir, database, redis_url, audit_bodies, global_rpm, global_tpm,
+  require_auth, tls_cert, tls_key, data_dir, database, redis_url, audit_bodies, global_rpm, global_tpm,
   global_max_concurrent, drain_seconds. Models go in a [[models]] array of tables (path, optional alias);
   a relative path is relative to the config file's directory. MODEL arguments on the
   command line replace the file's [[models]]; --alias renames models in order.
@@ -137,6 +137,12 @@ pub struct Args {
     /// [env: HEARTH_AUDIT_BODIES] [default: sha256]
     #[arg(long, value_name = "none|sha256|full")]
     pub audit_bodies: Option<String>,
+    /// PEM certificate chain: serve HTTPS (with --tls-key). [env: HEARTH_TLS_CERT]
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert. [env: HEARTH_TLS_KEY]
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Redis for rate-limit counters shared by several replicas (redis://HOST:PORT[/DB]).
     /// [env: HEARTH_REDIS_URL] [default: none: counters in this process]
     #[arg(long, value_name = "URL")]
@@ -220,14 +226,25 @@ fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let gateway = rt.block_on(gateway(&cfg, addr))?;
+    let tls = match (&cfg.tls_cert.value, &cfg.tls_key.value) {
+        (Some(c), Some(k)) => Some(hearth_server::tls::load(c, k)?),
+        (None, None) => None,
+        _ => anyhow::bail!(
+            "HTTPS needs both a certificate and a key: tls_cert (from {}) and tls_key (from {})",
+            cfg.tls_cert.source,
+            cfg.tls_key.source
+        ),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let config = ServerConfig {
         addr,
         api_key: cfg.api_key.value.clone(),
         drain_timeout: std::time::Duration::from_secs(cfg.drain_seconds.value),
         gateway: Some(Arc::new(gateway)),
+        tls,
         ..Default::default()
     };
-    tracing::info!("listening on http://{addr} (OpenAI API under /v1)");
+    tracing::info!("listening on {scheme}://{addr} (OpenAI API under /v1)");
     rt.block_on(hearth_server::serve(backend, config))
 }
 

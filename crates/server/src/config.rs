@@ -33,6 +33,8 @@ pub struct ServerConfig {
     pub default_sampling: SamplingParams,
     /// Keys, roles, limits and audit. `None`: no database; only `api_key` (if set) is checked.
     pub gateway: Option<std::sync::Arc<crate::gateway::Gateway>>,
+    /// Serve HTTPS with this rustls config (`--tls-cert`/`--tls-key`; see [`crate::tls`]).
+    pub tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +49,7 @@ impl Default for ServerConfig {
             api_key: None,
             default_sampling: SamplingParams::default(),
             gateway: None,
+            tls: None,
         }
     }
 }

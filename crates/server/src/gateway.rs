@@ -593,8 +593,8 @@ pub async fn gate(State(state): State<SharedState>, req: Request, next: Next) ->
     let request_id = format!("req_{}", uuid::Uuid::new_v4().simple());
     let client = req
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
+        .get::<ConnectInfo<crate::serve::ClientAddr>>()
+        .map(|c| c.0 .0);
     let class = classify(req.uri().path());
     let route = format!("{} {}", req.method(), req.uri().path());
 

@@ -24,9 +24,10 @@ pub mod ids;
 pub mod json;
 pub mod local;
 pub mod metrics;
-mod serve;
+pub mod serve;
 pub mod state;
 pub mod stop;
+pub mod tls;
 pub mod toolcall;
 
 pub use api::router;

@@ -7,6 +7,9 @@ use std::future::IntoFuture as _;
 
 use anyhow::Context as _;
 
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
+
 use crate::api;
 use crate::backend::Backend;
 use crate::config::ServerConfig;
@@ -49,10 +52,33 @@ pub async fn serve_on(
         tracing::info!(?drain, "shutting down: draining in-flight requests");
         let _ = began_tx.send(());
     };
+    match state.config.tls.clone() {
+        Some(tls) => {
+            let listener = crate::tls::TlsListener::new(listener, tls)
+                .context("cannot start the TLS listener")?;
+            drive(listener, app, graceful, began_rx, drain, state).await
+        }
+        None => drive(listener, app, graceful, began_rx, drain, state).await,
+    }
+}
+
+/// Serve until the graceful shutdown began, then drain (for plain TCP and TLS listeners).
+async fn drive<L>(
+    listener: L,
+    app: axum::Router,
+    graceful: impl std::future::Future<Output = ()> + Send + 'static,
+    began_rx: tokio::sync::oneshot::Receiver<()>,
+    drain: std::time::Duration,
+    state: Arc<AppState>,
+) -> anyhow::Result<()>
+where
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+    ClientAddr: for<'a> Connected<IncomingStream<'a, L>>,
+{
     // Client addresses for the audit log.
     let server = axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        app.into_make_service_with_connect_info::<ClientAddr>(),
     )
     .with_graceful_shutdown(graceful)
     .into_future();
@@ -73,6 +99,23 @@ pub async fn serve_on(
     match tokio::time::timeout(ABORT_GRACE, server).await {
         Ok(r) => r.context("server error"),
         Err(_) => Ok(()),
+    }
+}
+
+/// The peer address of a connection, for any listener (axum provides `SocketAddr` connect
+/// info for its own TCP listener only).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
+impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for ClientAddr {
+    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, crate::tls::TlsListener>> for ClientAddr {
+    fn connect_info(stream: IncomingStream<'_, crate::tls::TlsListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
     }
 }
 

@@ -3,6 +3,9 @@
 //! - [`limits`]: exact in-process rate limits (requests and tokens per minute, concurrency)
 //!   and monthly token budgets, per key, per team and global.
 //! - [`limits_redis`]: the same limits shared by several replicas through Redis.
+//! - [`store`]: teams, users, API keys (hashed), the audit log as a hash chain and daily usage,
+//!   in SQLite or PostgreSQL.
 
 pub mod limits;
 pub mod limits_redis;
+pub mod store;

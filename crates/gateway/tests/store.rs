@@ -1,0 +1,258 @@
+//! The store against SQLite (a temporary file) and, when HEARTH_TEST_POSTGRES_URL is set (by
+//! scripts/test.sh via scripts/postgres.sh), the same checks against a real PostgreSQL.
+
+use hearth_gateway::limits::{Limits, Scope};
+use hearth_gateway::store::{
+    AuditRecord, AuditSink, GroupBy, NewKey, Role, Store, Team, User, Verdict,
+};
+
+fn temp_sqlite() -> (String, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!(
+        "hearth-store-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let path = dir.join("hearth.db");
+    (format!("sqlite://{}", path.display()), path)
+}
+
+async fn stores() -> Vec<(String, Store)> {
+    let (url, _) = temp_sqlite();
+    let mut v = vec![(
+        "sqlite".to_string(),
+        Store::open(&url).await.expect("open sqlite"),
+    )];
+    match std::env::var("HEARTH_TEST_POSTGRES_URL").ok().filter(|s| !s.is_empty()) {
+        Some(pg) => {
+            let s = Store::open(&pg).await.expect("open postgres");
+            // Each test run starts from empty tables.
+            for t in ["audit_log", "audit_checkpoint", "usage_daily", "api_keys", "users", "teams"] {
+                s.execute_raw(&format!("DELETE FROM {t}")).await.unwrap();
+            }
+            v.push(("postgres".to_string(), s));
+        }
+        None => eprintln!(
+            "SKIPPED (postgres): HEARTH_TEST_POSTGRES_URL is not set; run `eval \"$(bash scripts/postgres.sh)\"`"
+        ),
+    }
+    v
+}
+
+fn rec(i: u64, key: &str) -> AuditRecord {
+    AuditRecord {
+        time: 1_795_478_400 + i as i64, // 2026-11-24T00:00:00Z + i s
+        request_id: format!("req_{i}"),
+        key_id: Some(key.into()),
+        user: Some("alice".into()),
+        team: Some("ops".into()),
+        role: Some("user".into()),
+        route: "POST /v1/chat/completions".into(),
+        model: Some("smollm2".into()),
+        status: 200,
+        latency_ms: 10 + i,
+        prompt_tokens: 10,
+        completion_tokens: i,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_users_teams() {
+    for (kind, s) in stores().await {
+        s.create_team(&Team {
+            name: "ops".into(),
+            limits: Limits {
+                rpm: Some(100),
+                ..Default::default()
+            },
+            created: 0,
+        })
+        .await
+        .unwrap();
+        s.create_user(&User {
+            name: "alice".into(),
+            role: Role::User,
+            team: Some("ops".into()),
+            created: 0,
+        })
+        .await
+        .unwrap();
+        assert!(s
+            .create_user(&User {
+                name: "alice".into(),
+                role: Role::User,
+                team: None,
+                created: 0
+            })
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("already exists"));
+        let (info, secret) = s
+            .create_key(&NewKey {
+                name: "ci".into(),
+                user: Some("alice".into()),
+                models: Some(vec!["smollm2".into()]),
+                limits: Limits {
+                    rpm: Some(5),
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(secret.starts_with(&info.prefix), "{kind}");
+        // The user's team and role carry over to the key.
+        assert_eq!((info.team.as_deref(), info.role), (Some("ops"), Role::User));
+        let owner = s.authenticate(&secret).await.unwrap().expect("valid key");
+        assert_eq!(owner.key_id, info.id);
+        assert_eq!(owner.models.as_deref(), Some(&["smollm2".to_string()][..]));
+        assert_eq!(owner.key_limits.rpm, Some(5));
+        assert_eq!(
+            owner.team_limits.rpm,
+            Some(100),
+            "{kind}: team limits joined"
+        );
+        assert!(s.authenticate("hk-nope").await.unwrap().is_none());
+        assert!(s
+            .authenticate(&format!("{secret}x"))
+            .await
+            .unwrap()
+            .is_none());
+        // Revocation takes effect on the next lookup.
+        s.revoke_key(&info.id).await.unwrap();
+        assert!(s.authenticate(&secret).await.unwrap().is_none());
+        assert!(s.revoke_key(&info.id).await.is_err(), "already revoked");
+        // An expired key is refused.
+        let (_, old) = s
+            .create_key(&NewKey {
+                name: "old".into(),
+                role: Some(Role::Auditor),
+                expires: Some(1),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(s.authenticate(&old).await.unwrap().is_none());
+        let listed = s.list_keys().await.unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(listed[0].revoked.is_some());
+        assert!(s
+            .create_key(&NewKey {
+                name: "x".into(),
+                user: Some("bob".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("no user named 'bob'"));
+    }
+}
+
+#[tokio::test]
+async fn secret_is_never_stored() {
+    let (url, path) = temp_sqlite();
+    let s = Store::open(&url).await.unwrap();
+    let (_, secret) = s
+        .create_key(&NewKey {
+            name: "k".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    drop(s);
+    let mut bytes = std::fs::read(&path).unwrap();
+    for ext in ["-wal", "-shm"] {
+        bytes.extend(std::fs::read(format!("{}{ext}", path.display())).unwrap_or_default());
+    }
+    let random_part = secret.rsplit('-').next().unwrap();
+    assert!(
+        !bytes
+            .windows(random_part.len())
+            .any(|w| w == random_part.as_bytes()),
+        "the secret must not be in the database files"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn audit_chain_detects_edits_and_deletions() {
+    for (kind, s) in stores().await {
+        let sink = AuditSink::spawn(s.clone());
+        // 100 records from 4 concurrent tasks through the batching sink.
+        let mut tasks = Vec::new();
+        for t in 0..4u64 {
+            let sink = sink.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..25 {
+                    sink.send(rec(t * 25 + i, if t % 2 == 0 { "k1" } else { "k2" }));
+                    tokio::task::yield_now().await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        sink.flush().await;
+        assert_eq!(
+            s.verify_audit().await.unwrap(),
+            Verdict::Ok { records: 100 },
+            "{kind}"
+        );
+        // Usage rollups equal the sum of the records.
+        let by_key = s.usage(GroupBy::Key, 0, i64::MAX / 2).await.unwrap();
+        let total: u64 = by_key.iter().map(|r| r.requests).sum();
+        assert_eq!(total, 100);
+        let completion: u64 = by_key.iter().map(|r| r.completion_tokens).sum();
+        assert_eq!(completion, (0..100).sum::<u64>());
+        let month = hearth_gateway::limits::month_of_unix(1_795_478_400);
+        let k1 = s
+            .monthly_tokens_used(&Scope::Key("k1".into()), month)
+            .await
+            .unwrap();
+        let expect_k1: u64 = (0..25).chain(50..75).map(|i| 10 + i).sum();
+        assert_eq!(k1, expect_k1, "{kind}");
+        assert_eq!(
+            s.monthly_tokens_used(&Scope::Global, month).await.unwrap(),
+            (0..100).map(|i| 10 + i).sum::<u64>()
+        );
+
+        // Edit one record's tokens behind the store's back: verify names it.
+        s.execute_raw("UPDATE audit_log SET completion_tokens = 0 WHERE seq = 42")
+            .await
+            .unwrap();
+        match s.verify_audit().await.unwrap() {
+            Verdict::Broken { seq, reason, .. } => {
+                assert_eq!(seq, 42, "{kind}");
+                assert!(reason.contains("edited"), "{reason}");
+            }
+            v => panic!("{kind}: edit not detected: {v:?}"),
+        }
+        s.execute_raw("DELETE FROM audit_log WHERE seq = 42")
+            .await
+            .unwrap();
+        match s.verify_audit().await.unwrap() {
+            Verdict::Broken { seq, reason, .. } => {
+                assert_eq!(seq, 42, "{kind}");
+                assert!(reason.contains("deleted"), "{reason}");
+            }
+            v => panic!("{kind}: deletion not detected: {v:?}"),
+        }
+        // Retention removes a prefix and the chain still verifies from its checkpoint.
+        s.execute_raw("DELETE FROM audit_log").await.unwrap();
+        s.execute_raw("DELETE FROM audit_checkpoint").await.unwrap();
+        let mut old = rec(0, "k1");
+        old.time = 1_000;
+        s.append_audit(&[old.clone(), old.clone(), rec(1, "k1"), rec(2, "k1")])
+            .await
+            .unwrap();
+        assert_eq!(s.apply_retention(30).await.unwrap(), 2);
+        assert_eq!(
+            s.verify_audit().await.unwrap(),
+            Verdict::Ok { records: 2 },
+            "{kind}"
+        );
+        s.append_audit(&[rec(3, "k1")]).await.unwrap();
+        assert_eq!(s.verify_audit().await.unwrap(), Verdict::Ok { records: 3 });
+    }
+}

@@ -21,6 +21,8 @@ export HEARTH_LLAMA_CPP_SRC="${HEARTH_LLAMA_CPP_SRC:-$(scripts/fetch-llama-cpp.s
 "$PY" scripts/oracle/gen_tiny_hf.py models >/dev/null
 # A throwaway Redis for the shared rate-limit tests (crates/gateway/tests/redis_limits.rs).
 eval "$(bash scripts/redis.sh)"
+# A throwaway PostgreSQL for the store tests (crates/gateway/tests/store.rs).
+eval "$(bash scripts/postgres.sh)"
 cargo test --workspace --locked "$@"
 # The official openai SDK against the server: the fake backend and a live SmolLM2.
 "$PY" -m pytest -q crates/server/tests/python

@@ -356,13 +356,24 @@ impl Store {
         Ok(store)
     }
 
+    /// Apply the migrations not applied yet, all in one transaction. On PostgreSQL a
+    /// transaction-scoped advisory lock makes replicas starting together take turns (two
+    /// concurrent `CREATE TABLE IF NOT EXISTS` can otherwise collide there).
     async fn migrate(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(q("begin migration"))?;
+        if self.url_kind == "postgres" {
+            // The key is arbitrary but fixed: "hearth" in ASCII.
+            sqlx::query("SELECT pg_advisory_xact_lock(104101097114116104)")
+                .execute(&mut *tx)
+                .await
+                .map_err(q("migration lock"))?;
+        }
         sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY)")
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(q("create schema_version"))?;
         let done: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM schema_version")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await
             .map_err(q("read schema_version"))?
             .try_get("v")
@@ -370,9 +381,8 @@ impl Store {
             .flatten();
         let done = done.unwrap_or(0) as usize;
         for (i, m) in MIGRATIONS.iter().enumerate().skip(done) {
-            let mut tx = self.pool.begin().await.map_err(q("begin migration"))?;
             for stmt in m.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                sqlx::query(stmt)
+                sqlx::query(sqlx::AssertSqlSafe(stmt.to_string()))
                     .execute(&mut *tx)
                     .await
                     .map_err(q("migration"))?;
@@ -382,8 +392,8 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(q("record migration"))?;
-            tx.commit().await.map_err(q("commit migration"))?;
         }
+        tx.commit().await.map_err(q("commit migration"))?;
         Ok(())
     }
 
@@ -660,7 +670,8 @@ impl Store {
             Scope::Key(k) => ("key_id", k.clone()),
         };
         let sql = format!(
-            "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS n FROM usage_daily
+            "SELECT CAST(COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS BIGINT) AS n
+             FROM usage_daily
              WHERE day >= $1 AND day < $2 AND {col} = $3"
         );
         // Only the column name is spliced in, from the fixed match above.
@@ -692,8 +703,10 @@ impl Store {
             GroupBy::Day => "day",
         };
         let sql = format!(
-            "SELECT CAST({col} AS TEXT) AS g, SUM(requests) AS r, SUM(prompt_tokens) AS p,
-                    SUM(completion_tokens) AS c
+            // PostgreSQL sums BIGINT into NUMERIC, which the Any driver cannot decode.
+            "SELECT CAST({col} AS TEXT) AS g, CAST(SUM(requests) AS BIGINT) AS r,
+                    CAST(SUM(prompt_tokens) AS BIGINT) AS p,
+                    CAST(SUM(completion_tokens) AS BIGINT) AS c
              FROM usage_daily WHERE day >= $1 AND day < $2 GROUP BY {col} ORDER BY {col}"
         );
         // Only the column name is spliced in, from the fixed match above.

@@ -16,7 +16,11 @@ fn temp_sqlite() -> (String, std::path::PathBuf) {
     (format!("sqlite://{}", path.display()), path)
 }
 
-async fn stores() -> Vec<(String, Store)> {
+/// The tests share one PostgreSQL database: they take turns.
+static PG: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn stores() -> (Vec<(String, Store)>, tokio::sync::MutexGuard<'static, ()>) {
+    let guard = PG.lock().await;
     let (url, _) = temp_sqlite();
     let mut v = vec![(
         "sqlite".to_string(),
@@ -35,7 +39,7 @@ async fn stores() -> Vec<(String, Store)> {
             "SKIPPED (postgres): HEARTH_TEST_POSTGRES_URL is not set; run `eval \"$(bash scripts/postgres.sh)\"`"
         ),
     }
-    v
+    (v, guard)
 }
 
 fn rec(i: u64, key: &str) -> AuditRecord {
@@ -58,7 +62,8 @@ fn rec(i: u64, key: &str) -> AuditRecord {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_users_teams() {
-    for (kind, s) in stores().await {
+    let (stores, _turn) = stores().await;
+    for (kind, s) in stores {
         s.create_team(&Team {
             name: "ops".into(),
             limits: Limits {
@@ -136,7 +141,8 @@ async fn keys_users_teams() {
         assert!(s.authenticate(&old).await.unwrap().is_none());
         let listed = s.list_keys().await.unwrap();
         assert_eq!(listed.len(), 2);
-        assert!(listed[0].revoked.is_some());
+        let revoked = listed.iter().find(|k| k.id == info.id).unwrap();
+        assert!(revoked.revoked.is_some());
         assert!(s
             .create_key(&NewKey {
                 name: "x".into(),
@@ -177,7 +183,8 @@ async fn secret_is_never_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn audit_chain_detects_edits_and_deletions() {
-    for (kind, s) in stores().await {
+    let (stores, _turn) = stores().await;
+    for (kind, s) in stores {
         let sink = AuditSink::spawn(s.clone());
         // 100 records from 4 concurrent tasks through the batching sink.
         let mut tasks = Vec::new();

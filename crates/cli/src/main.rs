@@ -1,5 +1,6 @@
 //! `hearth`: run, benchmark, inspect and serve local language models.
 
+mod admin;
 mod bench;
 mod config;
 mod info;
@@ -34,6 +35,14 @@ enum Cmd {
     Template(template::Args),
     /// Serve models over an OpenAI-compatible HTTP API with continuous batching.
     Serve(serve::Args),
+    /// Create, list and revoke API keys (the gateway's database).
+    Keys(admin::KeysArgs),
+    /// Create, list and delete users.
+    Users(admin::UsersArgs),
+    /// Create, list and delete teams (with shared limits).
+    Teams(admin::TeamsArgs),
+    /// Verify, export and trim the tamper-evident audit log.
+    Audit(admin::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +60,10 @@ fn main() -> ExitCode {
         Cmd::Info(a) => info::main(a),
         Cmd::Template(a) => template::main(a),
         Cmd::Serve(a) => serve::main(a),
+        Cmd::Keys(a) => admin::keys(a),
+        Cmd::Users(a) => admin::users(a),
+        Cmd::Teams(a) => admin::teams(a),
+        Cmd::Audit(a) => admin::audit(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

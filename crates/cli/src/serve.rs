@@ -6,8 +6,9 @@ use hearth_engine::kv::KvType;
 use hearth_engine::LoadedModel;
 use hearth_gateway::limits::{Limiter, Limits};
 use hearth_gateway::limits_redis::RedisLimiter;
+use hearth_gateway::store::{default_database_url, redact_url, AuditSink, Store};
 use hearth_server::config::ServerConfig;
-use hearth_server::gateway::{BodyPolicy, Gateway, SharedLimiter};
+use hearth_server::gateway::{BodyPolicy, Gateway, SharedLimiter, SqlStore};
 use hearth_server::local::LocalBackend;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -225,7 +226,7 @@ fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let gateway = rt.block_on(gateway(&cfg, addr))?;
+    let (gateway, audit) = rt.block_on(gateway(&cfg, addr))?;
     let tls = match (&cfg.tls_cert.value, &cfg.tls_key.value) {
         (Some(c), Some(k)) => Some(hearth_server::tls::load(c, k)?),
         (None, None) => None,
@@ -245,12 +246,15 @@ fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         ..Default::default()
     };
     tracing::info!("listening on {scheme}://{addr} (OpenAI API under /v1)");
-    rt.block_on(hearth_server::serve(backend, config))
+    let served = rt.block_on(hearth_server::serve(backend, config));
+    // Requests that ended during the drain are still queued for the audit log.
+    rt.block_on(audit.flush());
+    served
 }
 
 /// The gateway `hearth serve` runs with: auth on unless the address is loopback (and neither
 /// `--require-auth` nor `--api-key` asks for it), limits in this process or in Redis.
-async fn gateway(cfg: &ServeConfig, addr: SocketAddr) -> anyhow::Result<Gateway> {
+async fn gateway(cfg: &ServeConfig, addr: SocketAddr) -> anyhow::Result<(Gateway, AuditSink)> {
     let auth_required =
         !addr.ip().is_loopback() || cfg.require_auth.value || cfg.api_key.value.is_some();
     let limiter = match &cfg.redis_url.value {
@@ -274,10 +278,26 @@ async fn gateway(cfg: &ServeConfig, addr: SocketAddr) -> anyhow::Result<Gateway>
              as the local admin"
         );
     }
-    Ok(Gateway {
+    let url = match &cfg.database.value {
+        Some(u) => u.clone(),
+        None => default_database_url(cfg.data_dir.value.as_deref()),
+    };
+    let store = Store::open(&url).await.with_context(|| {
+        format!(
+            "opening the gateway database (from {}; --database or --data-dir choose another)",
+            cfg.database.source
+        )
+    })?;
+    tracing::info!("gateway database: {}", redact_url(&url));
+    let sink = AuditSink::spawn(store.clone());
+    let gw = Gateway {
         auth_required,
         admin_key: cfg.api_key.value.clone(),
-        store: None,
+        store: Some(Arc::new(SqlStore {
+            store: store.clone(),
+            sink: sink.clone(),
+        })),
+        sql: Some(store),
         body_policy,
         limiter,
         global_limits: Limits {
@@ -286,5 +306,6 @@ async fn gateway(cfg: &ServeConfig, addr: SocketAddr) -> anyhow::Result<Gateway>
             max_concurrent: cfg.global_max_concurrent.value,
             monthly_tokens: None,
         },
-    })
+    };
+    Ok((gw, sink))
 }

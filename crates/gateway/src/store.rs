@@ -129,6 +129,22 @@ pub struct KeyOwner {
     pub team_limits: Limits,
 }
 
+impl KeyOwner {
+    /// Loopback without `--require-auth`: the local user is the admin.
+    pub fn local_admin() -> Self {
+        KeyOwner {
+            key_id: "local".into(),
+            key_name: "local admin (no auth on loopback)".into(),
+            user: None,
+            team: None,
+            role: Role::Admin,
+            models: None,
+            key_limits: Limits::default(),
+            team_limits: Limits::default(),
+        }
+    }
+}
+
 impl fmt::Debug for KeyOwner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyOwner")

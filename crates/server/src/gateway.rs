@@ -35,78 +35,7 @@ use sha2::Digest as _;
 use crate::error::ApiError;
 use crate::state::SharedState;
 
-/// A caller's role (issue 7): `admin` everything, `user` inference on allowed models,
-/// `auditor` reads usage and audit, no inference.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Admin,
-    User,
-    Auditor,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::User => "user",
-            Role::Auditor => "auditor",
-        }
-    }
-}
-
-/// Who is calling, as the key store resolved the presented key.
-#[derive(Clone, Debug)]
-pub struct Principal {
-    pub key_id: String,
-    pub key_name: String,
-    pub user: Option<String>,
-    pub team: Option<String>,
-    pub role: Role,
-    /// Models this key may use (`None`: all).
-    pub models: Option<Vec<String>>,
-    pub key_limits: Limits,
-    pub team_limits: Limits,
-}
-
-impl Principal {
-    /// Loopback without `--require-auth`: the local user is the admin.
-    pub fn local_admin() -> Self {
-        Principal {
-            key_id: "local".into(),
-            key_name: "local admin (no auth on loopback)".into(),
-            user: None,
-            team: None,
-            role: Role::Admin,
-            models: None,
-            key_limits: Limits::default(),
-            team_limits: Limits::default(),
-        }
-    }
-}
-
-/// What the audit log receives for one request, allowed or refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuditEntry {
-    /// UNIX seconds when the request arrived.
-    pub time: i64,
-    pub request_id: String,
-    pub key_id: Option<String>,
-    pub user: Option<String>,
-    pub team: Option<String>,
-    pub role: Option<String>,
-    pub client_addr: Option<String>,
-    pub route: String,
-    pub model: Option<String>,
-    pub status: u16,
-    pub latency_ms: u64,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    /// Guardrail verdicts as JSON (rule ids, actions, scores; never matched text).
-    pub guardrails: Option<String>,
-    /// Bodies reduced per [`BodyPolicy`].
-    pub request_body: Option<String>,
-    pub response_body: Option<String>,
-}
+pub use hearth_gateway::store::{AuditRecord as AuditEntry, KeyOwner as Principal, Role};
 
 /// How much of the request and response bodies the audit keeps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -150,6 +79,43 @@ pub trait GatewayStore: Send + Sync + 'static {
     fn audit(&self, entry: AuditEntry);
 }
 
+/// The SQL store (SQLite or PostgreSQL) with its batching audit writer.
+pub struct SqlStore {
+    pub store: hearth_gateway::store::Store,
+    pub sink: hearth_gateway::store::AuditSink,
+}
+
+impl GatewayStore for SqlStore {
+    fn authenticate<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Principal>, String>> {
+        Box::pin(async move {
+            self.store
+                .authenticate(key)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn monthly_tokens_used<'a>(
+        &'a self,
+        scope: &'a Scope,
+        month: MonthIndex,
+    ) -> BoxFuture<'a, Result<u64, String>> {
+        Box::pin(async move {
+            self.store
+                .monthly_tokens_used(scope, month)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn audit(&self, entry: AuditEntry) {
+        self.sink.send(entry);
+    }
+}
+
 /// The gateway's settings and shared parts.
 pub struct Gateway {
     /// Whether requests must carry a key. Off only for a loopback bind without
@@ -159,6 +125,8 @@ pub struct Gateway {
     pub admin_key: Option<String>,
     /// Keys, usage and audit. `None` in tests and embedders that need none.
     pub store: Option<Arc<dyn GatewayStore>>,
+    /// The SQL store behind the admin API (`None`: the admin API answers 404).
+    pub sql: Option<hearth_gateway::store::Store>,
     pub body_policy: BodyPolicy,
     pub limiter: SharedLimiter,
     /// Limits over all callers together.
@@ -184,6 +152,7 @@ impl Gateway {
             auth_required: admin_key.is_some(),
             admin_key,
             store: None,
+            sql: None,
             body_policy: BodyPolicy::Sha256,
             limiter: SharedLimiter::Local(Limiter::new()),
             global_limits: Limits::default(),

@@ -1,5 +1,6 @@
 //! One module per endpoint, each with its request types and handler.
 
+pub mod admin;
 pub mod chat;
 pub mod common;
 pub mod completions;
@@ -40,6 +41,7 @@ pub(crate) fn router_with_state(state: SharedState) -> Router {
         .route("/tokenize", post(tokenize::tokenize))
         .route("/detokenize", post(tokenize::detokenize))
         .route("/metrics", get(metrics::metrics))
+        .merge(admin::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -1,0 +1,235 @@
+//! The admin API (`/admin/v1/...`): keys, users, teams, usage and the audit log. The gateway
+//! middleware has already checked the role (admin; auditor for reading usage and audit)
+//! before any handler here runs.
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use hearth_gateway::limits::Limits;
+use hearth_gateway::store::{GroupBy, NewKey, Role, Store, StoreError, Team, User, Verdict};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::json::JsonBody;
+use crate::state::SharedState;
+
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/admin/v1/keys", get(list_keys).post(create_key))
+        .route("/admin/v1/keys/{id}", delete(revoke_key))
+        .route("/admin/v1/users", get(list_users).post(create_user))
+        .route("/admin/v1/users/{name}", delete(delete_user))
+        .route("/admin/v1/teams", get(list_teams).post(create_team))
+        .route("/admin/v1/teams/{name}", delete(delete_team))
+        .route("/admin/v1/usage", get(usage))
+        .route("/admin/v1/audit", get(audit))
+        .route("/admin/v1/audit/verify", get(verify))
+}
+
+fn store(state: &SharedState) -> Result<&Store, ApiError> {
+    state.gateway.sql.as_ref().ok_or_else(|| {
+        ApiError::not_found("This server runs without a database: the admin API is off.")
+    })
+}
+
+fn err(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
+        StoreError::Invalid(m) => ApiError::bad_request(m),
+        e => {
+            tracing::error!("admin store error: {e}");
+            ApiError::internal("The database failed; see the server log.")
+        }
+    }
+}
+
+fn list<T: serde::Serialize>(data: Vec<T>) -> Response {
+    Json(json!({"object": "list", "data": data})).into_response()
+}
+
+async fn list_keys(State(s): State<SharedState>) -> Result<Response, ApiError> {
+    Ok(list(store(&s)?.list_keys().await.map_err(err)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    name: String,
+    user: Option<String>,
+    team: Option<String>,
+    role: Option<Role>,
+    models: Option<Vec<String>>,
+    rpm: Option<u64>,
+    tpm: Option<u64>,
+    max_concurrent: Option<u64>,
+    monthly_tokens: Option<u64>,
+    /// UNIX seconds.
+    expires: Option<i64>,
+}
+
+/// Creates a key; the response is the only time the secret (`key`) is shown.
+async fn create_key(
+    State(s): State<SharedState>,
+    body: Result<JsonBody<CreateKey>, ApiError>,
+) -> Result<Response, ApiError> {
+    let JsonBody(b) = body?;
+    let (info, secret) = store(&s)?
+        .create_key(&NewKey {
+            name: b.name,
+            user: b.user,
+            team: b.team,
+            role: b.role,
+            models: b.models,
+            limits: Limits {
+                rpm: b.rpm,
+                tpm: b.tpm,
+                max_concurrent: b.max_concurrent,
+                monthly_tokens: b.monthly_tokens,
+            },
+            expires: b.expires,
+        })
+        .await
+        .map_err(err)?;
+    let mut v = serde_json::to_value(&info).unwrap_or_default();
+    v["key"] = json!(secret);
+    Ok((axum::http::StatusCode::CREATED, Json(v)).into_response())
+}
+
+async fn revoke_key(
+    State(s): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    store(&s)?.revoke_key(&id).await.map_err(err)?;
+    Ok(Json(json!({"id": id, "revoked": true})).into_response())
+}
+
+async fn list_users(State(s): State<SharedState>) -> Result<Response, ApiError> {
+    Ok(list(store(&s)?.list_users().await.map_err(err)?))
+}
+
+async fn create_user(
+    State(s): State<SharedState>,
+    body: Result<JsonBody<User>, ApiError>,
+) -> Result<Response, ApiError> {
+    let JsonBody(u) = body?;
+    let u = store(&s)?.create_user(&u).await.map_err(err)?;
+    Ok((axum::http::StatusCode::CREATED, Json(u)).into_response())
+}
+
+async fn delete_user(
+    State(s): State<SharedState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    store(&s)?.delete_user(&name).await.map_err(err)?;
+    Ok(Json(json!({"name": name, "deleted": true})).into_response())
+}
+
+async fn list_teams(State(s): State<SharedState>) -> Result<Response, ApiError> {
+    Ok(list(store(&s)?.list_teams().await.map_err(err)?))
+}
+
+async fn create_team(
+    State(s): State<SharedState>,
+    body: Result<JsonBody<Team>, ApiError>,
+) -> Result<Response, ApiError> {
+    let JsonBody(t) = body?;
+    let t = store(&s)?.create_team(&t).await.map_err(err)?;
+    Ok((axum::http::StatusCode::CREATED, Json(t)).into_response())
+}
+
+async fn delete_team(
+    State(s): State<SharedState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    store(&s)?.delete_team(&name).await.map_err(err)?;
+    Ok(Json(json!({"name": name, "deleted": true})).into_response())
+}
+
+#[derive(Deserialize)]
+struct UsageQuery {
+    group_by: Option<GroupBy>,
+    /// First day, YYYY-MM-DD (default: 30 days ago).
+    since: Option<String>,
+    /// Last day, YYYY-MM-DD, inclusive (default: today).
+    until: Option<String>,
+}
+
+fn day_of(s: &str, param: &str) -> Result<i64, ApiError> {
+    let bad = || {
+        ApiError::invalid_param(
+            param,
+            format!("`{param}` must be a date YYYY-MM-DD, got {s:?}."),
+        )
+    };
+    let mut it = s.split('-');
+    let (y, m, d) = (it.next(), it.next(), it.next());
+    let (Some(y), Some(m), Some(d), None) = (y, m, d, it.next()) else {
+        return Err(bad());
+    };
+    let (y, m, d): (i64, u32, u32) = (
+        y.parse().map_err(|_| bad())?,
+        m.parse().map_err(|_| bad())?,
+        d.parse().map_err(|_| bad())?,
+    );
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return Err(bad());
+    }
+    Ok(hearth_gateway::store::days_from_civil(y, m, d))
+}
+
+async fn usage(
+    State(s): State<SharedState>,
+    Query(q): Query<UsageQuery>,
+) -> Result<Response, ApiError> {
+    let today = crate::ids::unix_now() as i64 / 86_400;
+    let since = match &q.since {
+        Some(d) => day_of(d, "since")?,
+        None => today - 30,
+    };
+    let until = match &q.until {
+        Some(d) => day_of(d, "until")? + 1,
+        None => today + 1,
+    };
+    let rows = store(&s)?
+        .usage(q.group_by.unwrap_or(GroupBy::Key), since, until)
+        .await
+        .map_err(err)?;
+    Ok(list(rows))
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    /// Records after this sequence number (paging: pass the last `seq` you got).
+    after: Option<i64>,
+    limit: Option<i64>,
+    /// UNIX seconds.
+    since: Option<i64>,
+    until: Option<i64>,
+}
+
+async fn audit(
+    State(s): State<SharedState>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let page = store(&s)?
+        .audit_page(q.after.unwrap_or(0), limit, q.since, q.until)
+        .await
+        .map_err(err)?;
+    let next = page.last().map(|r| r.seq);
+    Ok(Json(json!({"object": "list", "data": page, "next_after": next})).into_response())
+}
+
+async fn verify(State(s): State<SharedState>) -> Result<Response, ApiError> {
+    Ok(match store(&s)?.verify_audit().await.map_err(err)? {
+        Verdict::Ok { records } => Json(json!({"ok": true, "records": records})),
+        Verdict::Broken {
+            seq,
+            request_id,
+            reason,
+        } => Json(json!({"ok": false, "seq": seq, "request_id": request_id, "reason": reason})),
+    }
+    .into_response())
+}

@@ -427,7 +427,8 @@ async fn handle(state: &SharedState, req: ResponsesRequest) -> ApiResult<Respons
         harmony,
         started,
     };
-    let mut choices = common::launch(state, &launch, std::slice::from_ref(&prompt_tokens), 1).await?;
+    let mut choices =
+        common::launch(state, &launch, std::slice::from_ref(&prompt_tokens), 1).await?;
     state.metrics.prompt_tokens(&card.id, prompt_tokens.len());
     let choice = choices
         .pop()

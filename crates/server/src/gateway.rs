@@ -374,6 +374,9 @@ fn role_allows(role: Role, class: RouteClass, method: &Method) -> bool {
 /// holder (the middleware, the response body, the generations) lets go of it.
 pub struct Meter {
     gateway: Arc<Gateway>,
+    metrics: Arc<crate::metrics::Metrics>,
+    /// Why the gateway refused, when it did (for metrics).
+    refusal: Mutex<Option<&'static str>>,
     pub request_id: String,
     principal: Option<Principal>,
     client: Option<SocketAddr>,
@@ -418,10 +421,37 @@ impl Drop for Meter {
         {
             p.record(prompt, completion);
         }
+        let principal = self.principal.as_ref();
+        let status = self.status.load(Ordering::Relaxed);
+        let outcome = match (
+            status,
+            *self.refusal.get_mut().unwrap_or_else(|p| p.into_inner()),
+        ) {
+            (_, Some(r)) => r,
+            (401, _) => "unauthorized",
+            (403, _) => "forbidden",
+            (400..=499, _) => "client_error",
+            (500.., _) => "server_error",
+            _ => "ok",
+        };
+        // Only models the server serves become label values (known ids are set at dispatch).
+        let model_label = self
+            .model
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_default();
+        self.metrics.gateway(
+            principal.map_or("", |p| p.key_id.as_str()),
+            principal.and_then(|p| p.team.as_deref()).unwrap_or(""),
+            &model_label,
+            outcome,
+            prompt,
+            completion,
+        );
         let Some(store) = &self.gateway.store else {
             return;
         };
-        let principal = self.principal.as_ref();
         let response_body = std::mem::take(
             self.response_body
                 .get_mut()
@@ -541,16 +571,22 @@ pub async fn admit(
             *meter.permit.lock().unwrap_or_else(|p| p.into_inner()) = Some(permit);
             Ok((Some(meter), per_choice))
         }
-        Err(r) => Err(ApiError::too_many_requests(
-            match r.kind {
+        Err(r) => {
+            *meter.refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(match r.kind {
                 LimitKind::MonthlyTokens => "insufficient_quota",
-                LimitKind::TokensPerMinute => "tokens",
-                _ => "requests",
-            },
-            r.code(),
-            r.to_string(),
-            r.retry_after.map(|d| d.as_secs_f64().ceil() as u64),
-        )),
+                _ => "rate_limited",
+            });
+            Err(ApiError::too_many_requests(
+                match r.kind {
+                    LimitKind::MonthlyTokens => "insufficient_quota",
+                    LimitKind::TokensPerMinute => "tokens",
+                    _ => "requests",
+                },
+                r.code(),
+                r.to_string(),
+                r.retry_after.map(|d| d.as_secs_f64().ceil() as u64),
+            ))
+        }
     }
 }
 
@@ -600,6 +636,8 @@ pub async fn gate(State(state): State<SharedState>, req: Request, next: Next) ->
     };
     let meter = Arc::new(Meter {
         gateway: gw.clone(),
+        metrics: state.metrics.clone(),
+        refusal: Mutex::new(None),
         request_id: request_id.clone(),
         principal: principal.ok().flatten(),
         client,

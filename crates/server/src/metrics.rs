@@ -66,7 +66,13 @@ struct Inner {
     ttft: BTreeMap<String, Histogram>,
     itl: BTreeMap<String, Histogram>,
     e2e: BTreeMap<String, Histogram>,
+    /// (key, team, model, outcome) → (requests, prompt tokens, completion tokens).
+    gateway: BTreeMap<(String, String, String, &'static str), [u64; 3]>,
 }
+
+/// Distinct (key, team, model, outcome) series kept at most; later keys count as key="other",
+/// so no caller can grow the metrics without bound.
+const MAX_GATEWAY_SERIES: usize = 2000;
 
 #[derive(Default)]
 pub struct Metrics {
@@ -123,6 +129,34 @@ impl Metrics {
         });
     }
 
+    /// One request through the gateway. `outcome` is one of a fixed set (ok, unauthorized,
+    /// forbidden, rate_limited, insufficient_quota, client_error, server_error).
+    pub fn gateway(
+        &self,
+        key: &str,
+        team: &str,
+        model: &str,
+        outcome: &'static str,
+        prompt_tokens: u64,
+        completion_tokens: u64,
+    ) {
+        self.with(|m| {
+            let mut k = (
+                key.to_string(),
+                team.to_string(),
+                model.to_string(),
+                outcome,
+            );
+            if !m.gateway.contains_key(&k) && m.gateway.len() >= MAX_GATEWAY_SERIES {
+                k = ("other".into(), "other".into(), k.2, outcome);
+            }
+            let e = m.gateway.entry(k).or_default();
+            e[0] += 1;
+            e[1] += prompt_tokens;
+            e[2] += completion_tokens;
+        });
+    }
+
     /// The `/metrics` body.
     pub fn render(&self, stats: BackendStats) -> String {
         let mut out = String::new();
@@ -141,6 +175,35 @@ impl Metrics {
                     esc(model),
                     status
                 );
+            }
+            for (i, (name, help)) in [
+                (
+                    "hearth_gateway_requests_total",
+                    "Requests by key, team, model and outcome (refusals by reason).",
+                ),
+                (
+                    "hearth_gateway_prompt_tokens_total",
+                    "Prompt tokens billed by key, team, model and outcome.",
+                ),
+                (
+                    "hearth_gateway_completion_tokens_total",
+                    "Completion tokens billed by key, team, model and outcome.",
+                ),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                family(&mut out, name, "counter", help);
+                for ((key, team, model, outcome), v) in &m.gateway {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{key=\"{}\",team=\"{}\",model=\"{}\",outcome=\"{outcome}\"}} {}",
+                        esc(key),
+                        esc(team),
+                        esc(model),
+                        v[i]
+                    );
+                }
             }
             counter(
                 &mut out,

@@ -273,6 +273,24 @@ async fn rpm_is_exact_and_headers_follow_openai() {
         (Some(3), Some(0))
     );
     assert_eq!(rpm["scope"], "key 'limited'");
+    // Metrics count the refusal by reason, and the admitted requests with their tokens.
+    let (_, _, metrics) = call(
+        &s,
+        reqwest::Method::GET,
+        "/metrics",
+        Some("admin-key"),
+        None,
+    )
+    .await;
+    assert!(
+        metrics.contains(
+            "hearth_gateway_requests_total{key=\"limited\",team=\"\",model=\"fake-model\",outcome=\"rate_limited\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains(
+        "hearth_gateway_requests_total{key=\"limited\",team=\"\",model=\"fake-model\",outcome=\"ok\"} 3"
+    ));
     // Other keys are not affected.
     let (st, _, _) = call(
         &s,

@@ -350,8 +350,27 @@ impl Store {
                 url: redact_url(url),
             });
         };
+        let sqlite = kind == "sqlite";
         let pool = AnyPoolOptions::new()
             .max_connections(max)
+            // Per-connection SQLite settings. WAL: readers (key lookups) never wait for the
+            // audit writer. synchronous=NORMAL: in WAL mode a commit survives a crash of the
+            // process (not of the OS), and commits skip an fsync each. busy_timeout: a writer
+            // waits for the lock instead of failing.
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if sqlite {
+                        for p in [
+                            "PRAGMA journal_mode=WAL",
+                            "PRAGMA synchronous=NORMAL",
+                            "PRAGMA busy_timeout=5000",
+                        ] {
+                            sqlx::query(p).execute(&mut *conn).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
             .connect(&conn_url)
             .await
             .map_err(open_err)?;
@@ -359,15 +378,6 @@ impl Store {
             pool,
             url_kind: kind,
         };
-        if kind == "sqlite" {
-            // WAL: readers do not block the writer. busy_timeout: wait for the lock, not fail.
-            for p in ["PRAGMA journal_mode=WAL", "PRAGMA busy_timeout=5000"] {
-                sqlx::query(p)
-                    .execute(&store.pool)
-                    .await
-                    .map_err(q("sqlite pragma"))?;
-            }
-        }
         store.migrate().await?;
         Ok(store)
     }

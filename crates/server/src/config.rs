@@ -35,6 +35,8 @@ pub struct ServerConfig {
     pub gateway: Option<std::sync::Arc<crate::gateway::Gateway>>,
     /// Serve HTTPS with this rustls config (`--tls-cert`/`--tls-key`; see [`crate::tls`]).
     pub tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// Guardrails policy (`None`: the default policy).
+    pub guardrails: Option<std::sync::Arc<crate::guard::Guardrails>>,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +52,7 @@ impl Default for ServerConfig {
             default_sampling: SamplingParams::default(),
             gateway: None,
             tls: None,
+            guardrails: None,
         }
     }
 }

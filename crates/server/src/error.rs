@@ -19,6 +19,8 @@ pub struct ApiError {
     pub code: Option<&'static str>,
     /// Seconds for a `Retry-After` header (429/503).
     pub retry_after_s: Option<u64>,
+    /// A whole body in another shape (the content filter's, which follows Azure OpenAI).
+    pub body_override: Option<Box<serde_json::Value>>,
 }
 
 impl ApiError {
@@ -31,6 +33,7 @@ impl ApiError {
             param: Some(param.into()),
             code: Some("invalid_value"),
             retry_after_s: None,
+            body_override: None,
         }
     }
 
@@ -43,6 +46,7 @@ impl ApiError {
             param: None,
             code: None,
             retry_after_s: None,
+            body_override: None,
         }
     }
 
@@ -54,6 +58,7 @@ impl ApiError {
             param: Some("model".into()),
             code: Some("model_not_found"),
             retry_after_s: None,
+            body_override: None,
         }
     }
 
@@ -65,6 +70,7 @@ impl ApiError {
             param: None,
             code: Some("not_found"),
             retry_after_s: None,
+            body_override: None,
         }
     }
 
@@ -76,6 +82,7 @@ impl ApiError {
             param: None,
             code: Some("method_not_allowed"),
             retry_after_s: None,
+            body_override: None,
         }
     }
 
@@ -87,6 +94,7 @@ impl ApiError {
             param: None,
             code: Some("invalid_api_key"),
             retry_after_s: None,
+            body_override: None,
         }
     }
 
@@ -99,6 +107,7 @@ impl ApiError {
             param: None,
             code: Some(code),
             retry_after_s: None,
+            body_override: None,
         }
     }
 
@@ -117,6 +126,7 @@ impl ApiError {
             param: None,
             code: Some(code),
             retry_after_s: retry_after_s.map(|s| s.max(1)),
+            body_override: None,
         }
     }
 
@@ -128,6 +138,7 @@ impl ApiError {
             param: None,
             code: Some("request_too_large"),
             retry_after_s: None,
+            body_override: None,
         }
     }
 
@@ -139,6 +150,7 @@ impl ApiError {
             param: None,
             code: None,
             retry_after_s: None,
+            body_override: None,
         }
     }
 
@@ -150,11 +162,31 @@ impl ApiError {
             param: None,
             code: Some("service_unavailable"),
             retry_after_s: None,
+            body_override: None,
+        }
+    }
+
+    /// 400 from the input guardrails: `body` is [`hearth_guard::Verdict::error_body`].
+    pub fn content_filter(body: serde_json::Value) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: body["error"]["message"]
+                .as_str()
+                .unwrap_or("content filter")
+                .to_string(),
+            kind: "invalid_request_error",
+            param: Some("prompt".into()),
+            code: Some("content_filter"),
+            retry_after_s: None,
+            body_override: Some(Box::new(body)),
         }
     }
 
     /// The JSON body, also used for errors inside an SSE stream.
     pub fn body(&self) -> serde_json::Value {
+        if let Some(b) = &self.body_override {
+            return (**b).clone();
+        }
         json!({
             "error": {
                 "message": self.message,
@@ -186,6 +218,7 @@ impl From<BackendError> for ApiError {
                 param: None,
                 code: Some("queue_full"),
                 retry_after_s: Some(retry_after_s.max(1)),
+                body_override: None,
             },
             BackendError::ContextOverflow { .. } => ApiError {
                 status: StatusCode::BAD_REQUEST,
@@ -194,6 +227,7 @@ impl From<BackendError> for ApiError {
                 param: Some("messages".into()),
                 code: Some("context_length_exceeded"),
                 retry_after_s: None,
+                body_override: None,
             },
             BackendError::BadRequest(_) => ApiError::bad_request(message),
             BackendError::Internal(_) => ApiError::internal(message),

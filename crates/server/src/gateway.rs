@@ -398,9 +398,21 @@ impl Meter {
         self.completion_tokens.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Record guardrail verdicts (JSON) for the audit.
-    pub fn set_guardrails(&self, json: String) {
-        *self.guardrails.lock().unwrap_or_else(|p| p.into_inner()) = Some(json);
+    /// Add guardrail hits (rule ids, actions, scores; never the matched text) to the audit.
+    pub fn add_guardrails(&self, direction: &str, hits: &[hearth_guard::Hit]) {
+        let mut g = self.guardrails.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<serde_json::Value> = g
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        for h in hits {
+            all.push(serde_json::json!({
+                "direction": direction, "rule": h.rule_id, "kind": h.kind.name(),
+                "action": h.action, "score": (f64::from(h.score) * 1000.0).round() / 1000.0,
+                "pattern": h.pattern,
+            }));
+        }
+        *g = serde_json::to_string(&all).ok();
     }
 
     pub fn principal(&self) -> Option<&Principal> {

@@ -25,6 +25,8 @@ pub enum Finish {
     Stop,
     Length,
     ToolCalls,
+    /// An output guardrail blocked the rest of the answer.
+    ContentFilter,
 }
 
 impl Finish {
@@ -33,6 +35,7 @@ impl Finish {
             Finish::Stop => "stop",
             Finish::Length => "length",
             Finish::ToolCalls => "tool_calls",
+            Finish::ContentFilter => "content_filter",
         }
     }
 }
@@ -89,6 +92,9 @@ pub struct Choice {
     /// The gateway's per-request meter: billed for every token generated, even when the
     /// client leaves mid-stream (see `crate::gateway`).
     meter: Option<Arc<crate::gateway::Meter>>,
+    /// Output guardrails: text passes through here after stop strings, before the client.
+    /// The bool: whether it enforces (else it only reports hits; the text goes out unchanged).
+    filter: Option<(hearth_guard::OutputFilter, crate::state::SharedState, bool)>,
 }
 
 impl Choice {
@@ -118,7 +124,15 @@ impl Choice {
             id: String::new(),
             last_token: None,
             meter: None,
+            filter: None,
         }
+    }
+
+    /// Run the generated text through the output guardrails.
+    pub fn with_filter(mut self, state: &crate::state::SharedState) -> Self {
+        let (f, enforcing) = crate::guard::output_filter(state);
+        self.filter = Some((f, state.clone(), enforcing));
+        self
     }
 
     /// Count this choice's generated tokens into a request's gateway meter.
@@ -312,6 +326,38 @@ impl Choice {
     }
 
     fn emit(&mut self, text: String) {
+        if self.done {
+            return;
+        }
+        let Some((f, state, enforcing)) = self.filter.as_mut() else {
+            return self.send(text);
+        };
+        let e = f.push(&text);
+        if !*enforcing {
+            crate::guard::record(state, "output", &e.fired);
+            return self.send(text);
+        }
+        if let Some(hit) = e.blocked {
+            crate::guard::record(state, "output", &e.fired);
+            crate::guard::record(state, "output", std::slice::from_ref(&hit));
+            self.send(e.text_to_send);
+            self.content_filtered();
+            return;
+        }
+        crate::guard::record(state, "output", &e.fired);
+        self.send(e.text_to_send);
+    }
+
+    /// An output rule blocked: end the choice now (the backend is told to stop).
+    fn content_filtered(&mut self) {
+        self.queue.push_back(ChoiceEvent::Finished {
+            reason: Finish::ContentFilter,
+            completion_tokens: self.completion_tokens,
+        });
+        self.close("content_filter");
+    }
+
+    fn send(&mut self, text: String) {
         // Logprobs travel with the first non-empty text after their token:
         // a token whose text is held back (stop prefix, incomplete UTF-8) is
         // reported together with the text it eventually completes.
@@ -367,6 +413,28 @@ impl Choice {
                 None => self.emit(buf),
             }
         }
+        if self.done {
+            // An output guardrail ended the choice while the held text was flushed.
+            return;
+        }
+        // The filter's held-back tail, now that nothing more can complete a match.
+        if let Some((f, state, enforcing)) = self.filter.as_mut() {
+            let e = f.finish();
+            crate::guard::record(state, "output", &e.fired);
+            if !*enforcing {
+                return self.finish_now(reason);
+            }
+            if let Some(hit) = e.blocked {
+                crate::guard::record(state, "output", std::slice::from_ref(&hit));
+                self.send(e.text_to_send);
+                return self.content_filtered();
+            }
+            self.send(e.text_to_send);
+        }
+        self.finish_now(reason);
+    }
+
+    fn finish_now(&mut self, reason: Finish) {
         self.queue.push_back(ChoiceEvent::Finished {
             reason,
             completion_tokens: self.completion_tokens,

@@ -20,6 +20,7 @@ pub mod error;
 pub mod fake;
 pub mod gateway;
 pub mod generation;
+pub mod guard;
 pub mod ids;
 pub mod json;
 pub mod local;

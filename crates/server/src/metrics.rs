@@ -66,6 +66,8 @@ struct Inner {
     ttft: BTreeMap<String, Histogram>,
     itl: BTreeMap<String, Histogram>,
     e2e: BTreeMap<String, Histogram>,
+    /// (rule, action, direction) → hits. Rule ids come from the policy file only.
+    guardrail_hits: BTreeMap<(String, &'static str, &'static str), u64>,
     /// (key, team, model, outcome) → (requests, prompt tokens, completion tokens).
     gateway: BTreeMap<(String, String, String, &'static str), [u64; 3]>,
 }
@@ -126,6 +128,15 @@ impl Metrics {
                 .entry(model.into())
                 .or_insert_with(|| Histogram::new(E2E_BUCKETS))
                 .observe(d.as_secs_f64())
+        });
+    }
+
+    /// One guardrail hit.
+    pub fn guardrail(&self, rule: &str, action: &'static str, direction: &'static str) {
+        self.with(|m| {
+            *m.guardrail_hits
+                .entry((rule.to_string(), action, direction))
+                .or_default() += 1
         });
     }
 
@@ -204,6 +215,19 @@ impl Metrics {
                         v[i]
                     );
                 }
+            }
+            family(
+                &mut out,
+                "hearth_guardrail_hits_total",
+                "counter",
+                "Guardrail rules that fired, by rule, action and direction (input/output).",
+            );
+            for ((rule, action, direction), n) in &m.guardrail_hits {
+                let _ = writeln!(
+                    out,
+                    "hearth_guardrail_hits_total{{rule=\"{}\",action=\"{action}\",direction=\"{direction}\"}} {n}",
+                    esc(rule)
+                );
             }
             counter(
                 &mut out,

@@ -22,12 +22,18 @@ pub struct AppState {
     pub responses: std::sync::Mutex<crate::api::responses::ResponseStore>,
     /// Keys, roles, limits and audit (see [`crate::gateway`]).
     pub gateway: Arc<crate::gateway::Gateway>,
+    /// Guardrails (the default policy unless `--guardrails FILE`).
+    pub guard: Arc<crate::guard::Guardrails>,
 }
 
 pub type SharedState = Arc<AppState>;
 
 impl AppState {
     pub fn new(backend: Arc<dyn Backend>, config: ServerConfig) -> Self {
+        let guard = config
+            .guardrails
+            .clone()
+            .unwrap_or_else(|| Arc::new(crate::guard::Guardrails::default_policy()));
         let gateway = config.gateway.clone().unwrap_or_else(|| {
             Arc::new(crate::gateway::Gateway::without_store(
                 config.api_key.clone(),
@@ -41,6 +47,7 @@ impl AppState {
             abort: tokio::sync::watch::channel(false).0,
             responses: crate::api::responses::new_store(),
             gateway,
+            guard,
         }
     }
 

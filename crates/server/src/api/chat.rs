@@ -75,7 +75,8 @@ async fn handle(state: &SharedState, req: ChatCompletionRequest) -> ApiResult<Re
     state.check_not_draining()?;
     let card = state.model(&req.model)?;
 
-    let messages = normalize_messages(&req.messages)?;
+    let mut messages = normalize_messages(&req.messages)?;
+    crate::guard::check_messages(state, &mut messages)?;
     let params = common::sampling(
         &SamplingFields {
             temperature: req.temperature,

@@ -271,7 +271,8 @@ pub async fn launch(
                 l.started,
             )
             .with_id(id)
-            .with_meter(meter.clone());
+            .with_meter(meter.clone())
+            .with_filter(state);
             choices.push(if l.harmony {
                 choice.with_harmony()
             } else {

@@ -123,7 +123,22 @@ async fn handle(state: &SharedState, req: CompletionRequest) -> ApiResult<Respon
     let started = Instant::now();
     state.check_not_draining()?;
     let card = state.model(&req.model)?;
-    let prompts = parse_prompt(&req.prompt)?;
+    let mut prompts = parse_prompt(&req.prompt)?;
+    // Guardrails on text prompts (token-id prompts are what the caller already tokenized).
+    let texts: Vec<(usize, String)> = prompts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match p {
+            Prompt::Text(t) => Some((i, t.clone())),
+            Prompt::Tokens(_) => None,
+        })
+        .collect();
+    let pairs: Vec<(&str, &str)> = texts.iter().map(|(_, t)| ("user", t.as_str())).collect();
+    if let Some(red) = crate::guard::check_input(state, &pairs)? {
+        for ((i, _), t) in texts.iter().zip(red) {
+            prompts[*i] = Prompt::Text(t);
+        }
+    }
     let params = common::sampling(
         &SamplingFields {
             temperature: req.temperature,

@@ -359,6 +359,7 @@ async fn handle(state: &SharedState, req: ResponsesRequest) -> ApiResult<Respons
     if messages.is_empty() {
         return Err(ApiError::invalid_param("input", "`input` has no items."));
     }
+    crate::guard::check_messages(state, &mut messages)?;
 
     let params = common::sampling(
         &SamplingFields {

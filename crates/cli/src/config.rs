@@ -105,6 +105,7 @@ pub struct FileConfig {
     pub api_key: Option<String>,
     #[serde(alias = "require-auth")]
     pub require_auth: Option<bool>,
+    pub guardrails: Option<PathBuf>,
     #[serde(alias = "tls-cert")]
     pub tls_cert: Option<PathBuf>,
     #[serde(alias = "tls-key")]
@@ -189,6 +190,7 @@ pub struct ServeConfig {
     pub no_prefix_caching: Setting<bool>,
     pub api_key: Setting<Option<String>>,
     pub require_auth: Setting<bool>,
+    pub guardrails: Setting<Option<PathBuf>>,
     pub tls_cert: Setting<Option<PathBuf>>,
     pub tls_key: Setting<Option<PathBuf>>,
     pub data_dir: Setting<Option<PathBuf>>,
@@ -283,7 +285,11 @@ impl ServeConfig {
             self.require_auth.value.into(),
             &self.require_auth.source,
         );
-        for (k, s) in [("tls_cert", &self.tls_cert), ("tls_key", &self.tls_key)] {
+        for (k, s) in [
+            ("guardrails", &self.guardrails),
+            ("tls_cert", &self.tls_cert),
+            ("tls_key", &self.tls_key),
+        ] {
             if let Some(p) = &s.value {
                 line(
                     &mut o,
@@ -544,6 +550,14 @@ pub fn resolve(a: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<ServeCo
         parse_bool,
         || false,
     )?;
+    let guardrails = pick(
+        (a.guardrails.clone().map(Some), "--guardrails"),
+        (file.guardrails.clone().map(Some), &fp),
+        env,
+        "HEARTH_GUARDRAILS",
+        |s| Ok(Some(PathBuf::from(s))),
+        || None,
+    )?;
     let tls_cert = pick(
         (a.tls_cert.clone().map(Some), "--tls-cert"),
         (file.tls_cert.clone().map(Some), &fp),
@@ -727,6 +741,7 @@ pub fn resolve(a: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<ServeCo
         no_prefix_caching,
         api_key,
         require_auth,
+        guardrails,
         tls_cert,
         tls_key,
         data_dir,

@@ -9,6 +9,7 @@ use hearth_gateway::limits_redis::RedisLimiter;
 use hearth_gateway::store::{default_database_url, redact_url, AuditSink, Store};
 use hearth_server::config::ServerConfig;
 use hearth_server::gateway::{BodyPolicy, Gateway, SharedLimiter, SqlStore};
+use hearth_server::guard::Guardrails;
 use hearth_server::local::LocalBackend;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -29,7 +30,7 @@ CONFIGURATION
   The config file is named by --config FILE or HEARTH_CONFIG. Its keys are the long
   flags' names, in snake_case or kebab-case: host, port, threads, max_running,
   max_waiting, step_tokens, kv_cache_mb, kv_cache_type, no_prefix_caching, api_key,
-  require_auth, tls_cert, tls_key, data_dir, database, redis_url, audit_bodies, global_rpm, global_tpm,
+  require_auth, guardrails, tls_cert, tls_key, data_dir, database, redis_url, audit_bodies, global_rpm, global_tpm,
   global_max_concurrent, drain_seconds. Models go in a [[models]] array of tables (path, optional alias);
   a relative path is relative to the config file's directory. MODEL arguments on the
   command line replace the file's [[models]]; --alias renames models in order.
@@ -144,6 +145,10 @@ pub struct Args {
     /// PEM private key of --tls-cert. [env: HEARTH_TLS_KEY]
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Guardrails policy (TOML; see docs/SECURITY.md), re-read when the file changes.
+    /// [env: HEARTH_GUARDRAILS] [default: built-in PII and injection rules in log mode]
+    #[arg(long, value_name = "FILE")]
+    pub guardrails: Option<PathBuf>,
     /// Redis for rate-limit counters shared by several replicas (redis://HOST:PORT[/DB]).
     /// [env: HEARTH_REDIS_URL] [default: none: counters in this process]
     #[arg(long, value_name = "URL")]
@@ -237,12 +242,25 @@ fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         ),
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let guardrails = match &cfg.guardrails.value {
+        Some(p) => {
+            let g = Guardrails::from_file(p)
+                .with_context(|| format!("guardrails (from {})", cfg.guardrails.source))?;
+            tracing::info!("guardrails: {}", p.display());
+            Some(Arc::new(g))
+        }
+        None => {
+            tracing::info!("guardrails: default policy (PII and injection detection, log only)");
+            None
+        }
+    };
     let config = ServerConfig {
         addr,
         api_key: cfg.api_key.value.clone(),
         drain_timeout: std::time::Duration::from_secs(cfg.drain_seconds.value),
         gateway: Some(Arc::new(gateway)),
         tls,
+        guardrails,
         ..Default::default()
     };
     tracing::info!("listening on {scheme}://{addr} (OpenAI API under /v1)");

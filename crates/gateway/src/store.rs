@@ -257,6 +257,9 @@ const MIGRATIONS: &[&str] = &[
 pub struct Store {
     pool: AnyPool,
     url_kind: &'static str,
+    /// Audit writers in this process take turns here before they take a connection, so
+    /// waiting writers never hold pooled connections that key lookups need.
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl fmt::Debug for Store {
@@ -377,6 +380,7 @@ impl Store {
         let store = Store {
             pool,
             url_kind: kind,
+            writer: Default::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -758,24 +762,51 @@ impl Store {
 
     // ---- audit ----
 
-    /// Append records to the chain and roll their usage up, in one transaction. Several writers
-    /// (replicas) race on the `seq` primary key; the loser retries on top of the winner.
+    /// Append records to the chain and roll their usage up, in one transaction. Writers take
+    /// turns (a mutex in this process, the database's write lock across processes and
+    /// replicas), so each appends on top of the previous one's head.
     pub async fn append_audit(&self, recs: &[AuditRecord]) -> Result<()> {
         if recs.is_empty() {
             return Ok(());
         }
+        let _turn = self.writer.lock().await;
         let mut last_err = None;
-        for _ in 0..8 {
+        // With the locks above a retry is only for a transient failure (a busy timeout, a
+        // dropped connection); back off a little so it is not spent at once.
+        for attempt in 0..5u64 {
             match self.try_append(recs).await {
                 Ok(()) => return Ok(()),
                 Err(e) => last_err = Some(e),
             }
+            tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
         }
         Err(last_err.expect("tried at least once"))
     }
 
+    /// A transaction that owns the audit chain's head until it ends. The chain reads the last
+    /// record and then inserts after it, so two writers must never interleave: SQLite's
+    /// `BEGIN IMMEDIATE` takes the write lock up front (a deferred transaction would fail with
+    /// SQLITE_BUSY_SNAPSHOT when it tries to upgrade after another writer committed), and on
+    /// PostgreSQL an advisory lock serializes the replicas. Callers hold `self.writer` first.
+    async fn begin_chain_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        if self.url_kind == "sqlite" {
+            return self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(q("begin audit write"));
+        }
+        let mut tx = self.pool.begin().await.map_err(q("begin audit write"))?;
+        // A fixed key, distinct from the migration lock: "audit" in ASCII.
+        sqlx::query("SELECT pg_advisory_xact_lock(418581342580)")
+            .execute(&mut *tx)
+            .await
+            .map_err(q("audit write lock"))?;
+        Ok(tx)
+    }
+
     async fn try_append(&self, recs: &[AuditRecord]) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(q("begin audit"))?;
+        let mut tx = self.begin_chain_write().await?;
         let (mut seq, mut prev) =
             match sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
                 .fetch_optional(&mut *tx)
@@ -931,7 +962,8 @@ impl Store {
     /// record's hash becomes the checkpoint the chain starts from.
     pub async fn apply_retention(&self, days: u32) -> Result<u64> {
         let cutoff = now() - i64::from(days) * 86_400;
-        let mut tx = self.pool.begin().await.map_err(q("begin retention"))?;
+        let _turn = self.writer.lock().await;
+        let mut tx = self.begin_chain_write().await?;
         let last = sqlx::query(
             "SELECT seq, hash FROM audit_log WHERE time < $1 ORDER BY seq DESC LIMIT 1",
         )

@@ -263,3 +263,39 @@ async fn audit_chain_detects_edits_and_deletions() {
         assert_eq!(s.verify_audit().await.unwrap(), Verdict::Ok { records: 3 });
     }
 }
+
+/// Appends straight to the store (no sink) from concurrent tasks, as several request handlers
+/// or a second writer in the same process would: the chain must stay one line with no gaps
+/// and no record may be lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_direct_appends_keep_one_chain() {
+    let (stores, _turn) = stores().await;
+    for (kind, s) in stores {
+        let mut tasks = Vec::new();
+        for t in 0..8u64 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..25 {
+                    s.append_audit(&[rec(t * 25 + i, "k")]).await?;
+                }
+                Ok::<_, hearth_gateway::store::StoreError>(())
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap_or_else(|e| panic!("{kind}: {e}"));
+        }
+        assert_eq!(
+            s.verify_audit().await.unwrap(),
+            Verdict::Ok { records: 200 },
+            "{kind}"
+        );
+        let ids: std::collections::BTreeSet<String> = s
+            .audit_page(0, 1000, None, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.record.request_id)
+            .collect();
+        assert_eq!(ids.len(), 200, "{kind}: every record is there once");
+    }
+}

@@ -129,6 +129,9 @@ pub struct KeyOwner {
     pub team_limits: Limits,
 }
 
+/// The name the issue and the server use for [`KeyOwner`].
+pub type Principal = KeyOwner;
+
 impl KeyOwner {
     /// Loopback without `--require-auth`: the local user is the admin.
     pub fn local_admin() -> Self {
@@ -208,6 +211,20 @@ pub enum GroupBy {
     Team,
     Model,
     Day,
+}
+
+/// Which usage to sum ([`Store::usage_filtered`]): a day range (days since 1970-01-01,
+/// `until_day` exclusive; open when `None`) and optional equality filters, grouped by one
+/// dimension. `""` in a filter matches rows without that dimension (a request with no user).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct UsageFilter {
+    pub group_by: Option<GroupBy>,
+    pub since_day: Option<i64>,
+    pub until_day: Option<i64>,
+    pub key: Option<String>,
+    pub user: Option<String>,
+    pub team: Option<String>,
+    pub model: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -466,6 +483,42 @@ impl Store {
             .collect())
     }
 
+    pub async fn get_team(&self, name: &str) -> Result<Team> {
+        let r = sqlx::query("SELECT * FROM teams WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("get team"))?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "team",
+                name: name.into(),
+            })?;
+        Ok(Team {
+            name: r.try_get("name").map_err(q("teams.name"))?,
+            limits: limits_of(&r),
+            created: r.try_get("created").unwrap_or_default(),
+        })
+    }
+
+    /// Replace a team's limits (they apply from the next request: nothing caches them).
+    pub async fn update_team(&self, name: &str, limits: &Limits) -> Result<Team> {
+        let n = sqlx::query(
+            "UPDATE teams SET rpm = $1, tpm = $2, max_concurrent = $3, monthly_tokens = $4
+             WHERE name = $5",
+        )
+        .bind(opt_i64(limits.rpm))
+        .bind(opt_i64(limits.tpm))
+        .bind(opt_i64(limits.max_concurrent))
+        .bind(opt_i64(limits.monthly_tokens))
+        .bind(name)
+        .execute(&self.pool)
+        .await
+        .map_err(q("update team"))?
+        .rows_affected();
+        found(n, "team", name)?;
+        self.get_team(name).await
+    }
+
     pub async fn delete_team(&self, name: &str) -> Result<()> {
         let n = sqlx::query("DELETE FROM teams WHERE name = $1")
             .bind(name)
@@ -511,6 +564,42 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    pub async fn get_user(&self, name: &str) -> Result<User> {
+        let r = sqlx::query("SELECT name, role, team, created FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("get user"))?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "user",
+                name: name.into(),
+            })?;
+        Ok(User {
+            name: r.try_get("name").map_err(q("users.name"))?,
+            role: Role::parse(&r.try_get::<String, _>("role").map_err(q("users.role"))?)?,
+            team: r.try_get("team").ok().flatten(),
+            created: r.try_get("created").unwrap_or_default(),
+        })
+    }
+
+    /// Change a user's role and team (`u.name` picks the user). Keys made earlier keep the
+    /// role and team they were created with: a key's own columns are what authenticate reads.
+    pub async fn update_user(&self, u: &User) -> Result<User> {
+        if let Some(t) = &u.team {
+            self.team_exists(t).await?;
+        }
+        let n = sqlx::query("UPDATE users SET role = $1, team = $2 WHERE name = $3")
+            .bind(u.role.as_str())
+            .bind(u.team.clone())
+            .bind(&u.name)
+            .execute(&self.pool)
+            .await
+            .map_err(q("update user"))?
+            .rows_affected();
+        found(n, "user", &u.name)?;
+        self.get_user(&u.name).await
     }
 
     pub async fn delete_user(&self, name: &str) -> Result<()> {
@@ -627,6 +716,31 @@ impl Store {
         rows.iter().map(key_info).collect()
     }
 
+    pub async fn get_key(&self, id: &str) -> Result<KeyInfo> {
+        let r = sqlx::query("SELECT * FROM api_keys WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("get key"))?
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "key",
+                name: id.into(),
+            })?;
+        key_info(&r)
+    }
+
+    /// Remove a key entirely (revocation keeps it listed; this forgets it). Its audit records
+    /// and usage stay: they name the key's id.
+    pub async fn delete_key(&self, id: &str) -> Result<()> {
+        let n = sqlx::query("DELETE FROM api_keys WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(q("delete key"))?
+            .rows_affected();
+        found(n, "key", id)
+    }
+
     /// Revoke a key: it fails on the very next request (nothing caches keys).
     pub async fn revoke_key(&self, id: &str) -> Result<()> {
         let n = sqlx::query("UPDATE api_keys SET revoked = $1 WHERE id = $2 AND revoked IS NULL")
@@ -725,27 +839,54 @@ impl Store {
         since_day: i64,
         until_day: i64,
     ) -> Result<Vec<UsageRow>> {
-        let col = match group_by {
+        self.usage_filtered(&UsageFilter {
+            group_by: Some(group_by),
+            since_day: Some(since_day),
+            until_day: Some(until_day),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Requests and tokens from the daily rollups, filtered and grouped (a `user` role's own
+    /// usage is `key: Some(its key id)`).
+    pub async fn usage_filtered(&self, f: &UsageFilter) -> Result<Vec<UsageRow>> {
+        let col = match f.group_by.unwrap_or(GroupBy::Key) {
             GroupBy::Key => "key_id",
             GroupBy::User => "user_name",
             GroupBy::Team => "team",
             GroupBy::Model => "model",
             GroupBy::Day => "day",
         };
+        let mut extra = String::new();
+        let mut values = Vec::new();
+        for (c, v) in [
+            ("key_id", &f.key),
+            ("user_name", &f.user),
+            ("team", &f.team),
+            ("model", &f.model),
+        ] {
+            if let Some(v) = v {
+                values.push(v.as_str());
+                extra.push_str(&format!(" AND {c} = ${}", values.len() + 2));
+            }
+        }
         let sql = format!(
             // PostgreSQL sums BIGINT into NUMERIC, which the Any driver cannot decode.
             "SELECT CAST({col} AS TEXT) AS g, CAST(SUM(requests) AS BIGINT) AS r,
                     CAST(SUM(prompt_tokens) AS BIGINT) AS p,
                     CAST(SUM(completion_tokens) AS BIGINT) AS c
-             FROM usage_daily WHERE day >= $1 AND day < $2 GROUP BY {col} ORDER BY {col}"
+             FROM usage_daily WHERE day >= $1 AND day < $2{extra} GROUP BY {col} ORDER BY {col}"
         );
-        // Only the column name is spliced in, from the fixed match above.
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(since_day)
-            .bind(until_day)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(q("usage"))?;
+        // Only column names and parameter numbers are spliced in, from the fixed lists here;
+        // every value is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(f.since_day.unwrap_or(i64::MIN / 2))
+            .bind(f.until_day.unwrap_or(i64::MAX / 2));
+        for v in &values {
+            query = query.bind(v.to_string());
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(q("usage"))?;
         Ok(rows
             .iter()
             .map(|r| {

@@ -3,7 +3,7 @@
 
 use hearth_gateway::limits::{Limits, Scope};
 use hearth_gateway::store::{
-    AuditRecord, AuditSink, GroupBy, NewKey, Role, Store, Team, User, Verdict,
+    AuditRecord, AuditSink, GroupBy, NewKey, Role, Store, Team, UsageFilter, User, Verdict,
 };
 
 fn temp_sqlite() -> (String, std::path::PathBuf) {
@@ -297,5 +297,145 @@ async fn concurrent_direct_appends_keep_one_chain() {
             .map(|c| c.record.request_id)
             .collect();
         assert_eq!(ids.len(), 200, "{kind}: every record is there once");
+    }
+}
+
+/// get/update/delete for teams, users and keys, and usage filtered by key, user, team and model
+/// equal to sums computed here from the records appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crud_and_filtered_usage() {
+    let (stores, _turn) = stores().await;
+    for (kind, s) in stores {
+        s.create_team(&Team {
+            name: "ops".into(),
+            limits: Limits::default(),
+            created: 0,
+        })
+        .await
+        .unwrap();
+        let lim = Limits {
+            tpm: Some(7),
+            monthly_tokens: Some(9),
+            ..Default::default()
+        };
+        assert_eq!(s.update_team("ops", &lim).await.unwrap().limits, lim);
+        assert_eq!(s.get_team("ops").await.unwrap().limits, lim, "{kind}");
+        assert!(s.update_team("nope", &lim).await.is_err());
+        s.create_user(&User {
+            name: "bob".into(),
+            role: Role::User,
+            team: None,
+            created: 0,
+        })
+        .await
+        .unwrap();
+        let u = s
+            .update_user(&User {
+                name: "bob".into(),
+                role: Role::Auditor,
+                team: Some("ops".into()),
+                created: 0,
+            })
+            .await
+            .unwrap();
+        assert_eq!((u.role, u.team.as_deref()), (Role::Auditor, Some("ops")));
+        assert_eq!(s.get_user("bob").await.unwrap(), u);
+        assert!(s
+            .update_user(&User {
+                name: "bob".into(),
+                role: Role::User,
+                team: Some("ghost".into()),
+                created: 0,
+            })
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("ghost"));
+        let (k, secret) = s
+            .create_key(&NewKey {
+                name: "k".into(),
+                user: Some("bob".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(s.get_key(&k.id).await.unwrap(), k, "{kind}");
+        // Team limits changed after the key was made reach the next lookup.
+        let p = s.authenticate(&secret).await.unwrap().unwrap();
+        assert_eq!(p.team_limits, lim);
+        s.delete_key(&k.id).await.unwrap();
+        assert!(s.get_key(&k.id).await.is_err());
+        assert!(s.authenticate(&secret).await.unwrap().is_none());
+        assert!(s.delete_key(&k.id).await.is_err());
+        s.delete_user("bob").await.unwrap();
+        assert!(s.get_user("bob").await.is_err());
+
+        // Usage filters against sums over the records themselves.
+        let mut recs = Vec::new();
+        for i in 0..60u64 {
+            let mut r = rec(i, ["k1", "k2", "k3"][i as usize % 3]);
+            r.user = (i % 2 == 0).then(|| "alice".to_string());
+            r.model = Some(["m1", "m2"][i as usize % 4 / 2].into());
+            r.time += (i as i64 % 5) * 86_400; // five days
+            recs.push(r);
+        }
+        s.append_audit(&recs).await.unwrap();
+        let day0 = 1_795_478_400 / 86_400;
+        let sum = |pred: &dyn Fn(&AuditRecord) -> bool| {
+            let m: Vec<_> = recs.iter().filter(|r| pred(r)).collect();
+            (
+                m.len() as u64,
+                m.iter().map(|r| r.prompt_tokens).sum::<u64>(),
+                m.iter().map(|r| r.completion_tokens).sum::<u64>(),
+            )
+        };
+        let rows = s
+            .usage_filtered(&UsageFilter {
+                group_by: Some(GroupBy::Model),
+                user: Some("alice".into()),
+                key: Some("k2".into()),
+                since_day: Some(day0 + 1),
+                until_day: Some(day0 + 4),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        for m in ["m1", "m2"] {
+            let want = sum(&|r| {
+                let d = r.time / 86_400;
+                r.user.as_deref() == Some("alice")
+                    && r.key_id.as_deref() == Some("k2")
+                    && r.model.as_deref() == Some(m)
+                    && (day0 + 1..day0 + 4).contains(&d)
+            });
+            let got = rows
+                .iter()
+                .find(|r| r.group == m)
+                .map(|r| (r.requests, r.prompt_tokens, r.completion_tokens))
+                .unwrap_or_default();
+            assert_eq!(got, want, "{kind}: model {m}");
+        }
+        // No filter, by day: one row per day, totals equal all records.
+        let by_day = s
+            .usage_filtered(&UsageFilter {
+                group_by: Some(GroupBy::Day),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(by_day.len(), 5, "{kind}");
+        let tot: u64 = by_day.iter().map(|r| r.completion_tokens).sum();
+        assert_eq!(tot, sum(&|_| true).2);
+        // "" matches records without a user.
+        let anon = s
+            .usage_filtered(&UsageFilter {
+                group_by: Some(GroupBy::User),
+                user: Some(String::new()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(anon.len(), 1);
+        assert_eq!(anon[0].requests, sum(&|r| r.user.is_none()).0);
     }
 }

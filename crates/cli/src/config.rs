@@ -106,6 +106,8 @@ pub struct FileConfig {
     #[serde(alias = "require-auth")]
     pub require_auth: Option<bool>,
     pub guardrails: Option<PathBuf>,
+    #[serde(alias = "cors-origins")]
+    pub cors_origins: Option<Vec<String>>,
     #[serde(alias = "tls-cert")]
     pub tls_cert: Option<PathBuf>,
     #[serde(alias = "tls-key")]
@@ -191,6 +193,7 @@ pub struct ServeConfig {
     pub api_key: Setting<Option<String>>,
     pub require_auth: Setting<bool>,
     pub guardrails: Setting<Option<PathBuf>>,
+    pub cors_origins: Setting<Vec<String>>,
     pub tls_cert: Setting<Option<PathBuf>>,
     pub tls_key: Setting<Option<PathBuf>>,
     pub data_dir: Setting<Option<PathBuf>>,
@@ -298,6 +301,20 @@ impl ServeConfig {
                     &s.source,
                 );
             }
+        }
+        if !self.cors_origins.value.is_empty() {
+            let list: Vec<toml::Value> = self
+                .cors_origins
+                .value
+                .iter()
+                .map(|o| o.clone().into())
+                .collect();
+            line(
+                &mut o,
+                "cors_origins",
+                list.into(),
+                &self.cors_origins.source,
+            );
         }
         match &self.data_dir.value {
             Some(d) => line(
@@ -558,6 +575,19 @@ pub fn resolve(a: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<ServeCo
         |s| Ok(Some(PathBuf::from(s))),
         || None,
     )?;
+    let cors_origins = pick(
+        (a.cors_origins.clone(), "--cors-origins"),
+        (file.cors_origins.clone(), &fp),
+        env,
+        "HEARTH_CORS_ORIGINS",
+        |s| {
+            Ok(s.split(',')
+                .map(|o| o.trim().to_string())
+                .filter(|o| !o.is_empty())
+                .collect())
+        },
+        Vec::new,
+    )?;
     let tls_cert = pick(
         (a.tls_cert.clone().map(Some), "--tls-cert"),
         (file.tls_cert.clone().map(Some), &fp),
@@ -742,6 +772,7 @@ pub fn resolve(a: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<ServeCo
         api_key,
         require_auth,
         guardrails,
+        cors_origins,
         tls_cert,
         tls_key,
         data_dir,

@@ -30,7 +30,7 @@ CONFIGURATION
   The config file is named by --config FILE or HEARTH_CONFIG. Its keys are the long
   flags' names, in snake_case or kebab-case: host, port, threads, max_running,
   max_waiting, step_tokens, kv_cache_mb, kv_cache_type, no_prefix_caching, api_key,
-  require_auth, guardrails, tls_cert, tls_key, data_dir, database, redis_url, audit_bodies, global_rpm, global_tpm,
+  require_auth, guardrails, cors_origins, tls_cert, tls_key, data_dir, database, redis_url, audit_bodies, global_rpm, global_tpm,
   global_max_concurrent, drain_seconds. Models go in a [[models]] array of tables (path, optional alias);
   a relative path is relative to the config file's directory. MODEL arguments on the
   command line replace the file's [[models]]; --alias renames models in order.
@@ -149,6 +149,10 @@ pub struct Args {
     /// [env: HEARTH_GUARDRAILS] [default: built-in PII and injection rules in log mode]
     #[arg(long, value_name = "FILE")]
     pub guardrails: Option<PathBuf>,
+    /// Origins allowed to call the API from a browser, comma-separated (`*`: any).
+    /// [env: HEARTH_CORS_ORIGINS] [default: none: CORS off]
+    #[arg(long, value_delimiter = ',', value_name = "ORIGIN")]
+    pub cors_origins: Option<Vec<String>>,
     /// Redis for rate-limit counters shared by several replicas (redis://HOST:PORT[/DB]).
     /// [env: HEARTH_REDIS_URL] [default: none: counters in this process]
     #[arg(long, value_name = "URL")]
@@ -261,6 +265,7 @@ fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         gateway: Some(Arc::new(gateway)),
         tls,
         guardrails,
+        cors_origins: cfg.cors_origins.value.clone(),
         ..Default::default()
     };
     tracing::info!("listening on {scheme}://{addr} (OpenAI API under /v1)");

@@ -37,6 +37,9 @@ pub struct ServerConfig {
     pub tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
     /// Guardrails policy (`None`: the default policy).
     pub guardrails: Option<std::sync::Arc<crate::guard::Guardrails>>,
+    /// Origins allowed to call the API from a browser (`*` for any); empty: CORS off, as
+    /// browsers then refuse cross-origin calls.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +56,7 @@ impl Default for ServerConfig {
             gateway: None,
             tls: None,
             guardrails: None,
+            cors_origins: Vec::new(),
         }
     }
 }

@@ -415,3 +415,57 @@ async fn client_leaving_mid_stream_is_audited_with_tokens_so_far() {
     // Request body kept as its SHA-256 (the default policy).
     assert_eq!(e.request_body.as_ref().map(String::len), Some(64));
 }
+
+#[tokio::test]
+async fn cors_is_off_by_default_and_answers_preflight_for_listed_origins() {
+    let preflight = |s: &TestServer, origin: &'static str| {
+        s.client
+            .request(reqwest::Method::OPTIONS, s.url("/v1/chat/completions"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization,content-type",
+            )
+            .send()
+    };
+    let off = start(keys(), FakeConfig::default()).await;
+    let r = preflight(&off, "https://app.example").await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+
+    let gw = Gateway {
+        auth_required: true,
+        store: Some(keys()),
+        ..Gateway::without_store(None)
+    };
+    let on = TestServer::start_with(
+        FakeConfig::default(),
+        ServerConfig {
+            gateway: Some(Arc::new(gw)),
+            cors_origins: vec!["https://app.example".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    // The preflight carries no key and still succeeds; the real call still needs one.
+    let r = preflight(&on, "https://app.example").await.unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let r = preflight(&on, "https://evil.example").await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    let r = on
+        .client
+        .post(on.url("/v1/chat/completions"))
+        .header("Origin", "https://app.example")
+        .json(&chat(2, false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+}

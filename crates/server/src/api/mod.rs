@@ -30,7 +30,8 @@ pub fn router(backend: Arc<dyn Backend>, config: ServerConfig) -> Router {
 
 pub(crate) fn router_with_state(state: SharedState) -> Router {
     let limit = state.config.max_body_bytes;
-    Router::new()
+    let cors = cors_layer(&state.config.cors_origins);
+    let router = Router::new()
         .route("/v1/chat/completions", post(chat::handler))
         .route("/v1/completions", post(completions::handler))
         .route("/v1/responses", post(responses::handler))
@@ -49,7 +50,46 @@ pub(crate) fn router_with_state(state: SharedState) -> Router {
             state.clone(),
             crate::gateway::gate,
         ))
-        .with_state(state)
+        .with_state(state);
+    // Outermost: a browser's preflight (no credentials) is answered before authentication.
+    match cors {
+        Some(c) => router.layer(c),
+        None => router,
+    }
+}
+
+/// CORS for the configured origins (`None` when none are: off by default).
+fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{header, HeaderValue, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::HeaderName::from_static("x-api-key"),
+            ])
+            .expose_headers([
+                header::RETRY_AFTER,
+                header::HeaderName::from_static("x-request-id"),
+                header::HeaderName::from_static("x-ratelimit-remaining-requests"),
+                header::HeaderName::from_static("x-ratelimit-remaining-tokens"),
+            ]),
+    )
 }
 
 async fn not_found(req: Request) -> ApiError {

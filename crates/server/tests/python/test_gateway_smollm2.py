@@ -6,31 +6,17 @@ edited record in the SQLite file.
 
 import json
 import os
-import socket
 import sqlite3
 import subprocess
-import tempfile
-import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import openai
 import pytest
 
-REPO = Path(__file__).resolve().parents[4]
-MODELS = Path(os.environ.get("HEARTH_MODELS", Path.home() / ".cache/hearth/models"))
-MODEL_FILE = MODELS / "SmolLM2-135M-Instruct.Q4_1.gguf"
-MODEL = "smollm2"
+from conftest import HEARTH, MODEL, LiveServer
+
 ADMIN_KEY = "hk-test-admin-0123456789"
-TARGET = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-HEARTH = TARGET / "debug" / "hearth"
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cli(data, *args):
@@ -60,30 +46,9 @@ def http(method, url, key=None, body=None):
 
 @pytest.fixture(scope="module")
 def server():
-    assert MODEL_FILE.exists(), f"{MODEL_FILE} is missing: run scripts/fetch-models.sh"
-    subprocess.run(["cargo", "build", "--quiet", "-p", "hearth-cli"], cwd=REPO, check=True)
-    port = _free_port()
-    data = tempfile.mkdtemp(prefix="hearth-gw-")
-    proc = subprocess.Popen(
-        [str(HEARTH), "serve", str(MODEL_FILE), "--alias", MODEL, "--port", str(port),
-         "--threads", "2", "--require-auth", "--api-key", ADMIN_KEY, "--data-dir", data,
-         "--audit-bodies", "full"],
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(base + "/health")
-            break
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise RuntimeError("hearth serve did not start: " + proc.stderr.read().decode())
-    yield base, data, proc
-    if proc.poll() is None:
-        proc.terminate()
-        proc.wait(timeout=30)
+    srv = LiveServer("--require-auth", "--api-key", ADMIN_KEY, "--audit-bodies", "full")
+    yield srv.base, srv.data_dir, srv
+    srv.stop()
 
 
 def sdk(base, key):
@@ -160,11 +125,10 @@ def test_roles_models_and_revocation(server):
 
 
 def test_audit_chain_after_shutdown(server):
-    base, data, proc = server
+    base, data, srv = server
     status, usage = http("GET", base + "/admin/v1/usage?group_by=model", ADMIN_KEY)
     assert status == 200
-    proc.terminate()
-    assert proc.wait(timeout=30) == 0
+    assert srv.stop() == 0
     r = cli(data, "audit", "verify")
     assert r.returncode == 0 and "chain intact" in r.stdout, r.stdout + r.stderr
     db = sqlite3.connect(os.path.join(data, "hearth.db"))

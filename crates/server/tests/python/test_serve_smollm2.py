@@ -5,52 +5,20 @@ scripts/fetch-models.sh ($HEARTH_MODELS, default ~/.cache/hearth/models).
 """
 
 import concurrent.futures
-import os
-import socket
-import subprocess
 import time
-from pathlib import Path
 
 import openai
 import pytest
 
-REPO = Path(__file__).resolve().parents[4]
-MODELS = Path(os.environ.get("HEARTH_MODELS", Path.home() / ".cache/hearth/models"))
-MODEL_FILE = MODELS / "SmolLM2-135M-Instruct.Q4_1.gguf"
-MODEL = "smollm2"
+from conftest import MODEL, LiveServer
 
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def client():
-    assert MODEL_FILE.exists(), f"{MODEL_FILE} is missing: run scripts/fetch-models.sh"
-    subprocess.run(["cargo", "build", "--quiet", "-p", "hearth-cli"], cwd=REPO, check=True)
-    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-    port = _free_port()
-    proc = subprocess.Popen(
-        [str(target / "debug" / "hearth"), "serve", str(MODEL_FILE), "--alias", MODEL, "--port", str(port),
-         "--threads", "2", "--max-running", "16"],
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    c = openai.OpenAI(base_url=base, api_key="unused")
-    for _ in range(300):
-        try:
-            c.models.list()
-            break
-        except openai.APIConnectionError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise RuntimeError("hearth serve did not start: " + proc.stderr.read().decode())
-    yield c
-    proc.terminate()
-    assert proc.wait(timeout=30) == 0, "graceful shutdown should exit 0"
+    srv = LiveServer("--max-running", "16")
+    yield openai.OpenAI(base_url=srv.base + "/v1", api_key="unused")
+    assert srv.stop() == 0, "graceful shutdown should exit 0"
 
 
 def chat(c, content, **kw):

@@ -2,12 +2,9 @@
 certificate made by the openssl CLI, trusted by the client), and plain HTTP refused."""
 
 import http.client
-import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import ssl
@@ -16,20 +13,11 @@ import urllib.request
 import openai
 import pytest
 
-REPO = Path(__file__).resolve().parents[4]
-MODELS = Path(os.environ.get("HEARTH_MODELS", Path.home() / ".cache/hearth/models"))
-MODEL_FILE = MODELS / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import LiveServer
 
 
 @pytest.fixture(scope="module")
 def tls_server():
-    assert MODEL_FILE.exists(), f"{MODEL_FILE} is missing: run scripts/fetch-models.sh"
     assert shutil.which("openssl"), "the openssl CLI makes the test certificate"
     d = Path(tempfile.mkdtemp(prefix="hearth-tls-"))
     cert, key = d / "cert.pem", d / "key.pem"
@@ -38,26 +26,9 @@ def tls_server():
          "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
          "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
         check=True, capture_output=True)
-    subprocess.run(["cargo", "build", "--quiet", "-p", "hearth-cli"], cwd=REPO, check=True)
-    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-    port = _free_port()
-    proc = subprocess.Popen(
-        [str(target / "debug" / "hearth"), "serve", str(MODEL_FILE), "--alias", "smollm2",
-         "--port", str(port), "--threads", "2", "--tls-cert", str(cert), "--tls-key", str(key),
-         "--data-dir", str(d)],
-        stderr=subprocess.PIPE)
-    for _ in range(300):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise RuntimeError("hearth serve did not start: " + proc.stderr.read().decode())
-    yield port, cert
-    proc.terminate()
-    assert proc.wait(timeout=30) == 0
+    srv = LiveServer("--tls-cert", str(cert), "--tls-key", str(key), data_dir=str(d))
+    yield srv.port, cert
+    assert srv.stop() == 0
 
 
 def test_sdk_over_https(tls_server):

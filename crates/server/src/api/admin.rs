@@ -7,7 +7,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use hearth_gateway::limits::Limits;
-use hearth_gateway::store::{GroupBy, NewKey, Role, Store, StoreError, Team, User, Verdict};
+use hearth_gateway::store::{
+    AuditFilter, GroupBy, NewKey, Role, Store, StoreError, Team, UsageFilter, User, Verdict,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -150,6 +152,10 @@ async fn delete_team(
 #[derive(Deserialize)]
 struct UsageQuery {
     group_by: Option<GroupBy>,
+    key: Option<String>,
+    user: Option<String>,
+    team: Option<String>,
+    model: Option<String>,
     /// First day, YYYY-MM-DD (default: 30 days ago).
     since: Option<String>,
     /// Last day, YYYY-MM-DD, inclusive (default: today).
@@ -193,7 +199,15 @@ async fn usage(
         None => today + 1,
     };
     let rows = store(&s)?
-        .usage(q.group_by.unwrap_or(GroupBy::Key), since, until)
+        .usage_filtered(&UsageFilter {
+            group_by: Some(q.group_by.unwrap_or(GroupBy::Key)),
+            since_day: Some(since),
+            until_day: Some(until),
+            key: q.key,
+            user: q.user,
+            team: q.team,
+            model: q.model,
+        })
         .await
         .map_err(err)?;
     Ok(list(rows))
@@ -207,6 +221,12 @@ struct AuditQuery {
     /// UNIX seconds.
     since: Option<i64>,
     until: Option<i64>,
+    request_id: Option<String>,
+    key: Option<String>,
+    user: Option<String>,
+    team: Option<String>,
+    model: Option<String>,
+    status: Option<u16>,
 }
 
 async fn audit(
@@ -214,8 +234,18 @@ async fn audit(
     Query(q): Query<AuditQuery>,
 ) -> Result<Response, ApiError> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let filter = AuditFilter {
+        since: q.since,
+        until: q.until,
+        request_id: q.request_id,
+        key: q.key,
+        user: q.user,
+        team: q.team,
+        model: q.model,
+        status: q.status,
+    };
     let page = store(&s)?
-        .audit_page(q.after.unwrap_or(0), limit, q.since, q.until)
+        .query_audit(&filter, q.after.unwrap_or(0), limit)
         .await
         .map_err(err)?;
     let next = page.last().map(|r| r.seq);

@@ -8,6 +8,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import time
 import urllib.error
 import urllib.request
 
@@ -107,6 +108,16 @@ def test_roles_models_and_revocation(server):
     assert status == 200 and body["data"], body
     status, _ = http("GET", base + "/admin/v1/usage?group_by=key", auditor["key"])
     assert status == 200
+    # Filtered by key: only that key's records and usage (the user key made one chat and four
+    # refused admin calls).
+    time.sleep(0.3)  # the audit writer batches every 100 ms
+    status, body = http("GET", base + f"/admin/v1/audit?key={user['id']}", auditor["key"])
+    assert status == 200 and len(body["data"]) == 5, body
+    assert {r["key_id"] for r in body["data"]} == {user["id"]}
+    assert sorted(r["status"] for r in body["data"]) == [200, 403, 403, 403, 403]
+    status, body = http("GET", base + f"/admin/v1/usage?group_by=model&key={user['id']}",
+                        auditor["key"])
+    assert status == 200 and [(r["group"], r["requests"]) for r in body["data"]] == [(MODEL, 1)], body
     with pytest.raises(openai.PermissionDeniedError):
         _chat(sdk(base, auditor["key"]))
     status, _ = http("POST", base + "/admin/v1/keys", auditor["key"], {"name": "x"})

@@ -13,7 +13,8 @@
 //! record (rule ids, actions, scores; never the text).
 //!
 //! The policy file (`--guardrails FILE`) is re-read when its modification time changes (checked
-//! at most every two seconds, on requests): a broken new file keeps the old policy and logs why.
+//! at most every two seconds, on requests) and on SIGHUP: a broken new file keeps the old
+//! policy and logs why.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -84,16 +85,7 @@ impl Guardrails {
                 let m = mtime(path);
                 if m != st.1 {
                     st.1 = m;
-                    match Guard::from_file(path) {
-                        Ok(g) => {
-                            *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(g);
-                            tracing::info!("guardrails reloaded from {}", path.display());
-                        }
-                        Err(e) => tracing::error!(
-                            "guardrails file {} changed but does not load (keeping the previous policy): {e}",
-                            path.display()
-                        ),
-                    }
+                    self.load(path, "changed");
                 }
             }
         }
@@ -101,6 +93,65 @@ impl Guardrails {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Re-read the policy file now (SIGHUP). A file that does not load keeps the old policy.
+    pub fn reload(&self) {
+        if let Some(path) = &self.path {
+            let mut st = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
+            *st = (Instant::now(), mtime(path));
+            self.load(path, "re-read on SIGHUP");
+        }
+    }
+
+    fn load(&self, path: &Path, why: &str) {
+        match Guard::from_file(path) {
+            Ok(g) => {
+                // The swap is one pointer store under the lock: a request holds the `Arc` it
+                // took, so it finishes under the policy it started with.
+                *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(g);
+                tracing::info!("guardrails reloaded from {} ({why})", path.display());
+            }
+            Err(e) => tracing::error!(
+                "guardrails file {} {why} but does not load (keeping the previous policy): {e}",
+                path.display()
+            ),
+        }
+    }
+
+    /// Reload on SIGHUP, for as long as the runtime runs. Only with a policy file, and only
+    /// inside a tokio runtime (else nothing: the mtime check still applies). Installing the
+    /// handler replaces SIGHUP's default action (terminate), which is what an operator sending
+    /// it to a server with a policy file wants.
+    pub fn watch_sighup(self: &Arc<Self>) {
+        #[cfg(unix)]
+        {
+            if self.path.is_none() {
+                return;
+            }
+            let Ok(rt) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            let me = Arc::downgrade(self);
+            let _guard = rt.enter();
+            let mut hup = match tokio::signal::unix::signal(
+                tokio::signal::unix::SignalKind::hangup(),
+            ) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("guardrails: no SIGHUP handler ({e}); the file is still re-read when it changes");
+                    return;
+                }
+            };
+            rt.spawn(async move {
+                while hup.recv().await.is_some() {
+                    match me.upgrade() {
+                        Some(g) => g.reload(),
+                        None => break,
+                    }
+                }
+            });
+        }
     }
 }
 

@@ -34,6 +34,7 @@ impl AppState {
             .guardrails
             .clone()
             .unwrap_or_else(|| Arc::new(crate::guard::Guardrails::default_policy()));
+        guard.watch_sighup();
         let gateway = config.gateway.clone().unwrap_or_else(|| {
             Arc::new(crate::gateway::Gateway::without_store(
                 config.api_key.clone(),

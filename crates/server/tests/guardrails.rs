@@ -242,3 +242,51 @@ async fn policy_file_changes_are_picked_up_and_broken_ones_ignored() {
         .await;
     assert_eq!(st, 400);
 }
+
+#[tokio::test]
+async fn sighup_reloads_the_policy_file() {
+    let p = policy_file(POLICY);
+    let s = start(
+        FakeConfig {
+            eos_after: Some(1),
+            ..Default::default()
+        },
+        &p,
+    )
+    .await;
+    let (st, _, _) = s
+        .post("/v1/chat/completions", &chat_body("say mango"))
+        .await;
+    assert_eq!(st, 200);
+    // New contents with the old modification time, so only the signal can cause the reload
+    // (and the request below comes well within the two-second mtime check anyway).
+    let old = std::fs::metadata(&p).unwrap().modified().unwrap();
+    std::fs::write(
+        &p,
+        POLICY.replace("\"detonator\"", "\"detonator\", \"mango\""),
+    )
+    .unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let kill = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut status = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = s
+            .post("/v1/chat/completions", &chat_body("say mango"))
+            .await
+            .0;
+        if status == 400 {
+            break;
+        }
+    }
+    assert_eq!(status, 400, "the word added before SIGHUP applies");
+}

@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run -p hearth-server --example fake_server -- --port 8080 \
 //!     [--script TEXT] [--eos-after N] [--delay-ms N] [--capacity N] [--context N] [--harmony]
+//!     [--guardrails FILE]
 //! ```
 //! Prints `listening on http://ADDR` once bound (`--port 0` picks a free port).
 
@@ -22,6 +23,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let mut cfg = FakeConfig::default();
     let mut port: u16 = 8080;
+    let mut guardrails = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
@@ -36,6 +38,12 @@ async fn main() -> anyhow::Result<()> {
             "--context" => cfg.context_length = value()?.parse().context("--context")?,
             // Report the harmony (gpt-oss) chat format: the script is harmony output.
             "--harmony" => cfg.chat_format = hearth_server::backend::ChatFormat::Harmony,
+            "--guardrails" => {
+                let p = std::path::PathBuf::from(value()?);
+                let g = hearth_server::guard::Guardrails::from_file(&p)
+                    .with_context(|| format!("--guardrails {}", p.display()))?;
+                guardrails = Some(Arc::new(g));
+            }
             other => bail!("unknown flag {other}"),
         }
     }
@@ -47,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
     let config = ServerConfig {
         addr,
         drain_timeout: Duration::from_secs(2),
+        guardrails,
         ..ServerConfig::default()
     };
     let backend = Arc::new(FakeBackend::new(cfg));

@@ -36,7 +36,9 @@ Goldens (tests/golden/tiny_hf/{model}.json): the sha256 of every file of the dir
 prompt the ids transformers' tokenizer gives, the top-5 log-probs at every position of the
 prompt + greedy continuation (teacher-forced, float32 over the stored weights: BF16 weights are
 widened, as our engine does), and the greedy continuation itself (N_PREDICT tokens, argmax of
-transformers' float32 logits).
+transformers' float32 logits); for MoE models also `router_margins`: per MoE layer and position
+of that teacher-forced sequence, transformers' k-th minus (k+1)-th largest router logit, so the
+test can tell a routing near-tie (where float rounding may pick other experts) from an error.
 """
 
 import argparse
@@ -383,7 +385,20 @@ def golden():
                     seq.append(nxt)
                     if nxt in eos:
                         break
-                lp = torch.log_softmax(model(torch.tensor([seq])).logits[0].double(), dim=-1)
+                moe = getattr(model.config, "num_experts", 0) > 0
+                out = model(torch.tensor([seq]), output_router_logits=moe)
+                lp = torch.log_softmax(out.logits[0].double(), dim=-1)
+            extra = {}
+            if moe:
+                # Per MoE layer and position, the k-th minus the (k+1)-th largest router logit:
+                # how far that routing decision is from a tie. Top-k selection is discontinuous,
+                # so where this is within float noise (our F16 K/V, llama.cpp's flash attention)
+                # the chosen experts, and with them the logits, may legitimately differ.
+                k = model.config.num_experts_per_tok
+                extra["router_margins"] = [
+                    [round(float(x), 7) for x in (s[:, k - 1] - s[:, k])]
+                    for s in (torch.sort(rl.double(), dim=-1, descending=True).values
+                              for rl in out.router_logits)]
             tops = []
             for row in lp:
                 v, i = torch.topk(row, TOP_K)
@@ -392,7 +407,7 @@ def golden():
             prompts.append({"id": pid, "text": text, "prompt_tokens": ids,
                             "greedy": seq[len(ids):],
                             "greedy_text": tok.decode(seq[len(ids):], skip_special_tokens=True),
-                            "top": tops})
+                            "top": tops, **extra})
         doc = {
             "generator": "scripts/oracle/gen_tiny_hf.py (transformers, float32)",
             "transformers": __import__("transformers").__version__,

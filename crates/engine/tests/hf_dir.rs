@@ -70,12 +70,41 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// Top-1 must agree wherever transformers' top-2 margin exceeds this (log-prob units).
 const CLEAR: f32 = 0.05;
 
+/// MoE goldens carry, per layer and position, transformers' k-th minus (k+1)-th largest router
+/// logit. Top-k routing is discontinuous: where that gap is below this, float rounding alone
+/// (our F16 K/V moves these router logits by up to ~5e-4 on tiny-qwen3moe) may pick another
+/// expert, so the position is reported but not held to the bound.
+const ROUTE_TIE: f64 = 1e-3;
+
+/// Per position of a prompt's teacher-forced sequence: could a routing near-tie have changed
+/// its logits? A tie in the last MoE layer affects only its own position; one in an earlier
+/// layer also every later position (they attend to the changed state).
+fn routing_fragile(p: &Value, n: usize) -> Vec<bool> {
+    let mut fragile = vec![false; n];
+    let Some(layers) = p["router_margins"].as_array() else {
+        return fragile;
+    };
+    for (l, m) in layers.iter().enumerate() {
+        let last = l + 1 == layers.len();
+        for (i, v) in m.as_array().unwrap().iter().enumerate().take(n) {
+            if v.as_f64().unwrap() < ROUTE_TIE {
+                let end = if last { i + 1 } else { n };
+                fragile[i..end].iter_mut().for_each(|f| *f = true);
+            }
+        }
+    }
+    fragile
+}
+
 struct Report {
     max_dlp: f32,
     positions: usize,
     top1_agree: usize,
     greedy_identical: usize,
     n_prompts: usize,
+    /// Positions left out of the bound by `routing_fragile`, and the largest deviation there.
+    fragile: usize,
+    fragile_max_dlp: f32,
 }
 
 fn check(name: &str, bound: f32) -> Report {
@@ -96,6 +125,8 @@ fn check(name: &str, bound: f32) -> Report {
         top1_agree: 0,
         greedy_identical: 0,
         n_prompts: 0,
+        fragile: 0,
+        fragile_max_dlp: 0.0,
     };
     let mut failures = Vec::new();
     for p in g["prompts"].as_array().unwrap() {
@@ -113,6 +144,7 @@ fn check(name: &str, bound: f32) -> Report {
         let mut seq = toks.clone();
         seq.extend(&greedy[..greedy.len() - 1]);
         assert_eq!(tops.len(), seq.len() + 1, "{name}/{id}: golden rows");
+        let fragile = routing_fragile(p, tops.len());
         gen.reset();
         let logits = gen.prefill(&seq, true).unwrap().to_vec();
         for (i, t) in tops[..seq.len()].iter().enumerate() {
@@ -124,14 +156,21 @@ fn check(name: &str, bound: f32) -> Report {
                 .iter()
                 .map(|v| v.as_f64().unwrap() as f32)
                 .collect();
+            let mut dlp = 0.0f32;
             for (&tok, &lp) in want.iter().zip(&lps) {
                 let (got, _) = logprobs(row, tok, 0);
-                rep.max_dlp = rep.max_dlp.max((got - lp).abs());
+                dlp = dlp.max((got - lp).abs());
+            }
+            if fragile[i] {
+                rep.fragile += 1;
+                rep.fragile_max_dlp = rep.fragile_max_dlp.max(dlp);
+            } else {
+                rep.max_dlp = rep.max_dlp.max(dlp);
             }
             rep.positions += 1;
             if argmax(row) == want[0] {
                 rep.top1_agree += 1;
-            } else if lps[0] - lps[1] > CLEAR {
+            } else if lps[0] - lps[1] > CLEAR && !fragile[i] {
                 failures.push(format!(
                     "{id}@{i}: top-1 ours {} vs transformers {} (margin {:.3})",
                     argmax(row),
@@ -153,7 +192,8 @@ fn check(name: &str, bound: f32) -> Report {
         // Step j is decided by row toks.len() - 1 + j; past a near-tie the two may diverge.
         let robust = tops[toks.len() - 1..]
             .iter()
-            .position(|t| margin(t) < CLEAR)
+            .zip(&fragile[toks.len() - 1..])
+            .position(|(t, &f)| margin(t) < CLEAR || f)
             .unwrap_or(greedy.len())
             .min(greedy.len());
         let same = out
@@ -176,6 +216,19 @@ fn check(name: &str, bound: f32) -> Report {
         "{name}: max |dlogprob| vs transformers {:.5} over top-5 of {} positions, top-1 {}/{}, greedy identical {}/{}",
         rep.max_dlp, rep.positions, rep.top1_agree, rep.positions, rep.greedy_identical, rep.n_prompts
     );
+    if rep.fragile > 0 {
+        eprintln!(
+            "{name}: {} positions after a routing near-tie (router logit gap < {ROUTE_TIE}) left out of the bound; max |dlogprob| there {:.5}",
+            rep.fragile, rep.fragile_max_dlp
+        );
+    }
+    // The exemption must stay the exception, or the test would check little.
+    if rep.fragile * 4 > rep.positions {
+        failures.push(format!(
+            "{} of {} positions follow a routing near-tie: pick other prompts or weights",
+            rep.fragile, rep.positions
+        ));
+    }
     if rep.max_dlp > bound {
         failures.push(format!("max |dlogprob| {} > {bound}", rep.max_dlp));
     }
@@ -210,13 +263,15 @@ fn gemma3_matches_transformers() {
     check("tiny-gemma3-f32", 2e-2);
 }
 
-/// Found by this test: on this model (8 experts, top-2, expert FFN 32) the engine's MoE differs
-/// from both transformers and llama.cpp (max |dlogprob| 1.82, top-1 still 207/207), while the
-/// directory and llama.cpp's converted GGUF give identical logits in our engine
-/// (`converted_gguf_matches_directory`) and llama.cpp agrees with transformers (0.007) — so the
-/// loading is right and the difference is in blocks/moe.rs. Ignored until that is fixed.
+/// The per-expert tensors load right and the MoE block matches transformers where routing is
+/// decided: max |dlogprob| 0.008 on the 172 of 207 positions clear of routing near-ties. The
+/// 1.82 once seen here (long@12) was such a tie, not an engine bug: in the last layer
+/// transformers' 2nd and 3rd router logits differ by 1.3e-4 (experts 3 and 6), and F16
+/// rounding of K/V moves them by ~2.6e-4, so expert 6 is picked. transformers itself with K/V
+/// rounded to F16 picks 6 and gives the same 1.8239, as does llama.cpp with flash attention
+/// (F16 or F32 cache); llama.cpp without it happens to round the other way. Such positions are
+/// reported, not bounded (`ROUTE_TIE`).
 #[test]
-#[ignore = "engine MoE differs from transformers/llama.cpp on 8-expert top-2 (blocks/moe.rs), not a loading issue"]
 fn qwen3moe_per_expert_tensors_match_transformers() {
     check("tiny-qwen3moe-f32", 2e-2);
 }

@@ -1,0 +1,67 @@
+import { describe, expect, it } from 'vitest';
+import { mdCell, runToCsv, runToHtml, runToMarkdown, tally } from './reports';
+import { parseCsv } from './csv';
+import type { Run } from './types';
+
+const run: Run = {
+  id: 'r_1',
+  title: 'Smoke <test> & "quotes"',
+  blind: false,
+  columns: [
+    { model: 'smollm2', settings: { temperature: 0.2 }, label: 'A' },
+    { model: 'gemma|3', settings: { temperature: 1 }, label: 'B' },
+  ],
+  questions: [
+    {
+      prompt: 'Say "hi", then <b>bye</b>\nsecond line',
+      answers: [
+        { content: 'hi, "there"\nbye', reasoning: null, stats: { ttft_ms: 12, tokens_per_s: 55.556, completion_tokens: 5 }, error: null },
+        { content: '=SUM(A1)', reasoning: null, stats: null, error: 'boom <x>' },
+      ],
+      vote: 0,
+      scores: [8, 3],
+    },
+    { prompt: 'q2', answers: [], vote: null, scores: [null, 6] },
+  ],
+};
+
+describe('reports', () => {
+  it('tallies wins and mean scores', () => {
+    expect(tally(run)).toEqual({ wins: [1, 0], ties: 0, meanScore: [8, 4.5] });
+  });
+
+  it('Markdown escapes table cells and keeps answers', () => {
+    const md = runToMarkdown(run);
+    expect(md).toContain('# Smoke <test> & "quotes"');
+    expect(md).toContain('| B | gemma\\|3 |');
+    expect(md).toContain('**winner**');
+    expect(md).toContain('score 8/10');
+    expect(md).toContain('> error: boom <x>');
+    expect(mdCell('a|b\nc')).toBe('a\\|b<br>c');
+  });
+
+  it('CSV quotes fields and defuses formulas; it parses back', () => {
+    const csv = runToCsv(run);
+    const rows = parseCsv(csv.trimEnd());
+    expect(rows[0][0]).toBe('question');
+    expect(rows.length).toBe(1 + 2 * 2);
+    expect(rows[1][1]).toBe('Say "hi", then <b>bye</b>\nsecond line');
+    expect(rows[1][4]).toBe('hi, "there"\nbye');
+    expect(rows[1][7]).toBe('55.56');
+    expect(rows[1][11]).toBe('1');
+    expect(rows[2][4]).toBe("'=SUM(A1)");
+    expect(rows[3][11]).toBe('');
+    expect(csv).toContain('"Say ""hi"", then');
+  });
+
+  it('HTML is self-contained and escapes everything', () => {
+    const html = runToHtml(run, new Date(0));
+    expect(html.startsWith('<!doctype html>')).toBe(true);
+    expect(html).not.toMatch(/<script|<link|src=/i);
+    expect(html).toContain('Smoke &lt;test&gt; &amp; &quot;quotes&quot;');
+    expect(html).toContain('&lt;b&gt;bye&lt;/b&gt;');
+    expect(html).toContain('boom &lt;x&gt;');
+    expect(html).toContain('class="answer win"');
+    expect(html).not.toContain('<b>bye</b>');
+  });
+});

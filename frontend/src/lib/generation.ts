@@ -57,6 +57,7 @@ export async function followGeneration(gid: string, o: FollowOptions): Promise<F
             done = msg.message;
             return 'stop';
           }
+          return undefined;
         },
         o.signal,
       );

@@ -76,6 +76,7 @@ export async function streamChat(
           a.stats = { ...(a.stats ?? {}), prompt_tokens: j.usage.prompt_tokens ?? null, completion_tokens: j.usage.completion_tokens ?? null };
         }
         onUpdate(a);
+        return undefined;
       },
       signal,
     );

@@ -65,3 +65,21 @@ describe('reports', () => {
     expect(html).not.toContain('<b>bye</b>');
   });
 });
+
+import { auditToCsv, auditToJsonl } from './audit';
+import type { AuditRecord } from './types';
+
+describe('audit exports', () => {
+  const rec = { seq: 1, time: 10, request_id: 'r1', key_id: null, user: 'ann, "x"', team: null, role: 'user', client_addr: '127.0.0.1', route: '/v1/chat/completions', model: 'm', status: 200, latency_ms: 5, prompt_tokens: 3, completion_tokens: 4, guardrails: null, request_body: '{"a":\n1}', response_body: null, prev_hash: '00', hash: 'ab' } as AuditRecord;
+  it('CSV has a header and quoted fields', () => {
+    const rows = parseCsv(auditToCsv([rec]).trimEnd());
+    expect(rows[0][0]).toBe('seq');
+    expect(rows[1][4]).toBe('ann, "x"');
+    expect(rows[1][15]).toBe('{"a":\n1}');
+  });
+  it('JSONL is one record per line', () => {
+    const text = auditToJsonl([rec, { ...rec, seq: 2 }]);
+    expect(text.trimEnd().split('\n').map((l) => JSON.parse(l).seq)).toEqual([1, 2]);
+    expect(auditToJsonl([])).toBe('');
+  });
+});

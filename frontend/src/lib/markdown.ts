@@ -137,7 +137,7 @@ const marked = new Marked({
       const label = escapeHtml(language ?? 'text');
       return (
         `<div class="code-block"><div class="code-head"><span class="code-lang">${label}</span>` +
-        `<button type="button" class="copy-code" data-testid="copy-code" aria-label="Copy code">Copy</button></div>` +
+        `<button type="button" class="copy-code" data-testid="copy-code" aria-label="Copy code" title="Copy"><svg width="14" height="14" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M9 9h11v11H9zM5 15H4V4h11v1"/></svg></button></div>` +
         `<pre><code class="hljs${language ? ` language-${label}` : ''}">${html}</code></pre></div>\n`
       );
     },

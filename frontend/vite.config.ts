@@ -16,6 +16,7 @@ export default defineConfig({
   server: {
     proxy: Object.fromEntries(proxied.map((p) => [p, { target, changeOrigin: false }])),
   },
+  resolve: process.env.VITEST ? { conditions: ['browser'] } : undefined,
   test: {
     include: ['src/**/*.test.ts'],
     environment: 'jsdom',

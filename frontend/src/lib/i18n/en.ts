@@ -194,6 +194,7 @@ const en = {
   'audit.tokens': 'Tokens',
   'audit.more': 'Load more',
   'audit.requestId': 'Request id',
+  'audit.key': 'Key',
   'audit.since': 'Since',
   'audit.until': 'Until',
   'audit.verify': 'Verify chain',

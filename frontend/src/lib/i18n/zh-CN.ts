@@ -196,6 +196,7 @@ const zh: Dict = {
   'audit.tokens': 'token',
   'audit.more': '加载更多',
   'audit.requestId': '请求 ID',
+  'audit.key': '密钥',
   'audit.since': '起始',
   'audit.until': '截止',
   'audit.verify': '校验哈希链',

@@ -6,7 +6,7 @@ const proxied = ['/api', '/v1', '/admin', '/metrics'];
 
 export default defineConfig({
   plugins: [svelte()],
-  base: './',
+  base: '/',
   build: {
     outDir: 'dist',
     emptyOutDir: true,

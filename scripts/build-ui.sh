@@ -11,4 +11,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   npm ci --no-audit --no-fund
   echo "$want" > "$stamp"
 fi
+had_dist=0; [ -f dist/index.html ] && had_dist=1
 npm run build
+# The server's build script watches frontend/dist only once it exists: make cargo notice it.
+if [ "$had_dist" = 0 ] && [ -f ../crates/server/build.rs ]; then touch ../crates/server/build.rs; fi

@@ -115,6 +115,9 @@ test('regenerate and edit make branches to navigate', async ({ page }) => {
   await lastAssistant(page).getByTestId('branch-prev').click();
   await expect(lastAssistant(page).getByTestId('branch-pos')).toHaveText('1/2');
 
+  // Edit a later message (its parent is an answer): a sibling with the same parent.
+  await sendMessage(page, 'Name another one.');
+  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: 60_000 });
   const user = page.locator('[data-testid="message"][data-role="user"]').last();
   await user.hover();
   await user.getByTestId('edit-message').click();
@@ -125,12 +128,13 @@ test('regenerate and edit make branches to navigate', async ({ page }) => {
   await expect(edited.getByTestId('message-content')).toHaveText('Name a vegetable.');
   await expect(edited.getByTestId('branch-pos')).toHaveText('2/2');
   await edited.getByTestId('branch-prev').click();
-  await expect(page.locator('[data-testid="message"][data-role="user"]').last().getByTestId('message-content')).toHaveText('Name a fruit.');
-  // the server has both user messages with the same parent
+  await expect(page.locator('[data-testid="message"][data-role="user"]').last().getByTestId('message-content')).toHaveText('Name another one.');
+  // the server has both versions with the same parent
   const conv = await (await page.request.get(`/api/conversations/${convIdOf(page)}`)).json();
-  const users = conv.messages.filter((m: { role: string }) => m.role === 'user');
-  expect(users.length).toBe(2);
-  expect(users[0].parent_id).toBe(users[1].parent_id);
+  const versions = conv.messages.filter((m: { role: string; content: string }) => m.role === 'user' && m.content !== 'Name a fruit.');
+  expect(versions.length).toBe(2);
+  expect(versions[0].parent_id).toBe(versions[1].parent_id);
+  expect(versions[0].parent_id).not.toBeNull();
 });
 
 test('export Markdown and JSON, then re-import', async ({ page }) => {

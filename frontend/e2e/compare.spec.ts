@@ -56,6 +56,7 @@ test('question set: three questions, votes, scores, saved run and reports', asyn
 
   await page.getByTestId('vote-0-0').click();
   await page.getByTestId('vote-1-1').click();
+  await page.getByTestId('vote-tie-2').click();
   await page.getByTestId('score-0-0').selectOption('8');
   await page.getByTestId('score-0-1').selectOption('3');
   await page.getByTestId('save-run').click();
@@ -66,9 +67,9 @@ test('question set: three questions, votes, scores, saved run and reports', asyn
   await expect
     .poll(async () => {
       const r = await (await page.request.get(`/api/compare/runs/${runId}`)).json();
-      return [r.questions.length, r.questions[0].vote, r.questions[1].vote, r.questions[0].scores[0]];
+      return [r.questions.length, r.questions[0].vote, r.questions[1].vote, r.questions[2].vote, r.questions[0].scores[0]];
     })
-    .toEqual([3, 0, 1, 8]);
+    .toEqual([3, 0, 1, -1, 8]);
 
   const [html] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-run-html').click()]);
   const text = await fs.readFile((await html.path())!, 'utf8');

@@ -151,6 +151,7 @@ export class CompareController {
     this.abort = null;
   }
 
+  /** Votes column `ci` better (-1: a tie); voting the same again takes it back. */
   vote(qi: number, ci: number): void {
     const q = this.run.questions[qi];
     q.vote = q.vote === ci ? null : ci;

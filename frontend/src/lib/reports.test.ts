@@ -22,12 +22,13 @@ const run: Run = {
       scores: [8, 3],
     },
     { prompt: 'q2', answers: [], vote: null, scores: [null, 6] },
+    { prompt: 'q3', answers: [], vote: -1, scores: [null, null] },
   ],
 };
 
 describe('reports', () => {
   it('tallies wins and mean scores', () => {
-    expect(tally(run)).toEqual({ wins: [1, 0], ties: 0, meanScore: [8, 4.5] });
+    expect(tally(run)).toEqual({ wins: [1, 0], ties: 1, meanScore: [8, 4.5] });
   });
 
   it('Markdown escapes table cells and keeps answers', () => {
@@ -35,6 +36,7 @@ describe('reports', () => {
     expect(md).toContain('# Smoke <test> & "quotes"');
     expect(md).toContain('| B | gemma\\|3 |');
     expect(md).toContain('**winner**');
+    expect(md).toContain('## 3. q3 (tie)');
     expect(md).toContain('score 8/10');
     expect(md).toContain('> error: boom <x>');
     expect(mdCell('a|b\nc')).toBe('a\\|b<br>c');
@@ -44,7 +46,8 @@ describe('reports', () => {
     const csv = runToCsv(run);
     const rows = parseCsv(csv.trimEnd());
     expect(rows[0][0]).toBe('question');
-    expect(rows.length).toBe(1 + 2 * 2);
+    expect(rows.length).toBe(1 + 3 * 2);
+    expect(rows[5][11]).toBe('tie');
     expect(rows[1][1]).toBe('Say "hi", then <b>bye</b>\nsecond line');
     expect(rows[1][4]).toBe('hi, "there"\nbye');
     expect(rows[1][7]).toBe('55.56');

@@ -85,7 +85,7 @@ export function runToMarkdown(run: Run): string {
   });
   out.push('');
   run.questions.forEach((q, qi) => {
-    out.push(`## ${qi + 1}. ${q.prompt.split('\n')[0].slice(0, 120)}`, '');
+    out.push(`## ${qi + 1}. ${q.prompt.split('\n')[0].slice(0, 120)}${q.vote === -1 ? ' (tie)' : ''}`, '');
     if (q.prompt.includes('\n') || q.prompt.length > 120) {
       const f = fence(q.prompt);
       out.push(f, q.prompt, f, '');
@@ -124,7 +124,7 @@ export function runToCsv(run: Run): string {
         s?.prompt_tokens ?? '',
         s?.completion_tokens ?? '',
         q.scores?.[ci] ?? '',
-        q.vote === null || q.vote === undefined ? '' : q.vote === ci ? 1 : 0,
+        q.vote === null || q.vote === undefined ? '' : q.vote === -1 ? 'tie' : q.vote === ci ? 1 : 0,
       ]);
     });
   });

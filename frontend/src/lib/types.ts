@@ -114,6 +114,7 @@ export interface CompareColumn {
 export interface CompareQuestion {
   prompt: string;
   answers: Answer[];
+  /** The better column's index, -1 for a tie, null before a vote. */
   vote: number | null;
   scores: (number | null)[];
 }

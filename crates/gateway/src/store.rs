@@ -33,6 +33,9 @@ pub enum StoreError {
 
 type Result<T> = std::result::Result<T, StoreError>;
 
+mod ui;
+pub use ui::{CompareRun, Conversation, ConversationPatch, Message, UiSession};
+
 fn q(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |err| StoreError::Query { what, err }
 }
@@ -281,6 +284,24 @@ const MIGRATIONS: &[&str] = &[
         model TEXT NOT NULL, requests BIGINT NOT NULL, prompt_tokens BIGINT NOT NULL,
         completion_tokens BIGINT NOT NULL,
         PRIMARY KEY (day, key_id, user_name, team, model));",
+    // 2: the web UI: login sessions, conversations (messages as a tree) and comparison runs.
+    "CREATE TABLE IF NOT EXISTS ui_sessions (
+        token_hash TEXT PRIMARY KEY, user_name TEXT NOT NULL, key_id TEXT, role TEXT NOT NULL,
+        csrf_token TEXT NOT NULL, created BIGINT NOT NULL, expires BIGINT NOT NULL);
+     CREATE INDEX IF NOT EXISTS ui_sessions_expires ON ui_sessions (expires);
+     CREATE TABLE IF NOT EXISTS conversations (
+        id TEXT PRIMARY KEY, user_name TEXT NOT NULL, title TEXT NOT NULL, model TEXT,
+        settings TEXT NOT NULL, created BIGINT NOT NULL, updated BIGINT NOT NULL);
+     CREATE INDEX IF NOT EXISTS conversations_user ON conversations (user_name, updated);
+     CREATE TABLE IF NOT EXISTS messages (
+        id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, seq BIGINT NOT NULL,
+        parent_id TEXT, role TEXT NOT NULL, content TEXT NOT NULL, reasoning TEXT, model TEXT,
+        status TEXT NOT NULL, error TEXT, stats TEXT, created BIGINT NOT NULL);
+     CREATE INDEX IF NOT EXISTS messages_conversation ON messages (conversation_id, seq);
+     CREATE TABLE IF NOT EXISTS compare_runs (
+        id TEXT PRIMARY KEY, user_name TEXT NOT NULL, title TEXT NOT NULL,
+        document TEXT NOT NULL, created BIGINT NOT NULL, updated BIGINT NOT NULL);
+     CREATE INDEX IF NOT EXISTS compare_runs_user ON compare_runs (user_name, updated);",
 ];
 
 /// The database (cheap to clone: a connection pool).
@@ -786,32 +807,7 @@ impl Store {
         if !constant_time_eq(stored.as_bytes(), hash.as_bytes()) {
             return Ok(None);
         }
-        let revoked: Option<i64> = r.try_get("revoked").ok().flatten();
-        let expires: Option<i64> = r.try_get("expires").ok().flatten();
-        if revoked.is_some() || expires.is_some_and(|e| e <= now()) {
-            return Ok(None);
-        }
-        let g = |c: &str| {
-            r.try_get::<Option<i64>, _>(c)
-                .ok()
-                .flatten()
-                .map(|v| v as u64)
-        };
-        Ok(Some(KeyOwner {
-            key_id: r.try_get("id").map_err(q("api_keys.id"))?,
-            key_name: r.try_get("name").unwrap_or_default(),
-            user: r.try_get("user_name").ok().flatten(),
-            team: r.try_get("team").ok().flatten(),
-            role: Role::parse(&r.try_get::<String, _>("role").unwrap_or_default())?,
-            models: models_of(r.try_get("models").ok().flatten()),
-            key_limits: limits_of(&r),
-            team_limits: Limits {
-                rpm: g("t_rpm"),
-                tpm: g("t_tpm"),
-                max_concurrent: g("t_max_concurrent"),
-                monthly_tokens: g("t_monthly_tokens"),
-            },
-        }))
+        owner_of_key_row(&r)
     }
 
     // ---- usage ----
@@ -1248,6 +1244,37 @@ fn chained(r: &AnyRow) -> Result<ChainedRecord> {
         prev_hash: s("prev_hash").unwrap_or_default(),
         hash: s("hash").unwrap_or_default(),
     })
+}
+
+/// The owner of a key row (joined with its team's limits as `t_*`); `None` when the key is
+/// revoked or expired.
+fn owner_of_key_row(r: &AnyRow) -> Result<Option<KeyOwner>> {
+    let revoked: Option<i64> = r.try_get("revoked").ok().flatten();
+    let expires: Option<i64> = r.try_get("expires").ok().flatten();
+    if revoked.is_some() || expires.is_some_and(|e| e <= now()) {
+        return Ok(None);
+    }
+    let g = |c: &str| {
+        r.try_get::<Option<i64>, _>(c)
+            .ok()
+            .flatten()
+            .map(|v| v as u64)
+    };
+    Ok(Some(KeyOwner {
+        key_id: r.try_get("id").map_err(q("api_keys.id"))?,
+        key_name: r.try_get("name").unwrap_or_default(),
+        user: r.try_get("user_name").ok().flatten(),
+        team: r.try_get("team").ok().flatten(),
+        role: Role::parse(&r.try_get::<String, _>("role").unwrap_or_default())?,
+        models: models_of(r.try_get("models").ok().flatten()),
+        key_limits: limits_of(r),
+        team_limits: Limits {
+            rpm: g("t_rpm"),
+            tpm: g("t_tpm"),
+            max_concurrent: g("t_max_concurrent"),
+            monthly_tokens: g("t_monthly_tokens"),
+        },
+    }))
 }
 
 fn key_info(r: &AnyRow) -> Result<KeyInfo> {

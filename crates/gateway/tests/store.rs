@@ -3,8 +3,8 @@
 
 use hearth_gateway::limits::{Limits, Scope};
 use hearth_gateway::store::{
-    AuditFilter, AuditRecord, AuditSink, GroupBy, NewKey, Role, Store, Team, UsageFilter, User,
-    Verdict,
+    AuditFilter, AuditRecord, AuditSink, CompareRun, Conversation, ConversationPatch, GroupBy,
+    Message, NewKey, Role, Store, Team, UiSession, UsageFilter, User, Verdict,
 };
 
 fn temp_sqlite() -> (String, std::path::PathBuf) {
@@ -31,7 +31,10 @@ async fn stores() -> (Vec<(String, Store)>, tokio::sync::MutexGuard<'static, ()>
         Some(pg) => {
             let s = Store::open(&pg).await.expect("open postgres");
             // Each test run starts from empty tables.
-            for t in ["audit_log", "audit_checkpoint", "usage_daily", "api_keys", "users", "teams"] {
+            for t in [
+                "audit_log", "audit_checkpoint", "usage_daily", "api_keys", "users", "teams",
+                "ui_sessions", "conversations", "messages", "compare_runs",
+            ] {
                 s.execute_raw(&format!("DELETE FROM {t}")).await.unwrap();
             }
             v.push(("postgres".to_string(), s));
@@ -498,5 +501,307 @@ async fn audit_query_filters_and_pages() {
             .unwrap();
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].record, recs[7], "{kind}: the record round-trips");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_and_sessions() {
+    let (stores, _turn) = stores().await;
+    for (kind, s) in stores {
+        s.create_team(&Team {
+            name: "ops".into(),
+            limits: Limits {
+                tpm: Some(500),
+                ..Default::default()
+            },
+            created: 0,
+        })
+        .await
+        .unwrap();
+        s.create_user(&User {
+            name: "alice".into(),
+            role: Role::User,
+            team: Some("ops".into()),
+            created: 0,
+        })
+        .await
+        .unwrap();
+        let (u, h) = s.user_password_hash("alice").await.unwrap().unwrap();
+        assert_eq!((u.name.as_str(), h), ("alice", None), "{kind}");
+        assert!(
+            s.user_password_hash("bob").await.unwrap().is_none(),
+            "{kind}"
+        );
+        let hash = hearth_gateway::password::hash("long enough").unwrap();
+        s.set_password_hash("alice", &hash).await.unwrap();
+        assert!(s.set_password_hash("bob", &hash).await.is_err(), "{kind}");
+        let (_, h) = s.user_password_hash("alice").await.unwrap().unwrap();
+        assert!(
+            hearth_gateway::password::verify("long enough", &h.unwrap()),
+            "{kind}"
+        );
+
+        let p = s.user_principal("alice").await.unwrap().unwrap();
+        assert_eq!(p.user.as_deref(), Some("alice"), "{kind}");
+        assert_eq!(p.role, Role::User, "{kind}");
+        assert_eq!(p.team_limits.tpm, Some(500), "{kind}");
+        assert!(s.user_principal("bob").await.unwrap().is_none(), "{kind}");
+
+        let (info, _secret) = s
+            .create_key(&NewKey {
+                name: "k".into(),
+                user: Some("alice".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let kp = s.key_principal(&info.id).await.unwrap().unwrap();
+        assert_eq!(kp.key_id, info.id, "{kind}");
+        assert_eq!(kp.team_limits.tpm, Some(500), "{kind}");
+        s.revoke_key(&info.id).await.unwrap();
+        assert!(s.key_principal(&info.id).await.unwrap().is_none(), "{kind}");
+
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let live = UiSession {
+            token_hash: "a".repeat(64),
+            user: "alice".into(),
+            key_id: None,
+            role: Role::User,
+            csrf_token: "csrf".into(),
+            created: now,
+            expires: now + 3600,
+        };
+        s.create_session(&live).await.unwrap();
+        let old = UiSession {
+            token_hash: "b".repeat(64),
+            expires: now - 1,
+            ..live.clone()
+        };
+        s.create_session(&old).await.unwrap();
+        assert_eq!(
+            s.session(&live.token_hash).await.unwrap(),
+            Some(live.clone()),
+            "{kind}"
+        );
+        assert_eq!(
+            s.session(&old.token_hash).await.unwrap(),
+            None,
+            "{kind}: expired"
+        );
+        assert_eq!(s.purge_sessions().await.unwrap(), 1, "{kind}");
+        s.delete_session(&live.token_hash).await.unwrap();
+        assert_eq!(s.session(&live.token_hash).await.unwrap(), None, "{kind}");
+    }
+}
+
+fn msg(id: &str, conv: &str, parent: Option<&str>, role: &str, content: &str) -> Message {
+    Message {
+        id: id.into(),
+        conversation_id: conv.into(),
+        parent_id: parent.map(String::from),
+        role: role.into(),
+        content: content.into(),
+        reasoning: None,
+        model: None,
+        status: "complete".into(),
+        error: None,
+        stats: None,
+        created: 1_795_478_400,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_messages_and_runs() {
+    let (stores, _turn) = stores().await;
+    for (kind, s) in stores {
+        for (i, (id, user, title)) in [
+            ("c_1", "alice", "Rust lifetimes"),
+            ("c_2", "alice", "Cooking 100% rice_"),
+            ("c_3", "bob", "Rust for bob"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            s.create_conversation(&Conversation {
+                id: id.into(),
+                user: user.into(),
+                title: title.into(),
+                model: Some("m".into()),
+                settings: serde_json::json!({"system": "be brief", "temperature": 0.5}),
+                created: 100 + i as i64,
+                updated: 100 + i as i64,
+            })
+            .await
+            .unwrap();
+        }
+        // Isolation: bob's id is not alice's.
+        assert!(
+            s.conversation("alice", "c_3").await.unwrap().is_none(),
+            "{kind}"
+        );
+        let c1 = s.conversation("alice", "c_1").await.unwrap().unwrap();
+        assert_eq!(c1.settings["system"], "be brief", "{kind}");
+
+        s.insert_message(&msg("m_1", "c_1", None, "user", "What is a LIFETIME?"))
+            .await
+            .unwrap();
+        s.insert_message(&msg("m_2", "c_1", Some("m_1"), "assistant", "A scope."))
+            .await
+            .unwrap();
+        // A branch: a second answer to m_1.
+        let mut m3 = msg("m_3", "c_1", Some("m_1"), "assistant", "");
+        m3.status = "generating".into();
+        s.insert_message(&m3).await.unwrap();
+        m3.content = "Part".into();
+        m3.reasoning = Some("thinking".into());
+        m3.status = "stopped".into();
+        m3.stats = Some(serde_json::json!({"ttft_ms": 5}));
+        assert!(s.update_message(&m3).await.unwrap(), "{kind}");
+        let ms = s.messages("c_1").await.unwrap();
+        assert_eq!(
+            ms.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+            ["m_1", "m_2", "m_3"],
+            "{kind}"
+        );
+        assert_eq!(ms[2], m3, "{kind}");
+
+        // Updated first; search over titles and message text, wildcards literal.
+        let (list, total) = s.list_conversations("alice", None, 50, 0).await.unwrap();
+        assert_eq!(total, 2, "{kind}");
+        assert_eq!(list[0].id, "c_1", "{kind}: touched by its messages");
+        let (list, total) = s
+            .list_conversations("alice", Some("lifetime"), 50, 0)
+            .await
+            .unwrap();
+        assert_eq!((list.len(), total), (1, 1), "{kind}");
+        let (list, _) = s
+            .list_conversations("alice", Some("a scope"), 50, 0)
+            .await
+            .unwrap();
+        assert_eq!(list[0].id, "c_1", "{kind}: message text");
+        let (list, _) = s
+            .list_conversations("alice", Some("0% rice_"), 50, 0)
+            .await
+            .unwrap();
+        assert_eq!(list.len(), 1, "{kind}");
+        let (list, _) = s
+            .list_conversations("alice", Some("%"), 50, 0)
+            .await
+            .unwrap();
+        assert_eq!(list.len(), 1, "{kind}: % is literal");
+        let (list, total) = s.list_conversations("alice", None, 1, 1).await.unwrap();
+        assert_eq!(
+            (list.len(), total, list[0].id.as_str()),
+            (1, 2, "c_2"),
+            "{kind}"
+        );
+        let (_, total) = s
+            .list_conversations("bob", Some("rust"), 50, 0)
+            .await
+            .unwrap();
+        assert_eq!(total, 1, "{kind}");
+
+        let c = s
+            .update_conversation(
+                "alice",
+                "c_2",
+                &ConversationPatch {
+                    title: Some("Rice".into()),
+                    model: Some(None),
+                    settings: None,
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.title.as_str(), c.model.clone()),
+            ("Rice", None),
+            "{kind}"
+        );
+        assert!(s
+            .update_conversation("bob", "c_2", &ConversationPatch::default())
+            .await
+            .unwrap()
+            .is_none());
+
+        let mut gen = msg("m_9", "c_2", None, "assistant", "");
+        gen.status = "generating".into();
+        s.insert_message(&gen).await.unwrap();
+        assert_eq!(s.mark_interrupted_messages().await.unwrap(), 1, "{kind}");
+        assert_eq!(
+            s.messages("c_2").await.unwrap()[0].status,
+            "stopped",
+            "{kind}"
+        );
+
+        assert!(
+            !s.delete_conversation("bob", "c_1").await.unwrap(),
+            "{kind}"
+        );
+        assert!(
+            s.delete_conversation("alice", "c_1").await.unwrap(),
+            "{kind}"
+        );
+        assert!(s.messages("c_1").await.unwrap().is_empty(), "{kind}");
+
+        // Comparison runs.
+        let run = CompareRun {
+            id: "r_1".into(),
+            user: "alice".into(),
+            title: "t".into(),
+            document: serde_json::json!({"columns": [{"model": "a"}, {"model": "b"}]}),
+            created: 5,
+            updated: 5,
+        };
+        s.create_compare_run(&run).await.unwrap();
+        s.create_compare_run(&CompareRun {
+            id: "r_2".into(),
+            user: "bob".into(),
+            ..run.clone()
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            s.compare_run("alice", "r_1").await.unwrap(),
+            Some(run.clone()),
+            "{kind}"
+        );
+        assert_eq!(s.compare_run("bob", "r_1").await.unwrap(), None, "{kind}");
+        assert_eq!(
+            s.list_compare_runs("alice").await.unwrap().len(),
+            1,
+            "{kind}"
+        );
+        let mut changed = run.clone();
+        changed.title = "t2".into();
+        changed.document["questions"] = serde_json::json!([{"vote": 0}]);
+        changed.updated = 6;
+        assert!(s.update_compare_run(&changed).await.unwrap(), "{kind}");
+        assert!(!s
+            .update_compare_run(&CompareRun {
+                user: "bob".into(),
+                ..changed.clone()
+            })
+            .await
+            .unwrap());
+        assert_eq!(
+            s.compare_run("alice", "r_1").await.unwrap(),
+            Some(changed),
+            "{kind}"
+        );
+        assert_eq!(s.all_compare_documents().await.unwrap().len(), 2, "{kind}");
+        assert!(!s.delete_compare_run("bob", "r_1").await.unwrap(), "{kind}");
+        assert!(
+            s.delete_compare_run("alice", "r_1").await.unwrap(),
+            "{kind}"
+        );
+        assert!(
+            s.list_compare_runs("alice").await.unwrap().is_empty(),
+            "{kind}"
+        );
     }
 }

@@ -36,6 +36,15 @@ pub struct ModelCard {
     pub owned_by: String,
 }
 
+/// A model's file, for `GET /api/admin/status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModelDetails {
+    pub architecture: Option<String>,
+    pub file_size: Option<u64>,
+    /// The weight type holding most of the weight bytes (`Q4_K`, `BF16`, ...).
+    pub quantization: Option<String>,
+}
+
 /// Sampling settings, already validated by the server (ranges checked,
 /// defaults filled in). Field meanings follow the OpenAI / vLLM parameters of
 /// the same names.
@@ -293,6 +302,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Load figures for `/metrics`.
     fn stats(&self) -> BackendStats {
         BackendStats::default()
+    }
+
+    /// What the admin pages show of a model: architecture, file size, quantization (`None`
+    /// when unknown).
+    fn model_details(&self, _model: &str) -> Option<ModelDetails> {
+        None
     }
 
     /// `Err(reason)` while the backend cannot serve (loading, broken);

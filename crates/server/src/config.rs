@@ -40,6 +40,8 @@ pub struct ServerConfig {
     /// Origins allowed to call the API from a browser (`*` for any); empty: CORS off, as
     /// browsers then refuse cross-origin calls.
     pub cors_origins: Vec<String>,
+    /// The web UI at `/` (embedded files, off with `--no-ui`, or given files in tests).
+    pub ui: crate::ui::UiMode,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +59,7 @@ impl Default for ServerConfig {
             tls: None,
             guardrails: None,
             cors_origins: Vec::new(),
+            ui: crate::ui::UiMode::Embedded,
         }
     }
 }

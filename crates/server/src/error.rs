@@ -37,6 +37,12 @@ impl ApiError {
         }
     }
 
+    /// The same error with another `code`.
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+
     /// 400 not tied to a single parameter (e.g. malformed JSON body).
     pub fn bad_request(message: impl Into<String>) -> Self {
         ApiError {

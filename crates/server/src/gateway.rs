@@ -159,7 +159,10 @@ impl Gateway {
         }
     }
 
-    async fn authenticate(&self, presented: &str) -> Result<Option<Principal>, ApiError> {
+    pub(crate) async fn authenticate(
+        &self,
+        presented: &str,
+    ) -> Result<Option<Principal>, ApiError> {
         if let Some(k) = &self.admin_key {
             if constant_time_eq(presented.as_bytes(), k.as_bytes()) {
                 let mut p = Principal::local_admin();
@@ -288,7 +291,7 @@ pub async fn explain(State(state): State<SharedState>) -> Response {
 /// What kind of route a request is for, from its normalized path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RouteClass {
-    /// `/health` and the web UI's static files: no key needed.
+    /// `/health`, `/api/auth/*` and the web UI's static files: no key needed.
     Public,
     /// `/v1/...`, `/tokenize`, `/detokenize`: admin and user roles.
     Inference,
@@ -347,8 +350,15 @@ fn percent_decode(s: &str) -> String {
 pub fn classify(path: &str) -> RouteClass {
     let p = normalize_path(path);
     let under = |prefix: &str| p == prefix || p.starts_with(&format!("{prefix}/"));
-    if under("/admin/v1/usage") || under("/admin/v1/audit") || under("/metrics") {
+    if under("/admin/v1/usage")
+        || under("/admin/v1/audit")
+        || under("/metrics")
+        || p == "/api/admin/status"
+    {
         RouteClass::Audit
+    } else if under("/api/auth") {
+        // Login, logout and "who am I": open to anyone (the handlers check what they need).
+        RouteClass::Public
     } else if under("/admin") || under("/api/admin") {
         RouteClass::Admin
     } else if under("/v1") || under("/tokenize") || under("/detokenize") || under("/api") {
@@ -615,27 +625,68 @@ pub async fn gate(State(state): State<SharedState>, req: Request, next: Next) ->
     let class = classify(req.uri().path());
     let route = format!("{} {}", req.method(), req.uri().path());
 
+    let auth_path = class == RouteClass::Public && under_auth(req.uri().path());
+    let mut session: Option<SessionInfo> = None;
     let principal = if !gw.auth_required {
         Ok(Some(Principal::local_admin()))
-    } else if class == RouteClass::Public {
-        Ok(None)
-    } else {
-        match presented_key(req.headers()) {
-            None => Err(ApiError::unauthorized(
-                "Missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`.",
-            )),
-            Some(k) => match gw.authenticate(k).await {
+    } else if let Some(k) = presented_key(req.headers()) {
+        if class == RouteClass::Public && !auth_path {
+            Ok(None)
+        } else {
+            match gw.authenticate(k).await {
                 Ok(Some(p)) => Ok(Some(p)),
+                // `/api/auth/me` with a bad key: nobody (it needs no auth).
+                Ok(None) if auth_path => Ok(None),
                 // One message for unknown, expired and revoked keys: no hint whether it exists.
                 Ok(None) => Err(ApiError::unauthorized(
                     "Incorrect API key provided, or the key has expired or been revoked.",
                 )),
                 Err(e) => Err(e),
-            },
+            }
         }
+    } else if let Some(token) = session_cookie(req.headers()) {
+        if class == RouteClass::Public && !auth_path {
+            Ok(None)
+        } else {
+            match resolve_session(&gw, token).await {
+                Ok(Some((p, info))) => {
+                    session = Some(info);
+                    Ok(Some(p))
+                }
+                Ok(None) if auth_path => Ok(None),
+                Ok(None) => Err(ApiError::unauthorized(
+                    "Your session has expired or ended: log in again.",
+                )
+                .with_code("session_expired")),
+                Err(e) => Err(e),
+            }
+        }
+    } else if class == RouteClass::Public {
+        Ok(None)
+    } else {
+        Err(ApiError::unauthorized(
+            "Missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`.",
+        ))
     };
+    // A request authenticated by the session cookie that may change something must prove it
+    // comes from the UI's own pages: the CSRF token, which other sites cannot read.
+    let csrf_refusal = session.as_ref().and_then(|s| {
+        let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+        let sent = req
+            .headers()
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        (!safe && !constant_time_eq(sent.as_bytes(), s.csrf_token.as_bytes())).then(|| {
+            ApiError::forbidden(
+                "csrf_failed",
+                "This request needs the `x-csrf-token` header of your session.",
+            )
+        })
+    });
     let refusal = match &principal {
         Err(e) => Some(e.clone()),
+        _ if csrf_refusal.is_some() => csrf_refusal,
         Ok(Some(p)) if !role_allows(p.role, class, req.method()) => Some(ApiError::forbidden(
             "role_not_allowed",
             format!(
@@ -646,6 +697,10 @@ pub async fn gate(State(state): State<SharedState>, req: Request, next: Next) ->
         )),
         _ => None,
     };
+    let mut req = req;
+    if let Some(s) = session {
+        req.extensions_mut().insert(s);
+    }
     let meter = Arc::new(Meter {
         gateway: gw.clone(),
         metrics: state.metrics.clone(),
@@ -696,7 +751,7 @@ pub async fn gate(State(state): State<SharedState>, req: Request, next: Next) ->
     }
     // The audit entry is written when the last holder of the meter lets go: the choices of a
     // streamed generation hold it until they end. Only a body the audit keeps is read here.
-    let capture = gw.store.is_some() && gw.body_policy != BodyPolicy::None;
+    let capture = gw.store.is_some() && gw.body_policy != BodyPolicy::None && !auth_path;
     if !capture {
         return resp;
     }
@@ -762,7 +817,12 @@ async fn capture_request(
     req: Request,
 ) -> Result<Request, ApiError> {
     let gw = &state.gateway;
-    if gw.store.is_none() || gw.body_policy == BodyPolicy::None || req.method() == Method::GET {
+    if gw.store.is_none()
+        || gw.body_policy == BodyPolicy::None
+        || req.method() == Method::GET
+        || under_auth(req.uri().path())
+    {
+        // Login bodies hold passwords and keys: never kept, not even hashed.
         return Ok(req);
     }
     let (parts, body) = req.into_parts();
@@ -774,8 +834,131 @@ async fn capture_request(
                 state.config.max_body_bytes
             ))
         })?;
-    *meter.request_body.lock().unwrap_or_else(|p| p.into_inner()) = gw.body_policy.reduce(&bytes);
+    let kept = redact_password(req_path_is_users(&parts.uri), &bytes);
+    *meter.request_body.lock().unwrap_or_else(|p| p.into_inner()) = gw.body_policy.reduce(&kept);
     Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// The web UI's session cookie.
+pub const SESSION_COOKIE: &str = "hearth_session";
+/// The readable cookie holding the session's CSRF token.
+pub const CSRF_COOKIE: &str = "hearth_csrf";
+
+/// The session a request was authenticated by (a request extension, for the auth handlers).
+#[derive(Clone)]
+pub struct SessionInfo {
+    pub token_hash: String,
+    pub csrf_token: String,
+}
+
+fn under_auth(raw: &str) -> bool {
+    let p = normalize_path(raw);
+    p == "/api/auth" || p.starts_with("/api/auth/")
+}
+
+/// The value of the `hearth_session` cookie, if sent.
+pub fn session_cookie(h: &HeaderMap) -> Option<&str> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// SHA-256 of a session token, hex (what the database keeps).
+pub fn token_hash(token: &str) -> String {
+    sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The principal of a session token: the key it was opened with (still valid), or the user
+/// (role and team as they are now). `None`: unknown, expired, or its user or key is gone.
+async fn resolve_session(
+    gw: &Gateway,
+    token: &str,
+) -> Result<Option<(Principal, SessionInfo)>, ApiError> {
+    let Some(store) = &gw.sql else {
+        return Ok(None);
+    };
+    let unavailable = |e: hearth_gateway::store::StoreError| {
+        tracing::error!("session lookup failed: {e}");
+        ApiError::internal("The session store is unavailable.")
+    };
+    let hash = token_hash(token);
+    let Some(s) = store.session(&hash).await.map_err(unavailable)? else {
+        return Ok(None);
+    };
+    let principal = match s.key_id.as_deref() {
+        Some("api-key") if gw.admin_key.is_some() => {
+            let mut p = Principal::local_admin();
+            p.key_id = "api-key".into();
+            p.key_name = "--api-key".into();
+            Some(p)
+        }
+        Some("api-key") => None,
+        Some(id) => store.key_principal(id).await.map_err(unavailable)?,
+        None => store.user_principal(&s.user).await.map_err(unavailable)?,
+    };
+    Ok(principal.map(|p| {
+        (
+            p,
+            SessionInfo {
+                token_hash: hash,
+                csrf_token: s.csrf_token,
+            },
+        )
+    }))
+}
+
+/// Whose conversations, runs and generations a principal sees: its user name, `local` for the
+/// local admin, `key:ID` for a key without a user.
+pub fn owner_of(p: &Principal) -> String {
+    match (&p.user, p.key_id.as_str()) {
+        (Some(u), _) => u.clone(),
+        (None, "local") => "local".into(),
+        (None, id) => format!("key:{id}"),
+    }
+}
+
+/// Run `fut` with the current request's meter (if any) as its task-local, so a task spawned
+/// from a handler is admitted, billed and audited as part of that request.
+pub fn carry<F>(fut: F) -> futures::future::BoxFuture<'static, F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match current() {
+        Some(m) => Box::pin(CURRENT.scope(m, fut)),
+        None => Box::pin(fut),
+    }
+}
+
+fn req_path_is_users(uri: &axum::http::Uri) -> bool {
+    let p = normalize_path(uri.path());
+    p == "/admin/v1/users" || p.starts_with("/admin/v1/users/")
+}
+
+/// A user body as the audit keeps it: `"password"` replaced, so neither the password nor a
+/// hash of a body holding it (which a guess could be checked against) is ever stored.
+fn redact_password(users_route: bool, body: &[u8]) -> Vec<u8> {
+    if !users_route {
+        return body.to_vec();
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(mut m)) => {
+            if m.contains_key("password") {
+                m.insert("password".into(), "<redacted>".into());
+            }
+            serde_json::to_vec(&m).unwrap_or_default()
+        }
+        // Not JSON: the handler refuses it; keep nothing that might be a password.
+        _ => Vec::new(),
+    }
 }
 
 fn presented_key(h: &HeaderMap) -> Option<&str> {
@@ -825,6 +1008,37 @@ mod tests {
         assert_eq!(classify("/health"), RouteClass::Public);
         assert_eq!(classify("/"), RouteClass::Public);
         assert_eq!(classify("/adminx"), RouteClass::Public);
+        // The web UI's API.
+        assert_eq!(classify("/api/auth/login"), RouteClass::Public);
+        assert_eq!(classify("/API//auth/me/"), RouteClass::Public);
+        assert_eq!(classify("/api/authx"), RouteClass::Inference);
+        assert_eq!(
+            classify("/api/auth/../conversations"),
+            RouteClass::Inference
+        );
+        assert_eq!(classify("/api/conversations/c_1"), RouteClass::Inference);
+        assert_eq!(classify("/api/admin/status"), RouteClass::Audit);
+        assert_eq!(classify("/api/%61dmin/Status/"), RouteClass::Audit);
+        assert_eq!(classify("/api/admin/status/x"), RouteClass::Admin);
+        assert_eq!(classify("/api/admin/other"), RouteClass::Admin);
+        assert_eq!(classify("/api/admin"), RouteClass::Admin);
+        assert_eq!(classify("/api/auth/%2e%2e/admin/x"), RouteClass::Admin);
+    }
+
+    #[test]
+    fn session_cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; hearth_csrf=x; hearth_session=tok ; b=2"),
+        );
+        assert_eq!(session_cookie(&h), Some("tok"));
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("hearth_sessionx=1"),
+        );
+        assert_eq!(session_cookie(&h), None);
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod error;
 pub mod fake;
 pub mod gateway;
 pub mod generation;
+pub mod generations;
 pub mod guard;
 pub mod ids;
 pub mod json;
@@ -30,6 +31,7 @@ pub mod state;
 pub mod stop;
 pub mod tls;
 pub mod toolcall;
+pub mod ui;
 
 pub use api::router;
 pub use backend::{

@@ -423,6 +423,21 @@ impl Backend for LocalBackend {
             .unwrap_or_default()
     }
 
+    fn model_details(&self, model: &str) -> Option<crate::backend::ModelDetails> {
+        let m = self.models.iter().find(|m| m.id == model)?;
+        let src = &m.lm.file;
+        let mut by_type: std::collections::BTreeMap<String, usize> = Default::default();
+        for t in src.tensors() {
+            *by_type.entry(t.dtype.to_string()).or_default() += t.n_bytes;
+        }
+        let quantization = by_type.into_iter().max_by_key(|(_, n)| *n).map(|(t, _)| t);
+        Some(crate::backend::ModelDetails {
+            architecture: src.architecture().map(String::from),
+            file_size: Some(src.file_len() as u64),
+            quantization,
+        })
+    }
+
     fn stats(&self) -> BackendStats {
         let (mut running, mut waiting) = (0, 0);
         let mut kv = KvStats::default();

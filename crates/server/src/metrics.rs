@@ -104,6 +104,11 @@ impl Metrics {
         self.with(|m| *m.generation_tokens.entry(model.into()).or_default() += n as u64);
     }
 
+    /// Tokens generated since start, all models.
+    pub fn generated_tokens_total(&self) -> u64 {
+        self.with(|m| m.generation_tokens.values().sum())
+    }
+
     pub fn ttft(&self, model: &str, d: Duration) {
         self.with(|m| {
             m.ttft

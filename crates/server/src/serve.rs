@@ -52,14 +52,32 @@ pub async fn serve_on(
         tracing::info!(?drain, "shutting down: draining in-flight requests");
         let _ = began_tx.send(());
     };
-    match state.config.tls.clone() {
+    if let Some(store) = &state.gateway.sql {
+        // Replies a previous run was writing when it stopped cannot resume.
+        match store.mark_interrupted_messages().await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!("{n} replies were cut off by the last shutdown: marked stopped")
+            }
+            Err(e) => tracing::error!("cannot check for interrupted replies: {e}"),
+        }
+    }
+    let r = match state.config.tls.clone() {
         Some(tls) => {
             let listener = crate::tls::TlsListener::new(listener, tls)
                 .context("cannot start the TLS listener")?;
-            drive(listener, app, graceful, began_rx, drain, state).await
+            drive(listener, app, graceful, began_rx, drain, state.clone()).await
         }
-        None => drive(listener, app, graceful, began_rx, drain, state).await,
-    }
+        None => drive(listener, app, graceful, began_rx, drain, state.clone()).await,
+    };
+    // The web UI's generations run on their own tasks, outside any connection: stop what is
+    // left and save it (status `stopped`) before returning.
+    state.draining.store(true, Ordering::Relaxed);
+    state
+        .generations
+        .stop_all(std::time::Duration::from_secs(5))
+        .await;
+    r
 }
 
 /// Serve until the graceful shutdown began, then drain (for plain TCP and TLS listeners).

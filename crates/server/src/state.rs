@@ -24,6 +24,11 @@ pub struct AppState {
     pub gateway: Arc<crate::gateway::Gateway>,
     /// Guardrails (the default policy unless `--guardrails FILE`).
     pub guard: Arc<crate::guard::Guardrails>,
+    /// The web UI's server-owned generations.
+    pub generations: crate::generations::Registry,
+    /// Failed logins per user name and client address (`/api/auth/login`).
+    pub login_limiter: crate::api::auth::LoginLimiter,
+    pub started: std::time::Instant,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -49,6 +54,9 @@ impl AppState {
             responses: crate::api::responses::new_store(),
             gateway,
             guard,
+            generations: Default::default(),
+            login_limiter: Default::default(),
+            started: std::time::Instant::now(),
         }
     }
 

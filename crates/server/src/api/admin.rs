@@ -22,7 +22,10 @@ pub fn routes() -> Router<SharedState> {
         .route("/admin/v1/keys", get(list_keys).post(create_key))
         .route("/admin/v1/keys/{id}", delete(revoke_key))
         .route("/admin/v1/users", get(list_users).post(create_user))
-        .route("/admin/v1/users/{name}", delete(delete_user))
+        .route(
+            "/admin/v1/users/{name}",
+            delete(delete_user).patch(update_user),
+        )
         .route("/admin/v1/teams", get(list_teams).post(create_team))
         .route("/admin/v1/teams/{name}", delete(delete_team))
         .route("/admin/v1/usage", get(usage))
@@ -111,13 +114,93 @@ async fn list_users(State(s): State<SharedState>) -> Result<Response, ApiError> 
     Ok(list(store(&s)?.list_users().await.map_err(err)?))
 }
 
+#[derive(Deserialize)]
+struct CreateUser {
+    name: String,
+    role: Role,
+    team: Option<String>,
+    /// The web UI password (stored as an argon2id hash; never returned).
+    password: Option<String>,
+}
+
+/// Hash a password on the blocking pool (argon2id takes tens of milliseconds).
+async fn hash_password(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || hearth_gateway::password::hash(&password))
+        .await
+        .map_err(|e| ApiError::internal(format!("password hashing panicked: {e}")))?
+        .map_err(|e| ApiError::invalid_param("password", e.to_string()))
+}
+
 async fn create_user(
     State(s): State<SharedState>,
-    body: Result<JsonBody<User>, ApiError>,
+    body: Result<JsonBody<CreateUser>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let JsonBody(u) = body?;
-    let u = store(&s)?.create_user(&u).await.map_err(err)?;
+    let JsonBody(b) = body?;
+    let st = store(&s)?;
+    // Checked before the user exists, so a bad password leaves nothing behind.
+    let hash = match b.password {
+        Some(p) => Some(hash_password(p).await?),
+        None => None,
+    };
+    let u = st
+        .create_user(&User {
+            name: b.name,
+            role: b.role,
+            team: b.team,
+            created: 0,
+        })
+        .await
+        .map_err(err)?;
+    if let Some(h) = hash {
+        st.set_password_hash(&u.name, &h).await.map_err(err)?;
+    }
     Ok((axum::http::StatusCode::CREATED, Json(u)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateUser {
+    role: Option<Role>,
+    /// `null` removes the team.
+    #[serde(default, deserialize_with = "some_or_null")]
+    team: Option<Option<String>>,
+    password: Option<String>,
+}
+
+fn some_or_null<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// `PATCH /admin/v1/users/{name}`: role, team and/or password (a new password ends the
+/// user's open web sessions).
+async fn update_user(
+    State(s): State<SharedState>,
+    Path(name): Path<String>,
+    body: Result<JsonBody<UpdateUser>, ApiError>,
+) -> Result<Response, ApiError> {
+    let JsonBody(b) = body?;
+    let st = store(&s)?;
+    let mut u = st.get_user(&name).await.map_err(err)?;
+    let hash = match b.password {
+        Some(p) => Some(hash_password(p).await?),
+        None => None,
+    };
+    if b.role.is_some() || b.team.is_some() {
+        if let Some(r) = b.role {
+            u.role = r;
+        }
+        if let Some(t) = b.team {
+            u.team = t;
+        }
+        u = st.update_user(&u).await.map_err(err)?;
+    }
+    if let Some(h) = hash {
+        st.set_password_hash(&name, &h).await.map_err(err)?;
+        st.delete_user_sessions(&name).await.map_err(err)?;
+    }
+    Ok(Json(u).into_response())
 }
 
 async fn delete_user(

@@ -70,7 +70,52 @@ pub async fn handler(
     .await
 }
 
+/// A chat request validated, rendered, tokenized, admitted and handed to the backend: what
+/// `/v1/chat/completions` streams or collects, and what the web UI's server-owned generations
+/// (`crate::generations`) consume on their own task.
+pub(crate) struct Prepared {
+    pub choices: Vec<Choice>,
+    pub request_id: String,
+    pub model: String,
+    pub context_length: usize,
+    pub prompt_tokens: usize,
+    pub logprobs: bool,
+    pub include_usage: bool,
+    pub stream: bool,
+    /// The rendered prompt ends inside a `<think>` block (templates that open it for the
+    /// model, as Qwen3's thinking variants and GLM do): the output starts as reasoning.
+    pub opens_think: bool,
+}
+
 async fn handle(state: &SharedState, req: ChatCompletionRequest) -> ApiResult<Response> {
+    let p = prepare(state, req).await?;
+    let ctx = Ctx {
+        id: p.request_id,
+        created: ids::unix_now(),
+        model: p.model,
+        include_usage: p.include_usage,
+        logprobs: p.logprobs,
+        prompt_tokens: p.prompt_tokens,
+    };
+    let choices = p.choices;
+    if p.stream {
+        let (tx, resp) = common::sse_response(state);
+        tokio::spawn(common::drive_stream(state.clone(), choices, tx, ctx));
+        Ok(resp)
+    } else {
+        let collected = tokio::select! {
+            c = futures::future::join_all(choices.into_iter().map(Choice::collect)) => c,
+            _ = state.aborted() => return Err(ApiError::unavailable("The server shut down before the generation finished.")),
+        };
+        Ok(Json(ctx.response(collected)?).into_response())
+    }
+}
+
+/// Everything of a chat completion up to the running choices (see [`Prepared`]).
+pub(crate) async fn prepare(
+    state: &SharedState,
+    req: ChatCompletionRequest,
+) -> ApiResult<Prepared> {
     let started = Instant::now();
     state.check_not_draining()?;
     let card = state.model(&req.model)?;
@@ -157,13 +202,15 @@ async fn handle(state: &SharedState, req: ChatCompletionRequest) -> ApiResult<Re
             };
             let (text, literal) =
                 render_with_content_spans(&render, &messages, |c| b.has_special_text(&model, c))?;
+            let opens_think = text.trim_end().ends_with("<think>");
             // The rendered template already holds BOS etc. where the model
             // wants them (Hugging Face tokenizes chat prompts with
             // add_special_tokens=False for this reason). Message contents are
             // tokenized as plain text: no special-token injection.
-            b.tokenize_chat(&model, &text, &literal)
+            Ok((b.tokenize_chat(&model, &text, &literal)?, opens_think))
         })
         .await?;
+    let (prompt_tokens, opens_think) = prompt_tokens;
     let max_tokens = common::max_tokens(
         requested_max,
         max_param,
@@ -191,26 +238,17 @@ async fn handle(state: &SharedState, req: ChatCompletionRequest) -> ApiResult<Re
     };
     let choices = common::launch(state, &launch, std::slice::from_ref(&prompt_tokens), n).await?;
     state.metrics.prompt_tokens(&card.id, prompt_tokens.len());
-
-    let ctx = Ctx {
-        id: launch.request_id.clone(),
-        created: ids::unix_now(),
+    Ok(Prepared {
+        choices,
+        request_id: launch.request_id,
         model: card.id,
-        include_usage,
-        logprobs: logprobs.is_some(),
+        context_length: card.context_length,
         prompt_tokens: prompt_tokens.len(),
-    };
-    if stream {
-        let (tx, resp) = common::sse_response(state);
-        tokio::spawn(common::drive_stream(state.clone(), choices, tx, ctx));
-        Ok(resp)
-    } else {
-        let collected = tokio::select! {
-            c = futures::future::join_all(choices.into_iter().map(Choice::collect)) => c,
-            _ = state.aborted() => return Err(ApiError::unavailable("The server shut down before the generation finished.")),
-        };
-        Ok(Json(ctx.response(collected)?).into_response())
-    }
+        logprobs: logprobs.is_some(),
+        include_usage,
+        stream,
+        opens_think,
+    })
 }
 
 /// The harmony prompt for a gpt-oss model (the crate's `Flavor::Harmony`: what the reference

@@ -1,9 +1,12 @@
 //! One module per endpoint, each with its request types and handler.
 
 pub mod admin;
+pub mod auth;
 pub mod chat;
 pub mod common;
+pub mod compare;
 pub mod completions;
+pub mod conversations;
 pub mod health;
 pub mod metrics;
 pub mod models;
@@ -12,6 +15,7 @@ pub mod tokenize;
 
 use std::sync::Arc;
 
+use crate::generations;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware;
 use axum::routing::{get, post};
@@ -43,7 +47,8 @@ pub(crate) fn router_with_state(state: SharedState) -> Router {
         .route("/detokenize", post(tokenize::detokenize))
         .route("/metrics", get(metrics::metrics))
         .merge(admin::routes())
-        .fallback(not_found)
+        .merge(ui_routes())
+        .fallback(crate::ui::fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(
@@ -56,6 +61,39 @@ pub(crate) fn router_with_state(state: SharedState) -> Router {
         Some(c) => router.layer(c),
         None => router,
     }
+}
+
+/// The web UI's API (docs/UI-API.md).
+fn ui_routes() -> Router<SharedState> {
+    use self::conversations as conv;
+    Router::new()
+        .route("/api/auth/me", get(auth::me))
+        .route("/api/auth/login", post(auth::login))
+        .route("/api/auth/logout", post(auth::logout))
+        .route("/api/conversations", get(conv::list).post(conv::create))
+        .route("/api/conversations/import", post(conv::import))
+        .route(
+            "/api/conversations/{id}",
+            get(conv::get).patch(conv::patch).delete(conv::delete),
+        )
+        .route("/api/conversations/{id}/messages", post(conv::send))
+        .route("/api/conversations/{id}/export", get(conv::export))
+        .route("/api/generations", get(generations::list))
+        .route("/api/generations/{id}/events", get(generations::events))
+        .route("/api/generations/{id}/stop", post(generations::stop))
+        .route(
+            "/api/compare/runs",
+            get(compare::list).post(compare::create),
+        )
+        .route(
+            "/api/compare/runs/{id}",
+            get(compare::get).put(compare::put).delete(compare::delete),
+        )
+        .route(
+            "/api/compare/leaderboard",
+            get(compare::leaderboard_handler),
+        )
+        .route("/api/admin/status", get(compare::status))
 }
 
 /// CORS for the configured origins (`None` when none are: off by default).
@@ -90,14 +128,6 @@ fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
                 header::HeaderName::from_static("x-ratelimit-remaining-tokens"),
             ]),
     )
-}
-
-async fn not_found(req: Request) -> ApiError {
-    ApiError::not_found(format!(
-        "Unknown route: {} {}",
-        req.method(),
-        req.uri().path()
-    ))
 }
 
 async fn method_not_allowed(req: Request) -> ApiError {

@@ -81,6 +81,17 @@ export class ChatController {
     this.leaf = keep;
   }
 
+  /** After a lost connection: re-reads the conversation and follows its reply again. */
+  async retry(): Promise<void> {
+    if (!this.conv) return;
+    this.connectionLost = false;
+    const c = await api.conversation(this.conv.id);
+    const keep = this.leaf;
+    this.setConversation(c);
+    this.leaf = keep;
+    if (c.active_generation) await this.resume(c.active_generation);
+  }
+
   /** Stops listening (the generation itself goes on, on the server). */
   detach(): void {
     this.abort?.abort();

@@ -72,7 +72,7 @@ const en = {
   'chat.print': 'Print / PDF',
   'chat.prevBranch': 'Previous version',
   'chat.nextBranch': 'Next version',
-  'chat.connectionLost': 'Connection lost; the reply continues on the server. Reload to see it.',
+  'chat.connectionLost': 'Connection lost; the reply continues on the server.',
   'chat.you': 'You',
   'chat.assistant': 'Assistant',
   'chat.notFound': 'This conversation does not exist.',

@@ -74,7 +74,7 @@ const zh: Dict = {
   'chat.print': '打印 / PDF',
   'chat.prevBranch': '上一个版本',
   'chat.nextBranch': '下一个版本',
-  'chat.connectionLost': '连接已断开；回复仍在服务器上继续生成。刷新页面即可查看。',
+  'chat.connectionLost': '连接已断开；回复仍在服务器上继续生成。',
   'chat.you': '你',
   'chat.assistant': '助手',
   'chat.notFound': '该对话不存在。',

@@ -41,8 +41,26 @@ export function hrefOf(r: Route): string {
   }
 }
 
+/** A path-style URL (/c/ID, served by the server's SPA fallback) as its hash route. */
+export function hashFromPath(pathname: string, hash: string): string | null {
+  if (hash && hash !== '#') return null;
+  const p = pathname.replace(/\/index\.html$/, '/');
+  if (p === '/' || p === '') return null;
+  return `#${p}`;
+}
+
+function initialHash(): string {
+  if (typeof location === 'undefined') return '';
+  const h = hashFromPath(location.pathname, location.hash);
+  if (h) {
+    history.replaceState(null, '', `/${h}`);
+    return h;
+  }
+  return location.hash;
+}
+
 class Router {
-  route = $state<Route>(parseRoute(typeof location === 'undefined' ? '' : location.hash));
+  route = $state<Route>(parseRoute(initialHash()));
 
   constructor() {
     if (typeof window !== 'undefined') {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { hrefOf, parseRoute } from './router.svelte';
+import { hashFromPath, hrefOf, parseRoute } from './router.svelte';
 
 describe('routes', () => {
   it('parses and prints', () => {
@@ -11,5 +11,13 @@ describe('routes', () => {
     expect(parseRoute('#/login')).toEqual({ name: 'login' });
     for (const h of ['#/', '#/c/a%20b', '#/compare', '#/leaderboard', '#/admin/users', '#/login'])
       expect(hrefOf(parseRoute(h))).toBe(h);
+  });
+
+  it('maps path-style URLs to hash routes', () => {
+    expect(hashFromPath('/c/c_1', '')).toBe('#/c/c_1');
+    expect(hashFromPath('/admin/keys', '')).toBe('#/admin/keys');
+    expect(hashFromPath('/', '')).toBeNull();
+    expect(hashFromPath('/index.html', '')).toBeNull();
+    expect(hashFromPath('/c/x', '#/compare')).toBeNull();
   });
 });

@@ -69,7 +69,7 @@ test('question set: three questions, votes, scores, saved run and reports', asyn
       const r = await (await page.request.get(`/api/compare/runs/${runId}`)).json();
       return [r.questions.length, r.questions[0].vote, r.questions[1].vote, r.questions[2].vote, r.questions[0].scores[0]];
     })
-    .toEqual([3, 0, 1, -1, 8]);
+    .toEqual([3, 0, 1, 'tie', 8]);
 
   const [html] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-run-html').click()]);
   const text = await fs.readFile((await html.path())!, 'utf8');

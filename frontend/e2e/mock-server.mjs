@@ -396,7 +396,7 @@ const server = http.createServer(async (req, res) => {
       for (const q of r.questions ?? []) {
         q.scores?.forEach((s, i) => { if (s != null && r.columns[i]) { const x = row(r.columns[i].model); x.sum += s; x.n++; } });
         if (q.vote == null) continue;
-        r.columns.forEach((c, i) => { const x = row(c.model); x.votes++; if (q.vote === -1) x.ties++; else if (i === q.vote) x.wins++; else x.losses++; });
+        r.columns.forEach((c, i) => { const x = row(c.model); x.votes++; if (q.vote === -1 || q.vote === 'tie') x.ties++; else if (i === q.vote) x.wins++; else x.losses++; });
       }
     return send(res, 200, { data: [...t.values()].map(({ sum, n, ...x }) => ({ ...x, mean_score: n ? sum / n : null })) });
   }

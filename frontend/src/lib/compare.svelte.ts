@@ -40,7 +40,8 @@ export function normalize(run: Run): void {
     while (scores.length < n) scores.push(null);
     scores.length = n;
     q.scores = scores;
-    if (q.vote !== null && q.vote >= n) q.vote = null;
+    if (q.vote === -1) q.vote = 'tie';
+    if (typeof q.vote === 'number' && q.vote >= n) q.vote = null;
   }
 }
 
@@ -80,7 +81,7 @@ export class CompareController {
       q.answers.splice(i, 1);
       q.scores.splice(i, 1);
       if (q.vote === i) q.vote = null;
-      else if (q.vote !== null && q.vote > i) q.vote--;
+      else if (typeof q.vote === 'number' && q.vote > i) q.vote--;
     }
     normalize(this.run);
   }
@@ -151,8 +152,8 @@ export class CompareController {
     this.abort = null;
   }
 
-  /** Votes column `ci` better (-1: a tie); voting the same again takes it back. */
-  vote(qi: number, ci: number): void {
+  /** Votes column `ci` better (or a tie); voting the same again takes it back. */
+  vote(qi: number, ci: number | 'tie'): void {
     const q = this.run.questions[qi];
     q.vote = q.vote === ci ? null : ci;
     this.saveSoon();

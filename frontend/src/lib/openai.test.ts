@@ -45,5 +45,7 @@ describe('streamChat', () => {
     expect(b.top_p).toBe(0.9);
     expect('reasoning_effort' in b).toBe(false);
     expect((b.messages as unknown[]).length).toBe(1);
+    const x = requestBody('m', { top_k: 40, seed: 7, min_p: null }, []);
+    expect([x.top_k, x.seed, 'min_p' in x]).toEqual([40, 7, false]);
   });
 });

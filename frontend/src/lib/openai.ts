@@ -2,7 +2,7 @@
 // tokens per second.
 import { raw } from './api';
 import { readSse } from './sse';
-import type { Answer, ChatSettings } from './types';
+import { EXTRA_SETTINGS, type Answer, type ChatSettings } from './types';
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
@@ -23,6 +23,7 @@ export function requestBody(model: string, settings: ChatSettings, messages: Cha
   if (settings.top_p != null) body.top_p = settings.top_p;
   if (settings.max_tokens != null) body.max_tokens = settings.max_tokens;
   if (settings.reasoning_effort) body.reasoning_effort = settings.reasoning_effort;
+  for (const k of EXTRA_SETTINGS) if (settings[k] != null) body[k] = settings[k];
   return body;
 }
 

@@ -22,7 +22,7 @@ const run: Run = {
       scores: [8, 3],
     },
     { prompt: 'q2', answers: [], vote: null, scores: [null, 6] },
-    { prompt: 'q3', answers: [], vote: -1, scores: [null, null] },
+    { prompt: 'q3', answers: [], vote: 'tie', scores: [null, null] },
   ],
 };
 

@@ -1,7 +1,7 @@
 // Reports of a comparison run, made in the browser: Markdown, CSV and a self-contained HTML
 // page (inline CSS, no scripts, every value escaped).
 import { toCsv } from './csv';
-import type { Answer, Run } from './types';
+import { EXTRA_SETTINGS, type Answer, type Run } from './types';
 
 export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
@@ -24,6 +24,7 @@ function settingsText(run: Run, i: number): string {
   if (s.top_p != null) parts.push(`top_p ${s.top_p}`);
   if (s.max_tokens != null) parts.push(`max_tokens ${s.max_tokens}`);
   if (s.reasoning_effort) parts.push(`reasoning ${s.reasoning_effort}`);
+  for (const k of EXTRA_SETTINGS) if (s[k] != null) parts.push(`${k} ${s[k]}`);
   if (s.system) parts.push(`system: ${s.system}`);
   return parts.join(', ');
 }
@@ -36,6 +37,11 @@ function statsText(a: Answer | undefined): string {
   if (s.tokens_per_s != null) p.push(`${s.tokens_per_s.toFixed(1)} tok/s`);
   if (s.completion_tokens != null) p.push(`${s.completion_tokens} tokens`);
   return p.join(' · ');
+}
+
+/** Whether a question's vote is a tie ("tie", or -1 as older runs may have). */
+export function isTie(vote: unknown): boolean {
+  return vote === 'tie' || vote === -1;
 }
 
 export interface Tally {
@@ -51,10 +57,8 @@ export function tally(run: Run): Tally {
   const cnt = new Array<number>(n).fill(0);
   let ties = 0;
   for (const q of run.questions) {
-    if (q.vote !== null && q.vote !== undefined) {
-      if (q.vote >= 0 && q.vote < n) wins[q.vote]++;
-      else ties++;
-    }
+    if (isTie(q.vote)) ties++;
+    else if (typeof q.vote === 'number' && q.vote >= 0 && q.vote < n) wins[q.vote]++;
     q.scores?.forEach((s, i) => {
       if (s !== null && s !== undefined && i < n) {
         sum[i] += s;
@@ -85,7 +89,7 @@ export function runToMarkdown(run: Run): string {
   });
   out.push('');
   run.questions.forEach((q, qi) => {
-    out.push(`## ${qi + 1}. ${q.prompt.split('\n')[0].slice(0, 120)}${q.vote === -1 ? ' (tie)' : ''}`, '');
+    out.push(`## ${qi + 1}. ${q.prompt.split('\n')[0].slice(0, 120)}${isTie(q.vote) ? ' (tie)' : ''}`, '');
     if (q.prompt.includes('\n') || q.prompt.length > 120) {
       const f = fence(q.prompt);
       out.push(f, q.prompt, f, '');
@@ -124,7 +128,7 @@ export function runToCsv(run: Run): string {
         s?.prompt_tokens ?? '',
         s?.completion_tokens ?? '',
         q.scores?.[ci] ?? '',
-        q.vote === null || q.vote === undefined ? '' : q.vote === -1 ? 'tie' : q.vote === ci ? 1 : 0,
+        q.vote === null || q.vote === undefined ? '' : isTie(q.vote) ? 'tie' : q.vote === ci ? 1 : 0,
       ]);
     });
   });

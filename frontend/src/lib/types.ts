@@ -22,7 +22,16 @@ export interface ChatSettings {
   top_p?: number | null;
   max_tokens?: number | null;
   reasoning_effort?: ReasoningEffort;
+  top_k?: number | null;
+  min_p?: number | null;
+  seed?: number | null;
+  presence_penalty?: number | null;
+  frequency_penalty?: number | null;
+  repetition_penalty?: number | null;
 }
+
+/** Sampling settings beyond the basic four, sent under their chat-completion names. */
+export const EXTRA_SETTINGS = ['top_k', 'min_p', 'seed', 'presence_penalty', 'frequency_penalty', 'repetition_penalty'] as const;
 
 export interface MessageStats {
   ttft_ms?: number | null;
@@ -32,6 +41,7 @@ export interface MessageStats {
   reasoning_ms?: number | null;
   reasoning_tokens?: number | null;
   context_length?: number | null;
+  finish_reason?: 'stop' | 'length' | 'content_filter' | null;
 }
 
 export type MessageStatus = 'complete' | 'generating' | 'stopped' | 'error';
@@ -114,8 +124,8 @@ export interface CompareColumn {
 export interface CompareQuestion {
   prompt: string;
   answers: Answer[];
-  /** The better column's index, -1 for a tie, null before a vote. */
-  vote: number | null;
+  /** The better column's index, "tie", or null before a vote (-1 is read as a tie too). */
+  vote: number | 'tie' | null;
   scores: (number | null)[];
 }
 

@@ -15,3 +15,6 @@ had_dist=0; [ -f dist/index.html ] && had_dist=1
 npm run build
 # The server's build script watches frontend/dist only once it exists: make cargo notice it.
 if [ "$had_dist" = 0 ] && [ -f ../crates/server/build.rs ]; then touch ../crates/server/build.rs; fi
+# The server embeds frontend/dist at build time (crates/server/build.rs). Cargo watches the
+# folder once it exists; touching build.rs makes the first build after it appeared embed it.
+touch ../crates/server/build.rs

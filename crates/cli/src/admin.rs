@@ -120,6 +120,19 @@ enum UsersCmd {
         role: Role,
         #[arg(long)]
         team: Option<String>,
+        /// Read the user's web UI password from standard input (first line; at least 8
+        /// characters). Stored as an argon2id hash.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set (or replace) a user's web UI password, read from standard input; ends the user's
+    /// open sessions.
+    SetPassword {
+        name: String,
+        /// Read the password from standard input (first line). Required: a password is never
+        /// taken as an argument, which would show in `ps` and shell history.
+        #[arg(long, required = true)]
+        password_stdin: bool,
     },
     List {
         #[arg(long)]
@@ -305,14 +318,34 @@ pub fn users(a: UsersArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     let s = a.db.open(&rt)?;
     match a.cmd {
-        UsersCmd::Create { name, role, team } => {
+        UsersCmd::Create {
+            name,
+            role,
+            team,
+            password_stdin,
+        } => {
+            // Read and hash first: a bad password must not leave a user without one.
+            let hash = if password_stdin {
+                Some(hash_stdin_password()?)
+            } else {
+                None
+            };
             rt.block_on(s.create_user(&User {
                 name: name.clone(),
                 role,
                 team,
                 created: 0,
             }))?;
+            if let Some(h) = hash {
+                rt.block_on(s.set_password_hash(&name, &h))?;
+            }
             println!("created user {name}");
+        }
+        UsersCmd::SetPassword { name, .. } => {
+            let h = hash_stdin_password()?;
+            rt.block_on(s.set_password_hash(&name, &h))?;
+            let ended = rt.block_on(s.delete_user_sessions(&name))?;
+            println!("password set for {name} ({ended} sessions ended)");
         }
         UsersCmd::List { json } => {
             let users = rt.block_on(s.list_users())?;
@@ -335,6 +368,19 @@ pub fn users(a: UsersArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The first line of standard input (without its line ending), hashed with argon2id.
+fn hash_stdin_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let pw = line.trim_end_matches(['\n', '\r']);
+    if pw.is_empty() {
+        anyhow::bail!("no password on standard input");
+    }
+    Ok(hearth_gateway::password::hash(pw)?)
 }
 
 pub fn teams(a: TeamsArgs) -> anyhow::Result<()> {

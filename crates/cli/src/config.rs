@@ -127,6 +127,8 @@ pub struct FileConfig {
     pub global_max_concurrent: Option<u64>,
     #[serde(alias = "drain-seconds")]
     pub drain_seconds: Option<u64>,
+    #[serde(alias = "no-ui")]
+    pub no_ui: Option<bool>,
     #[serde(default)]
     pub models: Vec<FileModel>,
 }
@@ -204,6 +206,7 @@ pub struct ServeConfig {
     pub global_tpm: Setting<Option<u64>>,
     pub global_max_concurrent: Setting<Option<u64>>,
     pub drain_seconds: Setting<u64>,
+    pub no_ui: Setting<bool>,
 }
 
 impl ServeConfig {
@@ -273,6 +276,7 @@ impl ServeConfig {
             (self.drain_seconds.value as i64).into(),
             &self.drain_seconds.source,
         );
+        line(&mut o, "no_ui", self.no_ui.value.into(), &self.no_ui.source);
         let key_state = if self.api_key.value.is_some() {
             "set (not shown)"
         } else {
@@ -567,6 +571,14 @@ pub fn resolve(a: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<ServeCo
         parse_bool,
         || false,
     )?;
+    let no_ui = pick(
+        (a.no_ui, "--no-ui"),
+        (file.no_ui, &fp),
+        env,
+        "HEARTH_NO_UI",
+        parse_bool,
+        || false,
+    )?;
     let guardrails = pick(
         (a.guardrails.clone().map(Some), "--guardrails"),
         (file.guardrails.clone().map(Some), &fp),
@@ -783,6 +795,7 @@ pub fn resolve(a: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<ServeCo
         global_tpm,
         global_max_concurrent,
         drain_seconds,
+        no_ui,
     })
 }
 
@@ -871,6 +884,44 @@ mod tests {
         assert_eq!(c.step_tokens.value, 77);
         assert_eq!(c.kv_cache_type.value, KvType::Q8_0);
         assert_eq!(c.max_waiting.source, Source::Default);
+    }
+
+    #[test]
+    fn no_ui_from_flag_file_or_env() {
+        let c = resolve(&args(&[]), &env_of(&[])).unwrap();
+        assert_eq!((c.no_ui.value, c.no_ui.source), (false, Source::Default));
+        let c = resolve(&args(&["--no-ui"]), &env_of(&[])).unwrap();
+        assert_eq!(
+            (c.no_ui.value, c.no_ui.source),
+            (true, Source::Flag("--no-ui"))
+        );
+        let c = resolve(&args(&[]), &env_of(&[("HEARTH_NO_UI", "yes")])).unwrap();
+        assert_eq!(
+            (c.no_ui.value, c.no_ui.source),
+            (true, Source::Env("HEARTH_NO_UI"))
+        );
+        let f = write("noui.toml", "no-ui = true\n");
+        let c = resolve(
+            &args(&["--config", f.to_str().unwrap()]),
+            &env_of(&[("HEARTH_NO_UI", "false")]),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.no_ui.value, c.no_ui.source),
+            (true, Source::File(f.clone()))
+        );
+        // The flag turns it back on over the file.
+        let c = resolve(
+            &args(&["--config", f.to_str().unwrap(), "--no-ui=false"]),
+            &env_of(&[]),
+        )
+        .unwrap();
+        assert!(!c.no_ui.value);
+        let e = resolve(&args(&[]), &env_of(&[("HEARTH_NO_UI", "maybe")])).unwrap_err();
+        assert!(e.to_string().contains("HEARTH_NO_UI"), "{e}");
+        assert!(c
+            .to_toml()
+            .contains("no_ui = false  # command line --no-ui"));
     }
 
     #[test]

@@ -31,7 +31,7 @@ CONFIGURATION
   flags' names, in snake_case or kebab-case: host, port, threads, max_running,
   max_waiting, step_tokens, kv_cache_mb, kv_cache_type, no_prefix_caching, api_key,
   require_auth, guardrails, cors_origins, tls_cert, tls_key, data_dir, database, redis_url, audit_bodies, global_rpm, global_tpm,
-  global_max_concurrent, drain_seconds. Models go in a [[models]] array of tables (path, optional alias);
+  global_max_concurrent, drain_seconds, no_ui. Models go in a [[models]] array of tables (path, optional alias);
   a relative path is relative to the config file's directory. MODEL arguments on the
   command line replace the file's [[models]]; --alias renames models in order.
   Unknown keys and mistyped values are errors that name the key, line and file.
@@ -171,6 +171,17 @@ pub struct Args {
     /// [env: HEARTH_DRAIN_SECONDS] [default: 30]
     #[arg(long, value_name = "SECONDS")]
     pub drain_seconds: Option<u64>,
+    /// Don't serve the web UI at / (the API is unchanged; unknown paths answer JSON 404s).
+    /// [env: HEARTH_NO_UI] [default: false]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL",
+        value_parser = config::parse_bool
+    )]
+    pub no_ui: Option<bool>,
 }
 
 fn parse_kv_type(s: &str) -> Result<KvType, String> {
@@ -266,9 +277,31 @@ fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         tls,
         guardrails,
         cors_origins: cfg.cors_origins.value.clone(),
+        ui: if cfg.no_ui.value {
+            hearth_server::ui::UiMode::Off
+        } else {
+            hearth_server::ui::UiMode::Embedded
+        },
         ..Default::default()
     };
     tracing::info!("listening on {scheme}://{addr} (OpenAI API under /v1)");
+    if !cfg.no_ui.value {
+        // On stderr whatever the log filter: the address to open is what a person looks for.
+        let host = if addr.ip().is_unspecified() {
+            "localhost".to_string()
+        } else {
+            match addr {
+                SocketAddr::V6(a) => format!("[{}]", a.ip()),
+                SocketAddr::V4(a) => a.ip().to_string(),
+            }
+        };
+        let built = if hearth_server::ui::embedded() {
+            ""
+        } else {
+            " (not built into this binary: run scripts/build-ui.sh, then rebuild)"
+        };
+        eprintln!("Web UI: {scheme}://{host}:{}/{built}", addr.port());
+    }
     let served = rt.block_on(hearth_server::serve(backend, config));
     // Requests that ended during the drain are still queued for the audit log.
     rt.block_on(audit.flush());

@@ -239,3 +239,70 @@ fn audit_verify_and_export() {
     assert!(err.contains("record 3") && err.contains("req_2"), "{err}");
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// Run with `input` on standard input.
+fn with_stdin(c: &mut Command, input: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = c
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run hearth");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn passwords_from_stdin_are_stored_as_argon2id_hashes() {
+    let data = data_dir("passwords");
+    let o = with_stdin(
+        &mut hearth(&data).args(["users", "create", "carol", "--password-stdin"]),
+        "first password\n",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rt = rt();
+    let s = store(&rt, &data);
+    let hash = |s: &Store| {
+        rt.block_on(s.user_password_hash("carol"))
+            .unwrap()
+            .unwrap()
+            .1
+            .unwrap()
+    };
+    let h = hash(&s);
+    assert!(h.starts_with("$argon2id$"), "{h}");
+    assert!(!h.contains("first password"));
+    assert!(hearth_gateway::password::verify("first password", &h));
+
+    let o = with_stdin(
+        &mut hearth(&data).args(["users", "set-password", "carol", "--password-stdin"]),
+        "second password\r\n",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let h = hash(&s);
+    assert!(hearth_gateway::password::verify("second password", &h));
+    assert!(!hearth_gateway::password::verify("first password", &h));
+
+    // Too short: refused, and no user is created without the password asked for.
+    let o = with_stdin(
+        &mut hearth(&data).args(["users", "create", "dave", "--password-stdin"]),
+        "short\n",
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("at least 8"));
+    assert!(rt.block_on(s.user_password_hash("dave")).unwrap().is_none());
+    // Unknown user; and the password is never an argument.
+    let o = with_stdin(
+        &mut hearth(&data).args(["users", "set-password", "nobody", "--password-stdin"]),
+        "long enough pw\n",
+    );
+    assert!(!o.status.success());
+    fails(&mut hearth(&data).args(["users", "set-password", "carol"]));
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -629,3 +629,83 @@ fn smollm2_served_from_a_config_file() {
         "prefix caching must be on"
     );
 }
+
+/// `GET path` as a browser asks for a page: (status, headers and body).
+fn browser_get(port: u16, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAccept: text/html\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let resp = String::from_utf8_lossy(&resp).into_owned();
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, resp)
+}
+
+#[test]
+fn web_ui_address_is_printed_and_no_ui_turns_it_off() {
+    let model = smollm2();
+    let port = free_port();
+    let mut s = start(
+        hearth()
+            .args(["serve", "--threads", "1", "--kv-cache-mb", "8", "--port"])
+            .arg(port.to_string())
+            .arg(&model),
+        port,
+    );
+    let (st, resp) = browser_get(port, "/");
+    assert_eq!(st, 200, "{resp}");
+    assert!(
+        resp.to_ascii_lowercase()
+            .contains("content-security-policy"),
+        "{resp}"
+    );
+    assert!(resp.contains("<html") || resp.contains("<!doctype") || resp.contains("<!DOCTYPE"));
+    // The API's 404s stay JSON.
+    let (st, resp) = browser_get(port, "/v1/nope");
+    assert_eq!(st, 404);
+    assert!(resp.contains("\"error\""), "{resp}");
+    let _ = s.child.kill();
+    let _ = s.child.wait();
+    let mut err = String::new();
+    s.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        err.contains(&format!("Web UI: http://127.0.0.1:{port}/")),
+        "{err}"
+    );
+
+    let port = free_port();
+    let mut s = start(
+        hearth()
+            .args(["serve", "--threads", "1", "--kv-cache-mb", "8", "--port"])
+            .arg(port.to_string())
+            .arg(&model)
+            .env("HEARTH_NO_UI", "1"),
+        port,
+    );
+    let (st, resp) = browser_get(port, "/");
+    assert_eq!(st, 404, "{resp}");
+    assert!(resp.contains("\"error\""), "{resp}");
+    let _ = s.child.kill();
+    let _ = s.child.wait();
+    let mut err = String::new();
+    s.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!err.contains("Web UI:"), "{err}");
+}

@@ -44,6 +44,12 @@ describe('conversation tree', () => {
     expect(newestLeaf(t, 'a2')!.id).toBe('a2');
   });
 
+  it('orders siblings made in the same second by their position in the list', () => {
+    const same = buildTree([m('u', null, 5), m('zz', 'u', 5, 'assistant'), m('aa', 'u', 5, 'assistant')]);
+    expect(siblings(same, same.byId.get('aa')!).list.map((x) => x.id)).toEqual(['zz', 'aa']);
+    expect(visiblePath(same).map((x) => x.id)).toEqual(['u', 'aa']);
+  });
+
   it('treats roots as siblings (several first messages)', () => {
     const r = buildTree([m('r1', null, 1), m('r2', null, 2)]);
     expect(siblings(r, r.byId.get('r1')!).list.length).toBe(2);

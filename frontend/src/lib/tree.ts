@@ -6,24 +6,32 @@ import type { Message } from './types';
 export interface Tree {
   byId: Map<string, Message>;
   children: Map<string | null, Message[]>;
+  /** Position in the server's list (creation order; `created` has only second resolution). */
+  order: Map<string, number>;
 }
 
 export function buildTree(messages: Message[]): Tree {
   const byId = new Map<string, Message>();
   const children = new Map<string | null, Message[]>();
-  for (const m of messages) byId.set(m.id, m);
+  const pos = new Map<string, number>();
+  messages.forEach((m, i) => {
+    byId.set(m.id, m);
+    pos.set(m.id, i);
+  });
   for (const m of messages) {
     const p = m.parent_id && byId.has(m.parent_id) ? m.parent_id : null;
     let list = children.get(p);
     if (!list) children.set(p, (list = []));
     list.push(m);
   }
-  for (const list of children.values()) list.sort(order);
-  return { byId, children };
+  const t: Tree = { byId, children, order: pos };
+  for (const list of children.values()) list.sort((a, b) => compare(t, a, b));
+  return t;
 }
 
-function order(a: Message, b: Message): number {
-  return a.created - b.created || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+/** Older first: by `created`, then by position in the list. */
+function compare(t: Tree, a: Message, b: Message): number {
+  return a.created - b.created || (t.order.get(a.id) ?? 0) - (t.order.get(b.id) ?? 0);
 }
 
 /** The newest leaf under `id` (null: the whole tree); `id` itself when it has no children. */
@@ -35,13 +43,9 @@ export function newestLeaf(t: Tree, id: string | null): Message | null {
     const m = stack.pop()!;
     const kids = t.children.get(m.id);
     if (kids && kids.length) stack.push(...kids);
-    else if (!best || leafKey(m) > leafKey(best)) best = m;
+    else if (!best || compare(t, m, best) > 0) best = m;
   }
   return best ?? self;
-}
-
-function leafKey(m: Message): string {
-  return `${String(m.created).padStart(14, '0')}:${m.id}`;
 }
 
 /** Messages from the root to `leafId`. */

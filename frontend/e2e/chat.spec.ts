@@ -1,12 +1,12 @@
 import { expect, test } from '@playwright/test';
-import { LONG_PROMPT, convIdOf, lastAssistant, sendMessage, setSettings, signIn } from './helpers';
+import { GEN_TIMEOUT, LONG_PROMPT, convIdOf, lastAssistant, newChat, sendMessage, setSettings, signIn } from './helpers';
 
 test.beforeEach(async ({ page }) => {
   await signIn(page);
 });
 
 test('send a message and watch it stream', async ({ page }) => {
-  await page.getByTestId('new-chat').click();
+  await newChat(page);
   await sendMessage(page, 'Hello! Say something short.');
   await expect(page.locator('[data-testid="message"][data-role="user"]').last()).toContainText('Hello! Say something short.');
   const a = lastAssistant(page);
@@ -14,15 +14,14 @@ test('send a message and watch it stream', async ({ page }) => {
   await expect(page).toHaveURL(/#\/c\//);
   // It streams: text grows while the status is `generating`, then completes.
   await expect(a).toHaveAttribute('data-status', /generating|complete/);
-  await expect(a).toHaveAttribute('data-status', 'complete', { timeout: 60_000 });
+  await expect(a).toHaveAttribute('data-status', 'complete', { timeout: GEN_TIMEOUT });
   await expect(a.getByTestId('message-content')).not.toBeEmpty();
   await expect(a.getByTestId('message-stats')).toBeVisible();
   await expect(page.getByTestId('conversation-item').first()).toBeVisible();
 });
 
 test('Stop ends the generation', async ({ page }) => {
-  await page.getByTestId('new-chat').click();
-  await setSettings(page, { maxTokens: '2000' });
+  await newChat(page, 2000);
   await sendMessage(page, LONG_PROMPT);
   const a = lastAssistant(page);
   await expect(a.getByTestId('message-content')).not.toBeEmpty();
@@ -41,8 +40,7 @@ test('Stop ends the generation', async ({ page }) => {
 });
 
 test('Esc stops too', async ({ page }) => {
-  await page.getByTestId('new-chat').click();
-  await setSettings(page, { maxTokens: '2000' });
+  await newChat(page, 2000);
   await sendMessage(page, LONG_PROMPT);
   const a = lastAssistant(page);
   await expect(a.getByTestId('message-content')).not.toBeEmpty();
@@ -51,8 +49,7 @@ test('Esc stops too', async ({ page }) => {
 });
 
 test('reload in the middle of a reply resumes it and it completes', async ({ page }) => {
-  await page.getByTestId('new-chat').click();
-  await setSettings(page, { maxTokens: '400' });
+  await newChat(page, 150);
   await sendMessage(page, LONG_PROMPT);
   const a = lastAssistant(page);
   await expect(a.getByTestId('message-content')).not.toBeEmpty();
@@ -62,7 +59,7 @@ test('reload in the middle of a reply resumes it and it completes', async ({ pag
   await expect(page).toHaveURL(new RegExp(`#/c/${id}`));
   const b = lastAssistant(page);
   await expect(b).toBeVisible();
-  await expect(b).toHaveAttribute('data-status', 'complete', { timeout: 60_000 });
+  await expect(b).toHaveAttribute('data-status', 'complete', { timeout: GEN_TIMEOUT });
   const shown = (await b.getByTestId('message-content').innerText()).trim();
   const conv = await (await page.request.get(`/api/conversations/${id}`)).json();
   const saved = conv.messages.find((m: { role: string }) => m.role === 'assistant');
@@ -74,18 +71,18 @@ test('reload in the middle of a reply resumes it and it completes', async ({ pag
 });
 
 test('system prompt and temperature are saved with the conversation', async ({ page }) => {
-  await page.getByTestId('new-chat').click();
+  await newChat(page);
   await sendMessage(page, 'Hi');
-  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: 60_000 });
+  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: GEN_TIMEOUT });
   const id = convIdOf(page);
-  await setSettings(page, { system: 'You are a pirate. Answer like one.', temperature: '0.3', maxTokens: '64' });
+  await setSettings(page, { system: 'You are a pirate. Answer like one.', temperature: '0.3', maxTokens: '32' });
   const conv = await (await page.request.get(`/api/conversations/${id}`)).json();
   expect(conv.settings.system).toBe('You are a pirate. Answer like one.');
   expect(conv.settings.temperature).toBeCloseTo(0.3);
-  expect(conv.settings.max_tokens).toBe(64);
+  expect(conv.settings.max_tokens).toBe(32);
   // and the next message is answered with them
   await sendMessage(page, 'Who are you?');
-  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: 60_000 });
+  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: GEN_TIMEOUT });
   await page.reload();
   await page.getByTestId('settings-button').click();
   await expect(page.getByTestId('settings-system')).toHaveValue('You are a pirate. Answer like one.');
@@ -93,9 +90,9 @@ test('system prompt and temperature are saved with the conversation', async ({ p
 });
 
 test('reload keeps the conversation', async ({ page }) => {
-  await page.getByTestId('new-chat').click();
+  await newChat(page);
   await sendMessage(page, 'Remember the word pineapple.');
-  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: 60_000 });
+  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: GEN_TIMEOUT });
   const before = await lastAssistant(page).getByTestId('message-content').innerText();
   await page.reload();
   await expect(page.locator('[data-testid="message"][data-role="user"]').first()).toContainText('Remember the word pineapple.');
@@ -104,26 +101,25 @@ test('reload keeps the conversation', async ({ page }) => {
 });
 
 test('regenerate and edit make branches to navigate', async ({ page }) => {
-  await page.getByTestId('new-chat').click();
-  await setSettings(page, { maxTokens: '24' });
+  await newChat(page, 24);
   await sendMessage(page, 'Name a fruit.');
-  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: 60_000 });
+  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: GEN_TIMEOUT });
   await lastAssistant(page).hover();
   await lastAssistant(page).getByTestId('regenerate').click();
-  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: 60_000 });
+  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: GEN_TIMEOUT });
   await expect(lastAssistant(page).getByTestId('branch-pos')).toHaveText('2/2');
   await lastAssistant(page).getByTestId('branch-prev').click();
   await expect(lastAssistant(page).getByTestId('branch-pos')).toHaveText('1/2');
 
   // Edit a later message (its parent is an answer): a sibling with the same parent.
   await sendMessage(page, 'Name another one.');
-  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: 60_000 });
+  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: GEN_TIMEOUT });
   const user = page.locator('[data-testid="message"][data-role="user"]').last();
   await user.hover();
   await user.getByTestId('edit-message').click();
   await page.getByTestId('edit-input').fill('Name a vegetable.');
   await page.getByTestId('edit-save').click();
-  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: 60_000 });
+  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: GEN_TIMEOUT });
   const edited = page.locator('[data-testid="message"][data-role="user"]').last();
   await expect(edited.getByTestId('message-content')).toHaveText('Name a vegetable.');
   await expect(edited.getByTestId('branch-pos')).toHaveText('2/2');
@@ -138,9 +134,9 @@ test('regenerate and edit make branches to navigate', async ({ page }) => {
 });
 
 test('export Markdown and JSON, then re-import', async ({ page }) => {
-  await page.getByTestId('new-chat').click();
+  await newChat(page);
   await sendMessage(page, 'Export me please');
-  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: 60_000 });
+  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: GEN_TIMEOUT });
   const answer = (await lastAssistant(page).getByTestId('message-content').innerText()).trim();
 
   await page.getByTestId('export-menu').click();
@@ -168,10 +164,9 @@ test('export Markdown and JSON, then re-import', async ({ page }) => {
 });
 
 test('rename, search and delete conversations', async ({ page }) => {
-  await page.getByTestId('new-chat').click();
-  await setSettings(page, { maxTokens: '8' });
+  await newChat(page, 8);
   await sendMessage(page, 'A conversation to rename');
-  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: 60_000 });
+  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: GEN_TIMEOUT });
   const id = convIdOf(page);
   const item = page.locator(`[data-testid="conversation-item"][data-id="${id}"]`);
   await item.hover();

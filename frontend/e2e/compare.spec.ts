@@ -1,5 +1,5 @@
 import { expect, test, type Page } from '@playwright/test';
-import { modelIds, signIn } from './helpers';
+import { GEN_TIMEOUT, modelIds, signIn } from './helpers';
 import fs from 'node:fs/promises';
 
 async function setupColumns(page: Page) {
@@ -20,7 +20,7 @@ async function setupColumns(page: Page) {
 async function waitAnswered(page: Page, qi: number) {
   for (const ci of [0, 1]) {
     const cell = page.getByTestId(`answer-${qi}-${ci}`);
-    await expect(cell).toHaveAttribute('data-streaming', 'false', { timeout: 60_000 });
+    await expect(cell).toHaveAttribute('data-streaming', 'false', { timeout: GEN_TIMEOUT });
     await expect(page.getByTestId(`answer-text-${qi}-${ci}`)).not.toBeEmpty();
   }
 }

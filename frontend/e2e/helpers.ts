@@ -62,4 +62,13 @@ export async function sendMessage(page: Page, text: string): Promise<void> {
 
 export const lastAssistant = (page: Page) => page.locator('[data-testid="message"][data-role="assistant"]').last();
 
+/** How long a reply may take (a small model on a busy CPU can be slow). */
+export const GEN_TIMEOUT = Number(process.env.HEARTH_UI_GEN_TIMEOUT ?? 120_000);
+
+/** A new chat whose replies are at most `maxTokens` long (keeps the specs quick on a CPU). */
+export async function newChat(page: Page, maxTokens = 48): Promise<void> {
+  await page.getByTestId('new-chat').click();
+  await setSettings(page, { maxTokens: String(maxTokens) });
+}
+
 export const LONG_PROMPT = 'Write a very long, detailed story about a lighthouse keeper, with many chapters.';

@@ -1,5 +1,5 @@
 import { expect, test } from '@playwright/test';
-import { csrfHeaders, lastAssistant, sendMessage, signIn } from './helpers';
+import { GEN_TIMEOUT, csrfHeaders, lastAssistant, sendMessage, signIn } from './helpers';
 
 function bigExport(n: number) {
   const messages = [];
@@ -22,7 +22,7 @@ test('a 1,000-message conversation opens, scrolls and streams without long stall
   expect(r.status()).toBe(201);
   const conv = await r.json();
   const model = (await (await page.request.get('/v1/models')).json()).data[0].id;
-  await page.request.patch(`/api/conversations/${conv.id}`, { data: { model, settings: { max_tokens: 200 } }, headers: await csrfHeaders(page.request) });
+  await page.request.patch(`/api/conversations/${conv.id}`, { data: { model, settings: { max_tokens: 64 } }, headers: await csrfHeaders(page.request) });
 
   await page.evaluate(() => {
     const w = window as unknown as { __long: number[] };
@@ -49,7 +49,7 @@ test('a 1,000-message conversation opens, scrolls and streams without long stall
   // streaming into it: no main-thread stall
   await page.evaluate(() => ((window as unknown as { __long: number[] }).__long = []));
   await sendMessage(page, 'One more, a long one please.');
-  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: 60_000 });
+  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: GEN_TIMEOUT });
   const long = await page.evaluate(() => (window as unknown as { __long: number[] }).__long);
   const worst = Math.max(0, ...long);
   console.log(`open ${openMs} ms, ${inDom} messages in the DOM, worst long task while streaming ${Math.round(worst)} ms`);

@@ -2,7 +2,7 @@
 import { expect, test, type Page } from '@playwright/test';
 import path from 'node:path';
 import fs from 'node:fs';
-import { lastAssistant, modelIds, sendMessage, setSettings, signIn } from './helpers';
+import { GEN_TIMEOUT, lastAssistant, modelIds, sendMessage, setSettings, signIn } from './helpers';
 
 const OUT = path.resolve(process.cwd(), '..', 'docs', 'screenshots');
 const themes = ['light', 'dark'] as const;
@@ -27,9 +27,9 @@ test('prepare data @screenshots', async ({ page }) => {
   await page.getByTestId('new-chat').click();
   await setSettings(page, { maxTokens: '60' });
   await sendMessage(page, 'Show me some python code and a table');
-  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: 60_000 });
+  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: GEN_TIMEOUT });
   await sendMessage(page, 'And some math, like Euler');
-  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: 60_000 });
+  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: GEN_TIMEOUT });
   convUrl = page.url();
 
   const ids = await modelIds(page.request);
@@ -40,7 +40,7 @@ test('prepare data @screenshots', async ({ page }) => {
   await page.getByTestId('mode-set').click();
   await page.getByTestId('question-set-input').fill('What is the capital of France?\nWrite python code to add two numbers.');
   await page.getByTestId('compare-run').click();
-  await expect(page.getByTestId('answer-1-1')).toHaveAttribute('data-streaming', 'false', { timeout: 60_000 });
+  await expect(page.getByTestId('answer-1-1')).toHaveAttribute('data-streaming', 'false', { timeout: GEN_TIMEOUT });
   await page.getByTestId('vote-0-0').click();
   await page.getByTestId('score-0-0').selectOption('8');
   await page.getByTestId('save-run').click();

@@ -401,6 +401,8 @@ pub struct Meter {
     request_body: Mutex<Option<String>>,
     response_body: Mutex<Vec<u8>>,
     guardrails: Mutex<Option<String>>,
+    /// False for `/api/auth/*`: login bodies (passwords, keys, session tokens) are never kept.
+    keep_bodies: bool,
 }
 
 impl Meter {
@@ -507,7 +509,11 @@ impl Drop for Meter {
                 .get_mut()
                 .unwrap_or_else(|p| p.into_inner())
                 .take(),
-            response_body: self.gateway.body_policy.reduce(&response_body),
+            response_body: if self.keep_bodies {
+                self.gateway.body_policy.reduce(&response_body)
+            } else {
+                None
+            },
         };
         store.audit(rec);
     }
@@ -719,6 +725,7 @@ pub async fn gate(State(state): State<SharedState>, req: Request, next: Next) ->
         request_body: Mutex::new(None),
         response_body: Mutex::new(Vec::new()),
         guardrails: Mutex::new(None),
+        keep_bodies: !auth_path,
     });
     let mut resp = match refusal {
         Some(e) => e.into_response(),

@@ -366,8 +366,7 @@ pub async fn run(state: SharedState, job: Job) {
         }
     };
 
-    loop {
-        let Some(c) = choice.as_mut() else { break };
+    while let Some(c) = choice.as_mut() {
         let ev = tokio::select! {
             _ = stop_rx.wait_for(|s| *s) => { status = "stopped"; break; }
             _ = state.aborted() => { status = "stopped"; break; }

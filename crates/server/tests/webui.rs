@@ -983,7 +983,7 @@ async fn stop_mid_stream_saves_stopped_and_frees_the_sequence() {
     assert_eq!(saved["status"], "stopped");
     assert_eq!(saved["content"], partial.as_str());
     let n = saved["stats"]["completion_tokens"].as_u64().unwrap();
-    assert!(n >= 3 && n < 200, "{n}");
+    assert!((3..200).contains(&n), "{n}");
     let (_, c) = ui(
         &s,
         &local,
@@ -1423,4 +1423,70 @@ async fn shutdown_stops_running_generations_and_saves_them() {
     assert_eq!(m.status, "stopped");
     assert!(!m.content.is_empty());
     assert_eq!(s.fake.counters.active.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn harmony_reasoning_and_the_audit_record_of_a_generation() {
+    let fake = FakeConfig {
+        script: Some(
+            "<|channel|>analysis<|message|>User says hi.<|end|><|start|>assistant\
+             <|channel|>final<|message|>Hello!<|return|>"
+                .into(),
+        ),
+        chat_format: hearth_server::backend::ChatFormat::Harmony,
+        context_length: 8192,
+        ..FakeConfig::default()
+    };
+    let (s, store) = start(fake, true, UiMode::Off).await;
+    let alice = login(&s, "alice").await;
+    let cid = new_conversation(&s, &alice, json!({"reasoning_effort": "high"})).await;
+    let sent = send(&s, &alice, &cid, json!({"content": "hi"})).await;
+    let evs = events(&s, &alice, sent["generation_id"].as_str().unwrap(), "").await;
+    let m = &evs.last().unwrap().1["message"];
+    assert_eq!(m["content"], "Hello!");
+    assert_eq!(m["reasoning"], "User says hi.");
+    assert_eq!(m["status"], "complete");
+    let prompt = s.fake.last_request.lock().unwrap().clone().unwrap();
+    let text: String = prompt
+        .prompt_tokens
+        .iter()
+        .map(|&t| t as u8 as char)
+        .collect();
+    assert!(text.contains("Reasoning: high"), "{text}");
+
+    // The generation ran inside its request's meter: one audit record with the user and the
+    // tokens generated after the response had gone.
+    let route = format!("POST /api/conversations/{cid}/messages");
+    let mut found = None;
+    for _ in 0..300 {
+        let recs = store
+            .query_audit(&Default::default(), 0, 1000)
+            .await
+            .unwrap();
+        found = recs.into_iter().find(|r| r.record.route == route);
+        if found.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rec = found.expect("audit record of the send").record;
+    assert_eq!(rec.user.as_deref(), Some("alice"));
+    assert_eq!(rec.status, 201);
+    assert_eq!(rec.model.as_deref(), Some("fake-model"));
+    assert!(rec.prompt_tokens > 0);
+    assert_eq!(
+        rec.completion_tokens,
+        m["stats"]["completion_tokens"].as_u64().unwrap()
+    );
+    // Login bodies are never kept.
+    let recs = store
+        .query_audit(&Default::default(), 0, 1000)
+        .await
+        .unwrap();
+    let login = recs
+        .iter()
+        .find(|r| r.record.route == "POST /api/auth/login")
+        .expect("login audited");
+    assert_eq!(login.record.request_body, None);
+    assert_eq!(login.record.response_body, None);
 }

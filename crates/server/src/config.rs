@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     /// The web UI at `/` (embedded files, off with `--no-ui`, or given files in tests).
     pub ui: crate::ui::UiMode,
+    /// Model ids served by other OpenAI-compatible servers (see [`crate::upstream`]).
+    pub upstreams: Option<std::sync::Arc<crate::upstream::Upstreams>>,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +62,7 @@ impl Default for ServerConfig {
             guardrails: None,
             cors_origins: Vec::new(),
             ui: crate::ui::UiMode::Embedded,
+            upstreams: None,
         }
     }
 }

@@ -410,6 +410,12 @@ impl Meter {
         self.completion_tokens.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// The prompt's real size, once known (an upstream's `usage` replaces the estimate that
+    /// admitted the request); billed when the meter is dropped.
+    pub fn set_prompt_tokens(&self, n: u64) {
+        self.prompt_tokens.store(n, Ordering::Relaxed);
+    }
+
     /// Add guardrail hits (rule ids, actions, scores; never the matched text) to the audit.
     pub fn add_guardrails(&self, direction: &str, hits: &[hearth_guard::Hit]) {
         let mut g = self.guardrails.lock().unwrap_or_else(|p| p.into_inner());
@@ -528,6 +534,11 @@ pub fn current() -> Option<Arc<Meter>> {
     CURRENT.try_with(Arc::clone).ok()
 }
 
+/// Run `f` (a task the handler spawned) as part of the request metered by `meter`.
+pub async fn scope<F: std::future::Future>(meter: Arc<Meter>, f: F) -> F::Output {
+    CURRENT.scope(meter, f).await
+}
+
 fn month_now() -> (MonthIndex, i64) {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -582,6 +593,18 @@ pub async fn admit(
             "role_not_allowed",
             "This key's role may not run inference.",
         ));
+    }
+    // Admitted once per request: a request that an upstream route sent on to its fallback
+    // model keeps the permit it got (rpm and concurrency count it once).
+    let held = meter
+        .permit
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map(|p| p.max_tokens);
+    if let Some(held) = held {
+        let per_choice = (held / choices.max(1)).max(1).min(max_tokens);
+        return Ok((Some(meter), per_choice));
     }
     let scopes = scopes_of(&meter.gateway, p);
     if scopes.is_empty() {

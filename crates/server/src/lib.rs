@@ -32,6 +32,7 @@ pub mod stop;
 pub mod tls;
 pub mod toolcall;
 pub mod ui;
+pub mod upstream;
 
 pub use api::router;
 pub use backend::{

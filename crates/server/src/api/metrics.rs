@@ -7,7 +7,10 @@ use axum::response::IntoResponse;
 use crate::state::SharedState;
 
 pub async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
-    let body = state.metrics.render(state.backend.stats());
+    let mut body = state.metrics.render(state.backend.stats());
+    if let Some(u) = &state.config.upstreams {
+        u.render_metrics(&mut body);
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -35,9 +35,20 @@ pub fn router(backend: Arc<dyn Backend>, config: ServerConfig) -> Router {
 pub(crate) fn router_with_state(state: SharedState) -> Router {
     let limit = state.config.max_body_bytes;
     let cors = cors_layer(&state.config.cors_origins);
+    if let Some(u) = &state.config.upstreams {
+        u.start_health_checks();
+    }
+    // Requests for an upstream model id are forwarded before the local handlers see them.
+    let upstream = || middleware::from_fn_with_state(state.clone(), crate::upstream::intercept);
     let router = Router::new()
-        .route("/v1/chat/completions", post(chat::handler))
-        .route("/v1/completions", post(completions::handler))
+        .route(
+            "/v1/chat/completions",
+            post(chat::handler).route_layer(upstream()),
+        )
+        .route(
+            "/v1/completions",
+            post(completions::handler).route_layer(upstream()),
+        )
         .route("/v1/responses", post(responses::handler))
         .route("/v1/models", get(models::list))
         .route("/v1/limits", get(crate::gateway::explain))

@@ -1,0 +1,426 @@
+//! Upstream routing over real HTTP: a Hearth server whose model id "remote" is served by other
+//! OpenAI-compatible servers (more Hearth servers over the fake backend, and a recording
+//! server that keeps the bodies it received), with load balancing, the circuit breaker, the
+//! fallback model, PII kept on the machine, and the output guardrails on what comes back.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{scripted, TestServer};
+use hearth_server::fake::FakeConfig;
+use hearth_server::upstream::{BreakerSettings, PiiPolicy, UpstreamSpec, Upstreams};
+use hearth_server::ServerConfig;
+use serde_json::{json, Value};
+
+fn spec(urls: Vec<String>) -> UpstreamSpec {
+    UpstreamSpec {
+        id: "remote".into(),
+        urls,
+        api_key: None,
+        api_key_env: None,
+        model: Some("fake-model".into()),
+        fallback: None,
+        pii: PiiPolicy::Allow,
+        context_length: Some(256),
+        timeout_s: Some(10),
+    }
+}
+
+fn quiet() -> BreakerSettings {
+    // No background health checks: the tests see only what requests do to the breakers.
+    BreakerSettings {
+        health_interval: Duration::ZERO,
+        ..BreakerSettings::default()
+    }
+}
+
+/// The front server: local model "fake-model" (script `local`), plus the upstream routes.
+async fn front(specs: Vec<UpstreamSpec>, local: &str) -> (TestServer, Arc<Upstreams>) {
+    let ups = Arc::new(Upstreams::new(specs, &["fake-model".to_string()], quiet()).unwrap());
+    let s = TestServer::start_with(
+        scripted(local),
+        ServerConfig {
+            upstreams: Some(ups.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
+    (s, ups)
+}
+
+/// A loopback URL where nothing listens.
+async fn dead_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    format!("http://127.0.0.1:{port}/v1")
+}
+
+fn chat(content: &str, stream: bool) -> Value {
+    json!({"model": "remote", "stream": stream, "max_tokens": 64,
+           "messages": [{"role": "user", "content": content}]})
+}
+
+fn content_of(v: &Value) -> &str {
+    v["choices"][0]["message"]["content"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn forwards_plain_and_streamed_requests() {
+    let up = TestServer::start(scripted("hello from upstream")).await;
+    let (s, _) = front(vec![spec(vec![format!("{}/v1", up.base)])], "local").await;
+
+    let (st, _, v) = s.post("/v1/chat/completions", &chat("hi", false)).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(content_of(&v), "hello from upstream");
+    assert_eq!(v["model"], "remote", "the id the client asked for");
+    assert!(v["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+
+    // Streamed: the text arrives whole, no usage chunk unless asked, [DONE] last.
+    let events = s.post_sse("/v1/chat/completions", &chat("hi", true)).await;
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "hello from upstream");
+    assert!(chunks
+        .iter()
+        .all(|c| c.get("usage").is_none() || c["usage"].is_null()));
+    assert!(chunks.iter().all(|c| c["model"] == "remote"));
+
+    // Asked for: the upstream's usage chunk comes through.
+    let mut body = chat("hi", true);
+    body["stream_options"] = json!({"include_usage": true});
+    let events = s.post_sse("/v1/chat/completions", &body).await;
+    let usage: Vec<Value> = events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter(|c| c["usage"].is_object())
+        .collect();
+    assert_eq!(usage.len(), 1);
+    assert_eq!(
+        usage[0]["usage"]["completion_tokens"].as_u64(),
+        Some("hello from upstream".len() as u64),
+        "the fake backend makes one token per byte"
+    );
+
+    // Completions too.
+    let (st, _, v) = s
+        .post(
+            "/v1/completions",
+            &json!({"model": "remote", "prompt": "say", "max_tokens": 64}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["choices"][0]["text"], "hello from upstream");
+
+    // Listed with the local model.
+    let (_, models) = s.get("/v1/models").await;
+    let models: Value = serde_json::from_str(&models).unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["fake-model", "remote"]);
+    let (st, one) = s.get("/v1/models/remote").await;
+    assert_eq!(st, 200);
+    assert!(one.contains("\"owned_by\":\"upstream\""), "{one}");
+    // A local model still runs locally.
+    let (st, _, v) = s
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": "fake-model", "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(content_of(&v), "local");
+    assert_eq!(up.fake.counters.started.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn round_robin_over_the_targets() {
+    let a = TestServer::start(scripted("a")).await;
+    let b = TestServer::start(scripted("b")).await;
+    let (s, _) = front(
+        vec![spec(vec![
+            format!("{}/v1", a.base),
+            format!("{}/v1", b.base),
+        ])],
+        "local",
+    )
+    .await;
+    let mut got = Vec::new();
+    for _ in 0..6 {
+        let (st, _, v) = s.post("/v1/chat/completions", &chat("hi", false)).await;
+        assert_eq!(st, 200);
+        got.push(content_of(&v).to_string());
+    }
+    assert_eq!(got.iter().filter(|t| *t == "a").count(), 3, "{got:?}");
+    assert_eq!(got.iter().filter(|t| *t == "b").count(), 3, "{got:?}");
+}
+
+#[tokio::test]
+async fn a_dead_target_is_skipped_and_its_breaker_opens() {
+    let a = TestServer::start(scripted("alive")).await;
+    let dead = dead_url().await;
+    let (s, ups) = front(vec![spec(vec![dead, format!("{}/v1", a.base)])], "local").await;
+    for i in 0..8 {
+        let (st, _, v) = s.post("/v1/chat/completions", &chat("hi", false)).await;
+        assert_eq!(st, 200, "request {i}: {v}");
+        assert_eq!(content_of(&v), "alive");
+    }
+    // Round robin sent every other request to the dead one first: 3 failures open it.
+    assert_eq!(ups.target_states("remote"), ["open", "closed"]);
+    let (_, metrics) = s.get("/metrics").await;
+    assert!(
+        metrics.contains("hearth_upstream_up{model=\"remote\",target=\"0\"} 0"),
+        "{metrics}"
+    );
+    assert!(metrics.contains(
+        "hearth_upstream_requests_total{model=\"remote\",target=\"0\",outcome=\"failed\"} 3"
+    ));
+    assert!(metrics.contains(
+        "hearth_upstream_requests_total{model=\"remote\",target=\"1\",outcome=\"ok\"} 8"
+    ));
+}
+
+#[tokio::test]
+async fn every_target_down_goes_to_the_fallback_or_answers_502() {
+    let dead = dead_url().await;
+    let mut with_fallback = spec(vec![dead.clone()]);
+    with_fallback.fallback = Some("fake-model".into());
+    let mut without = spec(vec![dead]);
+    without.id = "remote-2".into();
+    let (s, _) = front(vec![with_fallback, without], "the local answer").await;
+
+    let (st, h, v) = s.post("/v1/chat/completions", &chat("hi", false)).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(content_of(&v), "the local answer");
+    assert_eq!(h["x-hearth-fallback"], "fake-model");
+    assert_eq!(s.fake.counters.started.load(Ordering::SeqCst), 1);
+
+    // Streamed requests fall back too.
+    let events = s.post_sse("/v1/chat/completions", &chat("hi", true)).await;
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+
+    let mut body = chat("hi", false);
+    body["model"] = json!("remote-2");
+    let (st, h, v) = s.post("/v1/chat/completions", &body).await;
+    assert_eq!(st, 502, "{v}");
+    assert_eq!(v["error"]["code"], "upstream_unavailable");
+    assert_eq!(v["error"]["type"], "server_error");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("remote-2") && msg.contains("cannot connect"),
+        "{msg}"
+    );
+    assert!(h.contains_key("retry-after"));
+}
+
+/// A stand-in upstream that records the bodies it gets and answers a fixed completion.
+async fn recording_upstream(reply: &'static str) -> (String, Arc<Mutex<Vec<Value>>>) {
+    use axum::routing::post;
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let s2 = seen.clone();
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        post(move |axum::Json(body): axum::Json<Value>| {
+            let seen = s2.clone();
+            async move {
+                seen.lock().unwrap().push(body);
+                axum::Json(json!({
+                    "id": "chatcmpl-x", "object": "chat.completion", "created": 0,
+                    "model": "upstream-name",
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": reply}}],
+                    "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+                }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/v1"), seen)
+}
+
+/// A valid 18-digit PRC resident ID (ISO 7064 MOD 11-2 check digit), computed here.
+fn cn_id(first17: &str) -> String {
+    const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    let sum: u32 = first17
+        .chars()
+        .zip(W)
+        .map(|(c, w)| c.to_digit(10).unwrap() * w)
+        .sum();
+    let check = b"10X98765432"[(sum % 11) as usize] as char;
+    format!("{first17}{check}")
+}
+
+#[tokio::test]
+async fn pii_is_redacted_or_blocked_before_it_leaves() {
+    let (url, seen) = recording_upstream("ok").await;
+    let id = cn_id("11010519491231002");
+    let mut redact = spec(vec![url.clone()]);
+    redact.pii = PiiPolicy::Redact;
+    redact.model = Some("cloud-model".into());
+    let mut block = spec(vec![url]);
+    block.id = "remote-strict".into();
+    block.pii = PiiPolicy::Block;
+    let (s, _) = front(vec![redact, block], "local").await;
+
+    let text = format!("My ID is {id}, call me on 13812345678.");
+    let (st, _, v) = s.post("/v1/chat/completions", &chat(&text, false)).await;
+    assert_eq!(st, 200, "{v}");
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        let sent = seen[0]["messages"][0]["content"].as_str().unwrap();
+        assert!(
+            !sent.contains(&id) && !sent.contains("13812345678"),
+            "{sent}"
+        );
+        assert!(sent.starts_with("My ID is ["), "{sent}");
+        assert_eq!(
+            seen[0]["model"], "cloud-model",
+            "the upstream's own model name"
+        );
+    }
+    assert_eq!(v["model"], "remote");
+    assert_eq!(v["usage"]["prompt_tokens"], 11);
+
+    // Content parts are texts too.
+    let parts = json!({"model": "remote-strict", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "hello"}, {"type": "text", "text": format!("id {id}")}]}]});
+    let (st, _, v) = s.post("/v1/chat/completions", &parts).await;
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["error"]["code"], "content_filter");
+    assert_eq!(v["error"]["param"], "prompt");
+    assert!(
+        !v.to_string().contains(&id),
+        "the error never echoes the text"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1, "nothing was sent");
+}
+
+#[tokio::test]
+async fn upstream_refusals_pass_through_and_keep_the_breaker_closed() {
+    let up = TestServer::start(scripted("x")).await;
+    let (s, ups) = front(vec![spec(vec![format!("{}/v1", up.base)])], "local").await;
+    for _ in 0..4 {
+        let mut body = chat("hi", false);
+        body["temperature"] = json!(9);
+        let (st, _, v) = s.post("/v1/chat/completions", &body).await;
+        assert_eq!(st, 400, "{v}");
+        assert_eq!(
+            v["error"]["param"], "temperature",
+            "the upstream's own error"
+        );
+    }
+    assert_eq!(ups.target_states("remote"), ["closed"]);
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_cancels_the_upstream_generation() {
+    let up = TestServer::start(FakeConfig {
+        token_delay: Duration::from_millis(20),
+        ..FakeConfig::default()
+    })
+    .await;
+    let (s, _) = front(vec![spec(vec![format!("{}/v1", up.base)])], "local").await;
+    let mut body = chat("hi", true);
+    body["max_tokens"] = json!(200);
+    let r = s
+        .client
+        .post(s.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut stream = r.bytes_stream();
+    use futures::StreamExt as _;
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    drop(stream);
+    up.eventually("the upstream's generation cancelled", |f| {
+        f.counters.cancelled.load(Ordering::SeqCst) == 1
+    })
+    .await;
+}
+
+#[test]
+fn bad_specs_name_the_route_and_the_problem() {
+    let local = ["fake-model".to_string()];
+    let err = |s: UpstreamSpec| {
+        Upstreams::new(vec![s], &local, quiet())
+            .unwrap_err()
+            .to_string()
+    };
+    let mut s = spec(vec![]);
+    assert!(err(s.clone()).contains("`urls` is empty"));
+    s.urls = vec!["ftp://x".into()];
+    assert!(err(s.clone()).contains("not an http(s) URL"));
+    s.urls = vec!["http://127.0.0.1:1/v1".into()];
+    s.id = "fake-model".into();
+    assert!(err(s.clone()).contains("a local model has this id"));
+    s.id = "remote".into();
+    s.fallback = Some("nowhere".into());
+    assert!(err(s.clone()).contains("no local model or upstream is called \"nowhere\""));
+    s.fallback = None;
+    s.api_key_env = Some("HEARTH_TEST_SURELY_UNSET_VAR".into());
+    let e = err(s.clone());
+    assert!(e.starts_with("upstream \"remote\"") && e.contains("HEARTH_TEST_SURELY_UNSET_VAR"));
+    s.api_key_env = None;
+    s.api_key = Some("sk-secret".into());
+    assert!(
+        !format!("{s:?}").contains("sk-secret"),
+        "Debug never shows the key"
+    );
+}
+
+#[tokio::test]
+async fn output_guardrails_apply_to_what_comes_back() {
+    let id = cn_id("11010519491231002");
+    let reply: &'static str = Box::leak(format!("your id is {id}.").into_boxed_str());
+    let (url, _) = recording_upstream(reply).await;
+    let ups =
+        Arc::new(Upstreams::new(vec![spec(vec![url])], &["fake-model".into()], quiet()).unwrap());
+    // A policy that redacts resident IDs in output (the default one only logs them).
+    let dir =
+        std::env::temp_dir().join(format!("hearth-upstream-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("guardrails.toml");
+    std::fs::write(
+        &policy,
+        "[[rule]]\nid = \"id-out\"\nkind = \"pii:cn_id\"\naction = \"redact\"\napplies_to = \"output\"\n",
+    )
+    .unwrap();
+    let s = TestServer::start_with(
+        FakeConfig::default(),
+        ServerConfig {
+            upstreams: Some(ups),
+            guardrails: Some(Arc::new(
+                hearth_server::guard::Guardrails::from_file(&policy).unwrap(),
+            )),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (st, _, v) = s
+        .post("/v1/chat/completions", &chat("what is my id?", false))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let content = content_of(&v);
+    assert!(!content.contains(&id), "{content}");
+    assert!(content.starts_with("your id is ["), "{content}");
+}

@@ -131,6 +131,10 @@ pub struct FileConfig {
     pub no_ui: Option<bool>,
     #[serde(default)]
     pub models: Vec<FileModel>,
+    /// Model ids served by other OpenAI-compatible servers (`[[upstreams]]` tables; only in
+    /// the file: a route has too many parts for a flag).
+    #[serde(default)]
+    pub upstreams: Vec<hearth_server::upstream::UpstreamSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,6 +187,8 @@ pub struct ServeConfig {
     /// The first is the default model. Empty only when nothing named a model.
     pub models: Vec<ModelSpec>,
     pub models_source: Source,
+    /// `[[upstreams]]` of the config file.
+    pub upstreams: Vec<hearth_server::upstream::UpstreamSpec>,
     pub host: Setting<String>,
     pub port: Setting<u16>,
     pub threads: Setting<usize>,
@@ -373,6 +379,37 @@ impl ServeConfig {
                 toml::Value::from(m.path.to_string_lossy().into_owned()),
                 toml::Value::from(m.id.clone())
             ));
+        }
+        for u in &self.upstreams {
+            o.push_str("\n[[upstreams]]  # config file\n");
+            let s = |v: &str| toml::Value::from(v.to_string());
+            o.push_str(&format!("id = {}\n", s(&u.id)));
+            let urls: Vec<toml::Value> = u.urls.iter().map(|x| s(x)).collect();
+            o.push_str(&format!("urls = {}\n", toml::Value::Array(urls)));
+            if u.api_key.is_some() {
+                o.push_str("# api_key: set (not shown)\n");
+            }
+            for (k, v) in [
+                ("api_key_env", &u.api_key_env),
+                ("model", &u.model),
+                ("fallback", &u.fallback),
+            ] {
+                if let Some(v) = v {
+                    o.push_str(&format!("{k} = {}\n", s(v)));
+                }
+            }
+            let pii = match u.pii {
+                hearth_server::upstream::PiiPolicy::Allow => "allow",
+                hearth_server::upstream::PiiPolicy::Redact => "redact",
+                hearth_server::upstream::PiiPolicy::Block => "block",
+            };
+            o.push_str(&format!("pii = {}\n", s(pii)));
+            if let Some(n) = u.context_length {
+                o.push_str(&format!("context_length = {n}\n"));
+            }
+            if let Some(n) = u.timeout_s {
+                o.push_str(&format!("timeout_s = {n}\n"));
+            }
         }
         o
     }
@@ -768,10 +805,12 @@ pub fn resolve(a: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<ServeCo
         models.push(ModelSpec { id, path });
     }
 
+    let upstreams = file.upstreams.clone();
     Ok(ServeConfig {
         config_file,
         models,
         models_source,
+        upstreams,
         host,
         port,
         threads,
@@ -1014,5 +1053,42 @@ mod tests {
         let back: FileConfig = toml::from_str(&text).unwrap();
         assert_eq!(back.kv_cache_type, Some(KvType::Q8_0));
         assert_eq!(back.models[0].alias.as_deref(), Some("m"));
+    }
+
+    #[test]
+    fn upstreams_come_from_the_file_and_print_without_their_key() {
+        let p = write(
+            "upstreams.toml",
+            "[[upstreams]]\nid = \"cloud\"\nurls = [\"https://llm.example/v1\", \"http://10.0.0.2:8000/v1\"]\napi_key = \"sk-very-secret\"\nmodel = \"big\"\nfallback = \"m\"\npii = \"redact\"\n",
+        );
+        let c = resolve(
+            &args(&["x.gguf", "--alias", "m", "--config", p.to_str().unwrap()]),
+            &env_of(&[]),
+        )
+        .unwrap();
+        assert_eq!(c.upstreams.len(), 1);
+        let u = &c.upstreams[0];
+        assert_eq!(u.urls.len(), 2);
+        assert_eq!(u.pii, hearth_server::upstream::PiiPolicy::Redact);
+        let text = c.to_toml();
+        assert!(!text.contains("sk-very-secret"), "{text}");
+        let back: FileConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back.upstreams[0].urls, u.urls);
+        assert_eq!(back.upstreams[0].fallback.as_deref(), Some("m"));
+
+        let bad = write(
+            "upstreams-bad.toml",
+            "[[upstreams]]\nid = \"cloud\"\nurls = [\"http://x/v1\"]\npii = \"maybe\"\n",
+        );
+        let e = resolve(
+            &args(&["x.gguf", "--config", bad.to_str().unwrap()]),
+            &env_of(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("upstreams-bad.toml") && e.contains("maybe"),
+            "{e}"
+        );
     }
 }

@@ -241,6 +241,30 @@ fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         sched.kv_type,
         if sched.prefix_caching { "on" } else { "off" }
     );
+    let local_ids: Vec<String> = models.iter().map(|(id, _)| id.clone()).collect();
+    let upstreams = if cfg.upstreams.is_empty() {
+        None
+    } else {
+        let u = hearth_server::upstream::Upstreams::new(
+            cfg.upstreams.clone(),
+            &local_ids,
+            Default::default(),
+        )
+        .context("[[upstreams]] in the config file")?;
+        for s in u.specs() {
+            tracing::info!(
+                "upstream model '{}': {} target(s), pii {:?}{}",
+                s.id,
+                s.urls.len(),
+                s.pii,
+                s.fallback
+                    .as_ref()
+                    .map(|f| format!(", fallback '{f}'"))
+                    .unwrap_or_default()
+            );
+        }
+        Some(Arc::new(u))
+    };
     let backend = Arc::new(LocalBackend::new(models, sched));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -282,6 +306,7 @@ fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         } else {
             hearth_server::ui::UiMode::Embedded
         },
+        upstreams,
         ..Default::default()
     };
     tracing::info!("listening on {scheme}://{addr} (OpenAI API under /v1)");

@@ -4,57 +4,17 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use common::memstore::{principal, MemStore};
 use common::TestServer;
-use futures::future::BoxFuture;
 use futures::StreamExt as _;
-use hearth_gateway::limits::{Limits, MonthIndex, Scope};
+use hearth_gateway::limits::Limits;
 use hearth_server::fake::FakeConfig;
-use hearth_server::gateway::{AuditEntry, Gateway, GatewayStore, Principal, Role};
+use hearth_server::gateway::{Gateway, Role};
 use hearth_server::ServerConfig;
 use serde_json::{json, Value};
-
-#[derive(Default)]
-struct MemStore {
-    keys: Mutex<HashMap<String, Principal>>,
-    audit: Mutex<Vec<AuditEntry>>,
-    month_used: u64,
-}
-
-impl GatewayStore for MemStore {
-    fn authenticate<'a>(
-        &'a self,
-        key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Principal>, String>> {
-        Box::pin(async move { Ok(self.keys.lock().unwrap().get(key).cloned()) })
-    }
-    fn monthly_tokens_used<'a>(
-        &'a self,
-        _scope: &'a Scope,
-        _month: MonthIndex,
-    ) -> BoxFuture<'a, Result<u64, String>> {
-        Box::pin(async move { Ok(self.month_used) })
-    }
-    fn audit(&self, entry: AuditEntry) {
-        self.audit.lock().unwrap().push(entry);
-    }
-}
-
-fn principal(id: &str, role: Role) -> Principal {
-    Principal {
-        key_id: id.into(),
-        key_name: id.into(),
-        user: Some(format!("{id}-user")),
-        team: None,
-        role,
-        models: None,
-        key_limits: Limits::default(),
-        team_limits: Limits::default(),
-    }
-}
 
 async fn start(store: Arc<MemStore>, fake: FakeConfig) -> TestServer {
     let gw = Gateway {

@@ -424,3 +424,111 @@ async fn output_guardrails_apply_to_what_comes_back() {
     assert!(!content.contains(&id), "{content}");
     assert!(content.starts_with("your id is ["), "{content}");
 }
+
+#[tokio::test]
+async fn keys_limits_and_audit_cover_upstream_models() {
+    use common::memstore::{principal, MemStore};
+    use hearth_server::gateway::{Gateway, Role};
+    let up = TestServer::start(scripted("from upstream")).await;
+    let mut flaky = spec(vec![dead_url().await]);
+    flaky.id = "flaky".into();
+    flaky.fallback = Some("fake-model".into());
+    let ups = Arc::new(
+        Upstreams::new(
+            vec![spec(vec![format!("{}/v1", up.base)]), flaky],
+            &["fake-model".into()],
+            quiet(),
+        )
+        .unwrap(),
+    );
+    let store = Arc::new(MemStore::default());
+    {
+        let mut k = store.keys.lock().unwrap();
+        let mut narrow = principal("narrow", Role::User);
+        narrow.models = Some(vec!["remote".into(), "flaky".into()]);
+        k.insert("narrow-key".into(), narrow);
+        let mut limited = principal("limited", Role::User);
+        limited.key_limits.rpm = Some(3);
+        k.insert("limited-key".into(), limited);
+    }
+    let gw = Gateway {
+        auth_required: true,
+        ..Gateway::without_store(None)
+    };
+    let gw = Gateway {
+        store: Some(store.clone()),
+        ..gw
+    };
+    let s = TestServer::start_with(
+        scripted("local"),
+        ServerConfig {
+            gateway: Some(Arc::new(gw)),
+            upstreams: Some(ups),
+            ..Default::default()
+        },
+    )
+    .await;
+    let call = |key: &'static str, model: &'static str| {
+        let s = &s;
+        async move {
+            let mut body = chat("hi", false);
+            body["model"] = json!(model);
+            let r = s
+                .client
+                .post(s.url("/v1/chat/completions"))
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let st = r.status().as_u16();
+            (st, r.json::<Value>().await.unwrap())
+        }
+    };
+    // The allow-list is checked on the upstream id, and on the fallback actually dispatched.
+    assert_eq!(call("narrow-key", "remote").await.0, 200);
+    let (st, v) = call("narrow-key", "fake-model").await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (403, Some("model_not_allowed"))
+    );
+    let (st, v) = call("narrow-key", "flaky").await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (403, Some("model_not_allowed")),
+        "{v}"
+    );
+    // rpm 3: a request that fell back to the local model counts once.
+    for i in 0..3 {
+        let (st, v) = call("limited-key", "flaky").await;
+        assert_eq!(st, 200, "request {i}: {v}");
+        assert_eq!(content_of(&v), "local");
+    }
+    let (st, v) = call("limited-key", "remote").await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (429, Some("rate_limit_exceeded"))
+    );
+
+    // The audit has the upstream's own token counts for the forwarded request.
+    let mut audit = Vec::new();
+    for _ in 0..100 {
+        audit = store.audit.lock().unwrap().clone();
+        if audit.len() >= 7 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let fwd = audit
+        .iter()
+        .find(|e| e.model.as_deref() == Some("remote") && e.status == 200)
+        .expect("an audit record of the forwarded request");
+    assert_eq!(fwd.completion_tokens, "from upstream".len() as u64);
+    assert!(fwd.prompt_tokens > 0);
+    let fb: Vec<_> = audit
+        .iter()
+        .filter(|e| e.key_id.as_deref() == Some("limited") && e.status == 200)
+        .collect();
+    assert_eq!(fb.len(), 3);
+    assert!(fb.iter().all(|e| e.model.as_deref() == Some("fake-model")));
+}

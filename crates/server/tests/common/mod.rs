@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod memstore;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;

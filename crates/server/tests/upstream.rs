@@ -393,8 +393,18 @@ async fn output_guardrails_apply_to_what_comes_back() {
     let id = cn_id("11010519491231002");
     let reply: &'static str = Box::leak(format!("your id is {id}.").into_boxed_str());
     let (url, _) = recording_upstream(reply).await;
-    let ups =
-        Arc::new(Upstreams::new(vec![spec(vec![url])], &["fake-model".into()], quiet()).unwrap());
+    // A Hearth upstream streams it one byte per chunk: the ID is split across 18 chunks.
+    let streamer = TestServer::start(scripted(reply)).await;
+    let mut streamed = spec(vec![format!("{}/v1", streamer.base)]);
+    streamed.id = "remote-stream".into();
+    let ups = Arc::new(
+        Upstreams::new(
+            vec![spec(vec![url]), streamed],
+            &["fake-model".into()],
+            quiet(),
+        )
+        .unwrap(),
+    );
     // A policy that redacts resident IDs in output (the default one only logs them).
     let dir =
         std::env::temp_dir().join(format!("hearth-upstream-{}", uuid::Uuid::new_v4().simple()));
@@ -423,6 +433,25 @@ async fn output_guardrails_apply_to_what_comes_back() {
     let content = content_of(&v);
     assert!(!content.contains(&id), "{content}");
     assert!(content.starts_with("your id is ["), "{content}");
+
+    let mut body = chat("what is my id?", true);
+    body["model"] = json!("remote-stream");
+    let events = s.post_sse("/v1/chat/completions", &body).await;
+    let text: String = events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(!text.contains(&id), "{text}");
+    assert!(
+        text.starts_with("your id is [") && text.ends_with("]."),
+        "{text}"
+    );
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
 }
 
 #[tokio::test]

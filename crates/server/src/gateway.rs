@@ -534,11 +534,6 @@ pub fn current() -> Option<Arc<Meter>> {
     CURRENT.try_with(Arc::clone).ok()
 }
 
-/// Run `f` (a task the handler spawned) as part of the request metered by `meter`.
-pub async fn scope<F: std::future::Future>(meter: Arc<Meter>, f: F) -> F::Output {
-    CURRENT.scope(meter, f).await
-}
-
 fn month_now() -> (MonthIndex, i64) {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -1095,14 +1095,7 @@ fn stream_response(
             m.add_completion(completion.unwrap_or(deltas));
         }
     };
-    match crate::gateway::current() {
-        Some(m) => {
-            tokio::spawn(crate::gateway::scope(m, relay));
-        }
-        None => {
-            tokio::spawn(relay);
-        }
-    }
+    tokio::spawn(crate::gateway::carry(relay));
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     let mut resp = Response::new(body);
     let h = resp.headers_mut();

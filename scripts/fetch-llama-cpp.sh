@@ -14,6 +14,11 @@ if [ ! -f "$SRC/CMakeLists.txt" ]; then
   echo "fetching llama-cpp-python==$VER sdist from PyPI..." >&2
   "$PY" -m pip download -q --no-deps --no-binary llama-cpp-python "llama-cpp-python==$VER" -d "$CACHE/oracle" >&2
   tar xzf "$CACHE/oracle/llama_cpp_python-$VER.tar.gz" -C "$CACHE/oracle"
+  # Newer sdists unpack into llama_cpp_python-VER (PEP 625 name), older ones into
+  # llama-cpp-python-VER: keep the one directory name the rest of the scripts use.
+  if [ ! -d "$DIR" ] && [ -d "$CACHE/oracle/llama_cpp_python-$VER" ]; then
+    mv "$CACHE/oracle/llama_cpp_python-$VER" "$DIR"
+  fi
   rm -f "$CACHE/oracle/llama_cpp_python-$VER.tar.gz"
 fi
 if [ "${1:-}" = "--build" ]; then

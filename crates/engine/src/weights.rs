@@ -57,6 +57,34 @@ impl Weight {
             Bytes::Owned(v) => v.len(),
         }
     }
+    /// Rows `start..start + n` of this matrix as a matrix of their own, viewing the same
+    /// bytes (rows are contiguous, whole blocks): how a fused tensor (`attn_qkv`, a gate/up
+    /// `ffn_up`) is read as its parts without a copy.
+    pub fn rows_view(&self, start: usize, n: usize, name: &str) -> Weight {
+        assert!(start + n <= self.rows, "{}: rows {start}+{n} of {}", self.name, self.rows);
+        let rb = self.row_bytes();
+        let bytes = match &self.bytes {
+            Bytes::Mapped {
+                file,
+                buf,
+                offset,
+                ..
+            } => Bytes::Mapped {
+                file: file.clone(),
+                buf: *buf,
+                offset: offset + start * rb,
+                len: n * rb,
+            },
+            Bytes::Owned(v) => Bytes::Owned(Arc::new(v[start * rb..(start + n) * rb].to_vec())),
+        };
+        Weight {
+            name: name.to_string(),
+            dtype: self.dtype,
+            rows: n,
+            cols: self.cols,
+            bytes,
+        }
+    }
     /// A vector (1-D weight such as a norm) as f32.
     pub fn to_f32(&self) -> Vec<f32> {
         let mut out = vec![0f32; self.rows * self.cols];

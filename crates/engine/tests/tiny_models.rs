@@ -1,12 +1,15 @@
-//! The Qwen family (qwen2, qwen3, qwen3moe) against llama.cpp and transformers on tiny
-//! random-weight models.
+//! The Qwen family (qwen2, qwen3, qwen3moe), Qwen1 (`qwen`), ChatGLM (`chatglm`) and GLM-4
+//! (`glm4`) against llama.cpp and transformers on tiny random-weight models.
 //!
-//! Models: written by scripts/oracle/gen_tiny.py (fixed seed, the real Qwen2 tokenizer) into
-//! $HEARTH_CACHE/tiny (default ~/.cache/hearth/tiny); this test runs the script when they are
-//! missing, and the script checks their sha256 against the goldens. Goldens:
-//! tests/golden/tiny/{arch}-{variant}.json, from llama.cpp through scripts/oracle/logits.cpp
-//! (F16 KV cache, flash attention off) and, for the f32 variants, from transformers'
-//! Qwen2/Qwen3/Qwen3Moe ForCausalLM in float32 on the same weights.
+//! Models: written by scripts/oracle/gen_tiny.py (qwen2/3/3moe: fixed seed, the real Qwen2
+//! tokenizer) and scripts/oracle/gen_tiny_glm.py (qwen, chatglm, glm4: fused QKV / gate-up
+//! tensors, vocabularies cut from llama.cpp's Qwen2 and llama-spm ones plus each family's
+//! special tokens) into $HEARTH_CACHE/tiny (default ~/.cache/hearth/tiny); this test runs the
+//! script when they are missing, and the script checks their sha256 against the goldens.
+//! Goldens: tests/golden/tiny/{arch}-{variant}.json, from llama.cpp through
+//! scripts/oracle/logits.cpp (F16 KV cache, flash attention off) and, for the f32 variants,
+//! from transformers in float32 on the same weights (Qwen2/Qwen3/Qwen3Moe, Glm (= chatglm),
+//! Glm4 ForCausalLM; Qwen1 is remote code only, so llama.cpp alone referees it).
 //!
 //! Random tiny models are well-conditioned (no near-degenerate activations as in trained
 //! quantized models), so the bounds are tight:
@@ -24,7 +27,7 @@ use hearth_engine::sample::{argmax, logprobs};
 use hearth_engine::{Generator, LoadedModel, SamplingParams};
 use serde_json::Value;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 const VARIANTS: [&str; 4] = ["f32", "f16", "q8_0", "q4_k"];
 /// Top-1 must agree where the oracle's top-1/top-2 margin exceeds this (nats); greedy
@@ -53,25 +56,36 @@ fn tiny_dir() -> PathBuf {
     cache.join("tiny")
 }
 
+/// The generator script of an architecture's tiny models.
+fn generator(arch: &str) -> &'static str {
+    match arch {
+        "qwen" | "chatglm" | "glm4" => "scripts/oracle/gen_tiny_glm.py",
+        _ => "scripts/oracle/gen_tiny.py",
+    }
+}
+
 /// Make sure the models exist (and match the goldens): the generator is a no-op when cached.
-fn ensure_models() -> PathBuf {
-    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
-    let r = DONE.get_or_init(|| {
+fn ensure_models(arch: &str) -> PathBuf {
+    static DONE: Mutex<Vec<(&'static str, Result<(), String>)>> = Mutex::new(Vec::new());
+    let script = generator(arch);
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if !done.iter().any(|(s, _)| *s == script) {
         let py = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-        let out = std::process::Command::new(&py)
-            .arg(repo().join("scripts/oracle/gen_tiny.py"))
+        let r = match std::process::Command::new(&py)
+            .arg(repo().join(script))
             .arg("models")
             .output()
-            .map_err(|e| format!("cannot run {py}: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "scripts/oracle/gen_tiny.py models failed:\n{}",
+        {
+            Err(e) => Err(format!("cannot run {py}: {e}")),
+            Ok(out) if !out.status.success() => Err(format!(
+                "{script} models failed:\n{}",
                 String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(())
-    });
-    if let Err(e) = r {
+            )),
+            Ok(_) => Ok(()),
+        };
+        done.push((script, r));
+    }
+    if let Some((_, Err(e))) = done.iter().find(|(s, _)| *s == script) {
         panic!("{e}");
     }
     tiny_dir()
@@ -179,7 +193,7 @@ fn oracle_gap(a: &Value, b: &Value) -> f32 {
 
 /// Returns (llama.cpp stats, transformers stats if the golden has them).
 fn check(arch: &str, variant: &str) -> (Stats, Option<Stats>) {
-    let dir = ensure_models();
+    let dir = ensure_models(arch);
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let g = golden(arch, variant);
     let path = dir.join(g["model"]["file"].as_str().unwrap());
@@ -304,12 +318,18 @@ fn check_quantized(arch: &str, v: &str, s: &Stats, failures: &mut Vec<String>) {
             "{arch}-{v}: |dlogprob| vs llama.cpp median {median} (bound 0.2), p90 {p90} (bound 0.6)"
         ));
     }
-    if arch != "qwen3moe" && s.max_dlp > 0.4 {
+    if arch != "qwen3moe" && s.max_dlp > max_quantized(arch) {
         failures.push(format!(
-            "{arch}-{v}: max |dlogprob| vs llama.cpp {} > 0.4",
-            s.max_dlp
+            "{arch}-{v}: max |dlogprob| vs llama.cpp {} > {}",
+            s.max_dlp,
+            max_quantized(arch)
         ));
     }
+}
+
+/// Max |Δlogprob| for quantized dense models (see `check_quantized`).
+fn max_quantized(_arch: &str) -> f32 {
+    0.4
 }
 
 fn check_arch(arch: &str) {
@@ -376,4 +396,19 @@ fn qwen3_matches_llama_cpp_and_transformers() {
 #[test]
 fn qwen3moe_matches_llama_cpp_and_transformers() {
     check_arch("qwen3moe");
+}
+
+#[test]
+fn qwen1_matches_llama_cpp() {
+    check_arch("qwen");
+}
+
+#[test]
+fn chatglm_matches_llama_cpp_and_transformers() {
+    check_arch("chatglm");
+}
+
+#[test]
+fn glm4_matches_llama_cpp_and_transformers() {
+    check_arch("glm4");
 }

@@ -1,6 +1,6 @@
 //! Multi-head attention with grouped KV heads (GQA), shared by every architecture.
 //! Options cover the variants in use: Q/K/V/O biases (Qwen2, gpt-oss), per-head QK RMSNorm
-//! (Gemma 3, Qwen3), sliding windows (Gemma 3, gpt-oss), RoPE style/base per layer and learned
+//! (Gemma 3, Qwen3), fused QKV with bias (Qwen1, ChatGLM), sliding windows (Gemma 3, gpt-oss), RoPE style/base per layer and learned
 //! attention sinks (gpt-oss: one logit per head that joins each softmax denominator).
 
 use crate::batch::Batch;
@@ -70,7 +70,8 @@ fn add_bias(x: &mut [f32], b: &Option<Vec<f32>>) {
 }
 
 impl AttentionWeights {
-    /// Load layer `i`'s `blk.{i}.attn_{q,k,v,output}` weights (ggml tensor names), their biases
+    /// Load layer `i`'s `blk.{i}.attn_{q,k,v,output}` weights (ggml tensor names; or a fused
+    /// `blk.{i}.attn_qkv`), their biases
     /// where the file has them, attention sinks `blk.{i}.attn_sinks.weight` where present, and,
     /// when `qk_norm`, the required per-head Q/K norm weights.
     pub fn load(
@@ -91,14 +92,44 @@ impl AttentionWeights {
                 Ok(None)
             }
         };
+        // Fused Q/K/V (`attn_qkv`: Qwen1, ChatGLM, some GLM-4 files), as llama.cpp's
+        // create_tensor_qkv: rows [Q | K | V], read as three row views of the same bytes (so
+        // the matmuls, one pool job as for separate weights, compute the fused product's rows
+        // exactly); its bias, when present, splits the same way.
+        let (wq, wk, wv, bq, bk, bv);
+        if l.has(&t("attn_qkv.weight")) {
+            let w = l.matrix(&t("attn_qkv.weight"), d, dq + 2 * dkv)?;
+            wq = w.rows_view(0, dq, &t("attn_qkv.weight[q]"));
+            wk = w.rows_view(dq, dkv, &t("attn_qkv.weight[k]"));
+            wv = w.rows_view(dq + dkv, dkv, &t("attn_qkv.weight[v]"));
+            match l.vector_opt(&t("attn_qkv.bias"), dq + 2 * dkv)? {
+                Some(b) => {
+                    bq = Some(b[..dq].to_vec());
+                    bk = Some(b[dq..dq + dkv].to_vec());
+                    bv = Some(b[dq + dkv..].to_vec());
+                }
+                None => {
+                    bq = l.vector_opt(&t("attn_q.bias"), dq)?;
+                    bk = l.vector_opt(&t("attn_k.bias"), dkv)?;
+                    bv = l.vector_opt(&t("attn_v.bias"), dkv)?;
+                }
+            }
+        } else {
+            wq = l.matrix(&t("attn_q.weight"), d, dq)?;
+            wk = l.matrix(&t("attn_k.weight"), d, dkv)?;
+            wv = l.matrix(&t("attn_v.weight"), d, dkv)?;
+            bq = l.vector_opt(&t("attn_q.bias"), dq)?;
+            bk = l.vector_opt(&t("attn_k.bias"), dkv)?;
+            bv = l.vector_opt(&t("attn_v.bias"), dkv)?;
+        }
         Ok(AttentionWeights {
-            wq: l.matrix(&t("attn_q.weight"), d, dq)?,
-            wk: l.matrix(&t("attn_k.weight"), d, dkv)?,
-            wv: l.matrix(&t("attn_v.weight"), d, dkv)?,
+            wq,
+            wk,
+            wv,
             wo: l.matrix(&t("attn_output.weight"), dq, d)?,
-            bq: l.vector_opt(&t("attn_q.bias"), dq)?,
-            bk: l.vector_opt(&t("attn_k.bias"), dkv)?,
-            bv: l.vector_opt(&t("attn_v.bias"), dkv)?,
+            bq,
+            bk,
+            bv,
             bo: l.vector_opt(&t("attn_output.bias"), d)?,
             q_norm: norm("attn_q_norm.weight")?,
             k_norm: norm("attn_k_norm.weight")?,

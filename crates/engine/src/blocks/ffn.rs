@@ -39,6 +39,25 @@ impl FfnWeights {
         })
     }
 
+    /// Layer `i`'s FFN stored as one `blk.{i}.ffn_up` of 2·n_ff rows, gate rows first then up
+    /// rows (ChatGLM, GLM-4: llama.cpp's LLM_FFN_SWIGLU without a gate tensor, ggml_swiglu =
+    /// silu(first half) · second half), read as two row views; `ffn_down` as usual.
+    pub fn load_fused_up(
+        l: &crate::weights::WeightLoader,
+        i: usize,
+        d: usize,
+        n_ff: usize,
+    ) -> Result<Self, crate::error::EngineError> {
+        let t = |n: &str| format!("blk.{i}.{n}");
+        let w = l.matrix(&t("ffn_up.weight"), d, 2 * n_ff)?;
+        Ok(FfnWeights {
+            gate: w.rows_view(0, n_ff, &t("ffn_up.weight[gate]")),
+            up: w.rows_view(n_ff, n_ff, &t("ffn_up.weight[up]")),
+            down: l.matrix(&t("ffn_down.weight"), n_ff, d)?,
+            act: GluAct::Silu,
+        })
+    }
+
     /// `x`: T normalized rows; writes T rows of the block output into `y`.
     pub fn forward(&self, pool: &Pool, s: &mut FfnScratch, x: &[f32], n_tok: usize, y: &mut [f32]) {
         let ff = self.gate.rows;

@@ -1,10 +1,14 @@
 //! Architectures. Each file reads its hyper-parameters, loads its tensors and wires the shared
 //! blocks into a forward pass; `REGISTRY` has one row per GGUF architecture name.
 
+pub mod chatglm;
+pub mod decoder;
 pub mod gemma3;
+pub mod glm4;
 pub mod gpt_oss;
 pub mod llama;
 pub mod qwen;
+pub mod qwen1;
 
 use crate::batch::Batch;
 use crate::blocks::{AttnScratch, FfnScratch};
@@ -188,6 +192,9 @@ pub const REGISTRY: &[(&str, Loader)] = &[
     ("qwen3", qwen::load_qwen3),
     ("qwen3moe", qwen::load_qwen3moe),
     ("gpt-oss", gpt_oss::load),
+    ("qwen", qwen1::load),
+    ("chatglm", chatglm::load),
+    ("glm4", glm4::load),
 ];
 
 pub fn supported_architectures() -> Vec<&'static str> {

@@ -66,7 +66,10 @@ pub fn main(a: Args) -> anyhow::Result<()> {
                 println!("    …");
             }
         }
-        None => println!("chat template:  none in file (built-in ChatML fallback)"),
+        None => println!(
+            "chat template:  none in file (built-in {} fallback)",
+            hearth_engine::template::Fallback::for_arch(&lm.model.info().arch).name()
+        ),
     }
     if a.metadata {
         // GGUF keys; for a Hugging Face directory, those translated from config.json.

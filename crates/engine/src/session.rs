@@ -9,7 +9,7 @@ use crate::kv::{KvBatch, KvStore, KvType, BLOCK_SIZE};
 use crate::models::{self, Ctx, Model};
 use crate::sample::{Sampler, SamplingParams};
 use crate::source::ModelSource;
-use hearth_template::ChatTemplate;
+use hearth_template::{ChatTemplate, Fallback};
 use hearth_tokenizer::{StreamDecoder, Tokenizer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,13 +35,19 @@ impl LoadedModel {
         let path = path.as_ref().to_path_buf();
         let file = Arc::new(open_source(&path)?);
         let model = models::load(file.clone())?;
-        let tokenizer = match file.gguf() {
+        let mut tokenizer = match file.gguf() {
             Some(g) => Tokenizer::from_gguf(g),
             // tokenizer.json, with BOS/EOS and the end-of-generation set from
             // tokenizer_config.json and generation_config.json beside it.
             None => Tokenizer::from_tokenizer_json(&file.path),
         }
         .map_err(|e| EngineError::Tokenizer(format!("{}: {e}", file.path.display())))?;
+        let arch = model.info().arch.clone();
+        for t in models::extra_stop_tokens(&arch) {
+            if let Some(id) = tokenizer.token_id(t) {
+                tokenizer.add_eog(id);
+            }
+        }
         let tok_text = |id: Option<u32>| {
             id.map(|i| tokenizer.token_text(i).to_string())
                 .unwrap_or_default()
@@ -54,11 +60,13 @@ impl LoadedModel {
             Some(src) => ChatTemplate::new(src, &bos, &eos)
                 .map_err(|e| EngineError::Template(format!("{}: {e}", file.path.display())))?,
             None => {
+                let which = Fallback::for_arch(&arch);
                 tracing::warn!(
-                    "{}: no chat template in the model; using the built-in ChatML fallback",
-                    file.path.display()
+                    "{}: no chat template in the model; using the built-in {} fallback",
+                    file.path.display(),
+                    which.name()
                 );
-                ChatTemplate::fallback(&bos, &eos)
+                ChatTemplate::builtin(which, &bos, &eos)
             }
         };
         Ok(LoadedModel {

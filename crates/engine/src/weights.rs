@@ -61,14 +61,16 @@ impl Weight {
     /// bytes (rows are contiguous, whole blocks): how a fused tensor (`attn_qkv`, a gate/up
     /// `ffn_up`) is read as its parts without a copy.
     pub fn rows_view(&self, start: usize, n: usize, name: &str) -> Weight {
-        assert!(start + n <= self.rows, "{}: rows {start}+{n} of {}", self.name, self.rows);
+        assert!(
+            start + n <= self.rows,
+            "{}: rows {start}+{n} of {}",
+            self.name,
+            self.rows
+        );
         let rb = self.row_bytes();
         let bytes = match &self.bytes {
             Bytes::Mapped {
-                file,
-                buf,
-                offset,
-                ..
+                file, buf, offset, ..
             } => Bytes::Mapped {
                 file: file.clone(),
                 buf: *buf,

@@ -162,6 +162,56 @@ pub const GGUF_TOOL_USE_TEMPLATE_KEY: &str = "tokenizer.chat_template.tool_use";
 /// Content given as a parts list contributes the text of its text parts.
 const CHATML_FALLBACK: &str = include_str!("chatml.jinja");
 
+/// A built-in template for GGUFs that carry none, chosen by architecture: ChatML for most,
+/// ChatGLM3's `[gMASK]sop<|user|>\n ...` for `chatglm`, GLM-4's `[gMASK]<sop><|user|>\n...` for
+/// `glm4` (see the .jinja files beside this one for exactly what each renders).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fallback {
+    ChatMl,
+    ChatGlm3,
+    Glm4,
+}
+
+impl Fallback {
+    pub const ALL: [Fallback; 3] = [Fallback::ChatMl, Fallback::ChatGlm3, Fallback::Glm4];
+
+    /// The fallback for a GGUF `general.architecture`. ChatGLM3 files use `chatglm`; so does
+    /// the first GLM-4-9B-Chat, which has its template in the file.
+    pub fn for_arch(arch: &str) -> Fallback {
+        match arch {
+            "chatglm" => Fallback::ChatGlm3,
+            "glm4" => Fallback::Glm4,
+            _ => Fallback::ChatMl,
+        }
+    }
+
+    /// The file name under crates/template/src (the key of its golden).
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Fallback::ChatMl => "chatml.jinja",
+            Fallback::ChatGlm3 => "chatglm3.jinja",
+            Fallback::Glm4 => "glm4.jinja",
+        }
+    }
+
+    pub fn source(self) -> &'static str {
+        match self {
+            Fallback::ChatMl => CHATML_FALLBACK,
+            Fallback::ChatGlm3 => include_str!("chatglm3.jinja"),
+            Fallback::Glm4 => include_str!("glm4.jinja"),
+        }
+    }
+
+    /// A short name for messages ("ChatML", "ChatGLM3", "GLM-4").
+    pub fn name(self) -> &'static str {
+        match self {
+            Fallback::ChatMl => "ChatML",
+            Fallback::ChatGlm3 => "ChatGLM3",
+            Fallback::Glm4 => "GLM-4",
+        }
+    }
+}
+
 /// Where a template loaded by [`ChatTemplate::from_gguf`] came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TemplateSource {
@@ -221,6 +271,12 @@ impl ChatTemplate {
         Self::new(CHATML_FALLBACK, bos_token, eos_token).expect("built-in ChatML template compiles")
     }
 
+    /// The built-in template `which` (for a model without one; see [`Fallback::for_arch`]).
+    pub fn builtin(which: Fallback, bos_token: &str, eos_token: &str) -> Self {
+        // Our own sources, covered by the golden tests: failing to compile one is a bug.
+        Self::new(which.source(), bos_token, eos_token).expect("built-in template compiles")
+    }
+
     /// The model's chat template from GGUF metadata (`tokenizer.chat_template`, plus
     /// `tokenizer.chat_template.tool_use` when present), with the BOS
     /// and EOS token texts (`tokenizer.ggml.tokens[tokenizer.ggml.{bos,eos}_token_id]`; empty
@@ -263,7 +319,13 @@ impl ChatTemplate {
                 }
                 Ok((t, TemplateSource::Gguf))
             }
-            None => Ok((Self::fallback(&bos, &eos), TemplateSource::Fallback)),
+            None => {
+                let arch = gguf.get_str("general.architecture").unwrap_or_default();
+                Ok((
+                    Self::builtin(Fallback::for_arch(arch), &bos, &eos),
+                    TemplateSource::Fallback,
+                ))
+            }
         }
     }
 

@@ -18,7 +18,7 @@ Inputs:
     rendered with their own BOS/EOS token texts;
   * the conversations in tests/conversations.json, each with
     add_generation_prompt true and false;
-  * our fallback template (src/chatml.jinja) the same way;
+  * our fallback templates (src/chatml.jinja, chatglm3.jinja, glm4.jinja) the same way;
   * the one-feature templates in tests/snippets.json (add_generation_prompt true);
   * Python's strftime of the fixed instant for a few formats.
 
@@ -26,6 +26,9 @@ Templates are never copied into the repo: the golden file keys each one by its
 file name and sha256, and the Rust test reads the template text at run time.
 
 Usage:  pip install transformers jinja2 gguf && python3 crates/template/tests/gen_golden.py
+        python3 crates/template/tests/gen_golden.py --only-hearth   # re-render only our own
+                templates (src/*.jinja) into the existing golden.json; an entry rendered by
+                another transformers version than the file's records its own "oracle"
 """
 
 import datetime
@@ -109,7 +112,11 @@ def render(source, conv, add_generation_prompt, bos, eos):
         return {"error": str(e), "kind": kind}
 
 
+HEARTH_TEMPLATES = ("chatml.jinja", "chatglm3.jinja", "glm4.jinja")
+
+
 def main():
+    only_hearth = "--only-hearth" in sys.argv[1:]
     llama_src = os.environ.get(
         "HEARTH_LLAMA_CPP_SRC",
         os.path.expanduser("~/.cache/hearth/oracle/llama-cpp-python-0.3.36/vendor/llama.cpp"),
@@ -134,9 +141,15 @@ def main():
         # the Rust test checks it finds no template either, and the caller uses ChatTemplate::fallback.
         sources.append(("gguf/" + name, src, bos, eos))
 
-    # Our own fallback (ChatML) template, rendered by the same oracle.
-    with open(os.path.join(HERE, "..", "src", "chatml.jinja"), encoding="utf-8") as f:
-        sources.append(("hearth/chatml.jinja", f.read(), DEFAULT_BOS, DEFAULT_EOS))
+    # Our own fallback templates (ChatML; ChatGLM3 and GLM-4 for chatglm / glm4 files without
+    # one), rendered by the same oracle.
+    for name in HEARTH_TEMPLATES:
+        with open(os.path.join(HERE, "..", "src", name), encoding="utf-8") as f:
+            sources.append(("hearth/" + name, f.read(), DEFAULT_BOS, DEFAULT_EOS))
+    if only_hearth:
+        # Re-render only our own templates into the existing golden.json, leaving every other
+        # entry as the transformers version recorded in it produced them.
+        sources = [s for s in sources if s[0].startswith("hearth/")]
 
     # llama.cpp's own default (common/chat.cpp CHATML_TEMPLATE_SRC, used when a model has no
     # template): our fallback must render the same wherever that template renders at all.
@@ -148,6 +161,19 @@ def main():
         "templates": {},
     }
     import transformers
+    oracle = f"transformers {transformers.__version__} render_jinja_template, jinja2 {jinja2.__version__}"
+    if only_hearth:
+        with open(os.path.join(HERE, "golden.json"), encoding="utf-8") as f:
+            old = json.load(f)
+        for key, source, bos, eos in sources:
+            new = entry(source, conversations, bos, eos)
+            if old["templates"].get(key) == new:
+                continue
+            if old["oracle"] != oracle:
+                new["oracle"] = oracle
+            old["templates"][key] = new
+        write(old)
+        return
 
     # Python's strftime (glibc underneath) for the fixed instant, for the Rust strftime_now.
     golden["strftime"] = {
@@ -158,22 +184,14 @@ def main():
         ]
     }
 
-    golden["oracle"] = f"transformers {transformers.__version__} render_jinja_template, jinja2 {jinja2.__version__}"
+    golden["oracle"] = oracle
     for key, source, bos, eos in sources:
         if source is None:
             golden["templates"][key] = {"no_template": True, "bos_token": bos, "eos_token": eos}
             print(f"{key}: no chat template", file=sys.stderr)
             continue
-        cases = {}
-        for conv in conversations:
-            for agp in (False, True):
-                cases[f"{conv['name']}/{'gen' if agp else 'nogen'}"] = render(source, conv, agp, bos, eos)
-        golden["templates"][key] = {
-            "sha256": hashlib.sha256(source.encode("utf-8")).hexdigest(),
-            "bos_token": bos,
-            "eos_token": eos,
-            "cases": cases,
-        }
+        golden["templates"][key] = entry(source, conversations, bos, eos)
+        cases = golden["templates"][key]["cases"]
         n_ok = sum(1 for c in cases.values() if "ok" in c)
         print(f"{key}: {n_ok}/{len(cases)} rendered", file=sys.stderr)
 
@@ -200,6 +218,23 @@ def main():
         }
         golden["snippets"][snip["name"]] = render(snip["template"], conv, True, DEFAULT_BOS, DEFAULT_EOS)
 
+    write(golden)
+
+
+def entry(source, conversations, bos, eos):
+    cases = {}
+    for conv in conversations:
+        for agp in (False, True):
+            cases[f"{conv['name']}/{'gen' if agp else 'nogen'}"] = render(source, conv, agp, bos, eos)
+    return {
+        "sha256": hashlib.sha256(source.encode("utf-8")).hexdigest(),
+        "bos_token": bos,
+        "eos_token": eos,
+        "cases": cases,
+    }
+
+
+def write(golden):
     out = os.path.join(HERE, "golden.json")
     with open(out, "w", encoding="utf-8") as f:
         json.dump(golden, f, ensure_ascii=False, indent=1, sort_keys=True)

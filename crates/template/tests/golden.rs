@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use hearth_template::{
-    parse_messages, ChatTemplate, CivilTime, RenderOptions, TemplateError, TemplateSource,
+    parse_messages, ChatTemplate, CivilTime, Fallback, RenderOptions, TemplateError, TemplateSource,
 };
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
@@ -152,9 +152,15 @@ fn matches_transformers_apply_chat_template() {
     let (mut total_pass, mut total) = (0usize, 0usize);
 
     for (key, entry) in golden["templates"].as_object().unwrap() {
-        let (source, bos, eos) = if key == "hearth/chatml.jinja" {
+        let builtin = key.strip_prefix("hearth/").map(|f| {
+            Fallback::ALL
+                .into_iter()
+                .find(|b| b.file_name() == f)
+                .unwrap_or_else(|| panic!("{key}: no built-in template of that name"))
+        });
+        let (source, bos, eos) = if let Some(b) = builtin {
             (
-                Some(ChatTemplate::fallback_source().to_string()),
+                Some(b.source().to_string()),
                 "<s>".to_string(),
                 "</s>".to_string(),
             )
@@ -197,8 +203,8 @@ fn matches_transformers_apply_chat_template() {
             "{key}: template text changed since golden.json was generated; rerun crates/template/tests/gen_golden.py"
         );
 
-        let compiled = if key == "hearth/chatml.jinja" {
-            Ok(ChatTemplate::fallback(&bos, &eos))
+        let compiled = if let Some(b) = builtin {
+            Ok(ChatTemplate::builtin(b, &bos, &eos))
         } else if let Some(file) = key.strip_prefix("gguf/") {
             // Through the public GGUF loader (its BOS/EOS are the ones checked above).
             let f = hearth_formats::GgufFile::open(models_dir().join(file)).unwrap();
@@ -451,4 +457,68 @@ fn strftime_now_matches_python() {
 
 fn first_diff(a: &str, b: &str) -> usize {
     a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count()
+}
+
+/// Every built-in template has its transformers-rendered golden entry.
+#[test]
+fn every_builtin_template_has_a_golden() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let golden: Json =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
+    for b in Fallback::ALL {
+        let key = format!("hearth/{}", b.file_name());
+        let e = &golden["templates"][&key];
+        assert_eq!(
+            e["sha256"].as_str(),
+            Some(sha256_hex(b.source()).as_str()),
+            "{key}: missing from golden.json or changed; run gen_golden.py --only-hearth"
+        );
+    }
+    assert_eq!(Fallback::for_arch("chatglm"), Fallback::ChatGlm3);
+    assert_eq!(Fallback::for_arch("glm4"), Fallback::Glm4);
+    assert_eq!(Fallback::for_arch("qwen"), Fallback::ChatMl);
+}
+
+/// The ChatGLM3 and GLM-4 built-ins render plain conversations as llama.cpp's own
+/// LLM_CHAT_TEMPLATE_CHATGLM_3 / _4 (src/llama-chat.cpp, restated here) do, except that our
+/// GLM-4 generation prompt is a bare `<|assistant|>` (GLM-4's own template) where llama.cpp
+/// appends "\n".
+#[test]
+fn glm_builtins_match_llama_cpp_formats() {
+    let llama = |prefix: &str, sep: &str, gen: &str, msgs: &[(&str, &str)]| {
+        let mut s = prefix.to_string();
+        for (role, content) in msgs {
+            s += &format!("<|{role}|>\n{sep}{content}");
+        }
+        s + gen
+    };
+    let convs: &[&[(&str, &str)]] = &[
+        &[("system", "You are terse."), ("user", "Hi")],
+        &[
+            ("user", "Hi"),
+            ("assistant", "Hello."),
+            ("user", "  Joke?\n"),
+        ],
+    ];
+    for msgs in convs {
+        let messages: Vec<_> = msgs
+            .iter()
+            .map(|(r, c)| hearth_template::Message::new(*r, *c))
+            .collect();
+        let opts = RenderOptions {
+            add_generation_prompt: true,
+            ..Default::default()
+        };
+        let got = ChatTemplate::builtin(Fallback::ChatGlm3, "<s>", "</s>")
+            .render(&messages, &opts)
+            .unwrap();
+        assert_eq!(got, llama("[gMASK]sop", " ", "<|assistant|>", msgs));
+        let got = ChatTemplate::builtin(Fallback::Glm4, "", "<|endoftext|>")
+            .render(&messages, &opts)
+            .unwrap();
+        assert_eq!(
+            got + "\n",
+            llama("[gMASK]<sop>", "", "<|assistant|>\n", msgs)
+        );
+    }
 }

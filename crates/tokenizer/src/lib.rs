@@ -477,6 +477,13 @@ impl Tokenizer {
     pub fn is_eog(&self, id: u32) -> bool {
         self.eog.contains(&id)
     }
+    /// Adds `id` to the end-of-generation set (an architecture's turn markers that the file's
+    /// metadata does not name, e.g. ChatGLM's `<|user|>` / `<|observation|>`).
+    pub fn add_eog(&mut self, id: u32) {
+        if (id as usize) < self.tokens.len() {
+            self.eog.insert(id);
+        }
+    }
     /// All end-of-generation ids, ascending.
     pub fn eog_ids(&self) -> Vec<u32> {
         self.eog.iter().copied().collect()

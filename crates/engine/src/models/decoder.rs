@@ -138,7 +138,9 @@ pub fn common(
     let n_nextn = hp.usize_opt("nextn_predict_layers").unwrap_or(0);
     let n_head = hp.usize("attention.head_count")?;
     let n_kv_head = hp.usize_opt("attention.head_count_kv").unwrap_or(n_head);
-    let head_dim = hp.usize_opt("attention.key_length").unwrap_or(d / n_head.max(1));
+    let head_dim = hp
+        .usize_opt("attention.key_length")
+        .unwrap_or(d / n_head.max(1));
     if n_head == 0 || n_kv_head == 0 || n_head % n_kv_head != 0 || head_dim == 0 {
         return Err(EngineError::Invalid {
             path: path(),
@@ -147,7 +149,10 @@ pub fn common(
             ),
         });
     }
-    if hp.usize_opt("attention.value_length").is_some_and(|v| v != head_dim) {
+    if hp
+        .usize_opt("attention.value_length")
+        .is_some_and(|v| v != head_dim)
+    {
         return Err(EngineError::Invalid {
             path: path(),
             message: format!("{arch}.attention.value_length differs from key_length (unsupported)"),
@@ -179,7 +184,9 @@ pub fn common(
     if n_rot > head_dim || n_rot % 2 != 0 {
         return Err(EngineError::Invalid {
             path: path(),
-            message: format!("{arch}.rope.dimension_count {n_rot} must be even and <= head size {head_dim}"),
+            message: format!(
+                "{arch}.rope.dimension_count {n_rot} must be even and <= head size {head_dim}"
+            ),
         });
     }
     Ok(Common {

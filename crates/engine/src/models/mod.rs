@@ -197,6 +197,18 @@ pub const REGISTRY: &[(&str, Loader)] = &[
     ("glm4", glm4::load),
 ];
 
+/// Turn markers an architecture's chats end with that its GGUFs may not list as
+/// end-of-generation (ChatGLM3 files name only `</s>`; GLM-4 files name `<|user|>` as EOT but
+/// not `<|observation|>`, which ends a turn that called a tool). Added to the tokenizer's EOG
+/// set when the vocabulary has them; `<|im_end|>` / `<|endoftext|>` already are by text.
+pub fn extra_stop_tokens(arch: &str) -> &'static [&'static str] {
+    match arch {
+        "chatglm" | "glm4" => &["<|user|>", "<|observation|>", "<|endoftext|>"],
+        "qwen" => &["<|im_end|>", "<|endoftext|>"],
+        _ => &[],
+    }
+}
+
 pub fn supported_architectures() -> Vec<&'static str> {
     REGISTRY.iter().map(|(n, _)| *n).collect()
 }

@@ -16,6 +16,9 @@ export HEARTH_LLAMA_CPP_SRC="${HEARTH_LLAMA_CPP_SRC:-$(scripts/fetch-llama-cpp.s
 # Tiny random-weight Qwen models for crates/engine/tests/tiny_models.rs: written once into
 # $HEARTH_CACHE/tiny, then only checked against the sha256 in tests/golden/tiny.
 "$PY" scripts/oracle/gen_tiny.py models >/dev/null
+# Tiny qwen (Qwen1) / chatglm / glm4 models (fused attn_qkv and gate/up tensors, GLM prefixes),
+# a few MB each, for the same test: scripts/oracle/gen_tiny_glm.py, checked the same way.
+"$PY" scripts/oracle/gen_tiny_glm.py models >/dev/null
 # Tiny Hugging Face directories for crates/engine/tests/hf_dir.rs (numpy only; transformers is
 # needed just to regenerate the goldens): written once into $HEARTH_CACHE/tiny_hf, then checked.
 "$PY" scripts/oracle/gen_tiny_hf.py models >/dev/null

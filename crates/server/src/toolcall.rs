@@ -1,4 +1,5 @@
-//! Hermes-style tool calls in generated text → OpenAI `tool_calls`.
+//! Tool calls in generated text → OpenAI `tool_calls`: Hermes `<tool_call>` blocks, and
+//! GLM-4's "NAME\nJSON" turns ([`parse_glm4`]).
 //!
 //! Hermes 2 Pro, Qwen 2.5/3 and SmolLM3 chat templates ask the model to
 //! answer a tool call as
@@ -78,9 +79,97 @@ fn parse_block(body: &str) -> Option<ToolCall> {
     })
 }
 
+/// GLM-4's separator between an assistant's turns (and so between parallel calls).
+pub const GLM4_ASSISTANT: &str = "<|assistant|>";
+
+/// GLM-4 tool calls (GLM-4-9B-Chat / GLM-4-0414, and Hearth's built-in GLM-4 template): after
+/// the generation prompt `<|assistant|>` the model writes either "\n" + an answer, or a
+/// function name alone on the first line followed by its arguments as a JSON object; a
+/// further call starts with another `<|assistant|>`, and the turn ends with `<|observation|>`.
+/// `names` are the request's tool names: a first line that is not one of them is content
+/// (so an answer that happens to start with a word and a JSON line is not taken for a call).
+/// Returns `None` when there is no call, or when text after a call is not a call either.
+pub fn parse_glm4(text: &str, names: &[&str]) -> Option<Parsed> {
+    let mut content = String::new();
+    let mut calls = Vec::new();
+    for seg in text.split(GLM4_ASSISTANT) {
+        match glm4_call(seg, names) {
+            Some(c) => calls.push(c),
+            None if calls.is_empty() => content.push_str(seg),
+            // Text after a call that is no call: leave everything as content.
+            None if seg.trim().is_empty() => {}
+            None => return None,
+        }
+    }
+    if calls.is_empty() {
+        return None;
+    }
+    let content = content.trim();
+    Some(Parsed {
+        content: (!content.is_empty()).then(|| content.to_string()),
+        calls,
+    })
+}
+
+fn glm4_call(seg: &str, names: &[&str]) -> Option<ToolCall> {
+    let (name, rest) = seg.split_once('\n')?;
+    let name = name.trim();
+    if name.is_empty() || !names.contains(&name) {
+        return None;
+    }
+    let rest = rest.trim();
+    let v: Value = serde_json::from_str(rest).ok()?;
+    if !v.is_object() {
+        return None;
+    }
+    Some(ToolCall {
+        id: crate::ids::tool_call_id(),
+        name: name.to_string(),
+        arguments: rest.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn glm4_single_and_parallel_calls() {
+        let names = ["get_weather", "get_time"];
+        let p = parse_glm4("get_weather\n{\"city\": \"Paris\"}", &names).unwrap();
+        assert_eq!(p.content, None);
+        assert_eq!(p.calls.len(), 1);
+        assert_eq!(p.calls[0].name, "get_weather");
+        assert_eq!(p.calls[0].arguments, "{\"city\": \"Paris\"}");
+        let p = parse_glm4(
+            "\nChecking both.<|assistant|>get_time\n{\"tz\": \"Asia/Tokyo\"}<|assistant|>get_time\n{\"tz\": \"America/Lima\"}\n",
+            &names,
+        )
+        .unwrap();
+        assert_eq!(p.content.as_deref(), Some("Checking both."));
+        let tz: Vec<_> = p.calls.iter().map(|c| c.arguments.as_str()).collect();
+        assert_eq!(
+            tz,
+            ["{\"tz\": \"Asia/Tokyo\"}", "{\"tz\": \"America/Lima\"}"]
+        );
+        assert_ne!(p.calls[0].id, p.calls[1].id);
+    }
+
+    #[test]
+    fn glm4_answers_and_malformed_calls_are_content() {
+        let names = ["get_weather"];
+        assert_eq!(parse_glm4("\nIt is sunny in Paris.", &names), None);
+        // Not a tool of this request.
+        assert_eq!(parse_glm4("search\n{\"q\": \"x\"}", &names), None);
+        // Arguments cut short, or not an object.
+        assert_eq!(parse_glm4("get_weather\n{\"city\": \"Pa", &names), None);
+        assert_eq!(parse_glm4("get_weather\n[1]", &names), None);
+        // Text after a call that is not a call.
+        assert_eq!(
+            parse_glm4("get_weather\n{}<|assistant|>\nDone.", &names),
+            None
+        );
+    }
 
     #[test]
     fn single_call_with_object_arguments() {

@@ -427,6 +427,16 @@ const server = http.createServer(async (req, res) => {
     const { password, ...out } = u;
     return send(res, 201, out);
   }
+  if ((m = /^\/admin\/v1\/users\/([^/]+)$/.exec(p)) && method === 'PATCH') {
+    const u = users.get(decodeURIComponent(m[1]));
+    if (!u) return err(res, 404, 'no such user');
+    const b = (await body(req)) ?? {};
+    if (b.role) u.role = b.role;
+    if ('team' in b) u.team = b.team;
+    if (b.password) u.password = b.password;
+    const { password, ...out } = u;
+    return send(res, 200, out);
+  }
   if ((m = /^\/admin\/v1\/users\/([^/]+)$/.exec(p)) && method === 'DELETE') { users.delete(decodeURIComponent(m[1])); return send(res, 200, { name: m[1], deleted: true }); }
   if (p === '/admin/v1/teams' && method === 'GET') return list([...teams.values()]);
   if (p === '/admin/v1/teams' && method === 'POST') {

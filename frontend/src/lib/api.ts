@@ -145,6 +145,8 @@ export const api = {
   users: () => json<{ data: AdminUser[] }>('/admin/v1/users'),
   createUser: (body: { name: string; role: string; team?: string | null; password?: string }) =>
     json<AdminUser>('/admin/v1/users', 'POST', body),
+  updateUser: (name: string, body: { role?: string; team?: string | null; password?: string }) =>
+    json<AdminUser>(`/admin/v1/users/${encodeURIComponent(name)}`, 'PATCH', body),
   deleteUser: (name: string) => json<object>(`/admin/v1/users/${encodeURIComponent(name)}`, 'DELETE'),
   teams: () => json<{ data: Team[] }>('/admin/v1/teams'),
   createTeam: (body: { name: string; limits?: Record<string, number | null> }) => json<Team>('/admin/v1/teams', 'POST', body),

@@ -168,6 +168,9 @@ const en = {
   'admin.confirmDelete': 'Delete {name}?',
   'admin.limits': 'Limits',
   'admin.unlimited': 'unlimited',
+  'admin.setPassword': 'Set password',
+  'admin.newPassword': 'New password for {name} (at least 8 characters):',
+  'admin.passwordSet': 'Password set',
 
   'keys.name': 'Key name',
   'keys.user': 'User',

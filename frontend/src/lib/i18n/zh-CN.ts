@@ -170,6 +170,9 @@ const zh: Dict = {
   'admin.confirmDelete': '删除 {name}？',
   'admin.limits': '限额',
   'admin.unlimited': '不限',
+  'admin.setPassword': '设置密码',
+  'admin.newPassword': '{name} 的新密码（至少 8 个字符）：',
+  'admin.passwordSet': '密码已设置',
 
   'keys.name': '密钥名称',
   'keys.user': '用户',

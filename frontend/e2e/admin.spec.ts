@@ -38,6 +38,17 @@ test('admin pages: status, users, usage and audit render', async ({ page }) => {
   await expect(page.getByTestId('status-models').locator('tbody tr').first()).toBeVisible();
   await page.getByTestId('admin-tab-users').click();
   await expect(page.getByTestId('users-table')).toBeVisible();
+  const name = `ui-user-${Date.now()}`;
+  await page.getByTestId('user-name').fill(name);
+  await page.getByTestId('user-password').fill('a-good-password');
+  await page.getByTestId('user-role').selectOption('auditor');
+  await page.getByTestId('user-create').click();
+  const row = page.locator(`[data-testid="user-row"][data-name="${name}"]`);
+  await expect(row.getByTestId('user-role-edit')).toHaveValue('auditor');
+  await row.getByTestId('user-role-edit').selectOption('user');
+  await expect
+    .poll(async () => ((await (await page.request.get('/admin/v1/users')).json()).data as { name: string; role: string }[]).find((u) => u.name === name)?.role)
+    .toBe('user');
   await page.getByTestId('admin-tab-usage').click();
   await expect(page.getByTestId('usage-table')).toBeVisible();
   await page.getByTestId('admin-tab-audit').click();

@@ -14,7 +14,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +27,7 @@ use tokio::sync::watch;
 
 use crate::error::ApiError;
 use crate::generation::{Choice, ChoiceEvent, Finish};
+use crate::json::QueryParams;
 use crate::state::SharedState;
 
 /// How long an ended generation can still be replayed.
@@ -484,7 +485,7 @@ pub struct EventsQuery {
 pub async fn events(
     State(state): State<SharedState>,
     Path(id): Path<String>,
-    Query(q): Query<EventsQuery>,
+    QueryParams(q): QueryParams<EventsQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let owner = owner(&state)?;

@@ -105,3 +105,24 @@ mod tests {
         assert!(e.message.contains("could not parse the JSON"));
     }
 }
+
+/// Query-string extractor whose errors are OpenAI-shaped (axum's `Query` answers plain text).
+pub struct QueryParams<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for QueryParams<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(q)| QueryParams(q))
+            .map_err(|e| ApiError::bad_request(format!("Bad query string: {}", e.body_text())))
+    }
+}

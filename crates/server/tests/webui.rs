@@ -1287,6 +1287,29 @@ async fn conversations_list_search_rename_delete_export_import() {
     .await;
     assert_eq!(st, 400);
     assert_eq!(v["error"]["param"], "format");
+    let (st, v) = ui(
+        &s,
+        &alice,
+        Method::GET,
+        "/api/conversations?limit=many",
+        None,
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("query"),
+        "{v}"
+    );
+    let (st, v) = ui(
+        &s,
+        &alice,
+        Method::GET,
+        "/api/generations/g_x/events?from=-",
+        None,
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(v["error"]["message"].is_string(), "{v}");
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
 use crate::generations::{message_json, Generation, Job};
-use crate::json::JsonBody;
+use crate::json::{JsonBody, QueryParams};
 use crate::state::SharedState;
 
 pub const DEFAULT_TITLE: &str = "New conversation";
@@ -110,7 +110,7 @@ pub struct ListQuery {
 /// `GET /api/conversations?q=&limit=&offset=`.
 pub async fn list(
     State(state): State<SharedState>,
-    Query(q): Query<ListQuery>,
+    QueryParams(q): QueryParams<ListQuery>,
 ) -> Result<Response, ApiError> {
     let owner = owner()?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
@@ -470,7 +470,7 @@ pub struct ExportQuery {
 pub async fn export(
     State(state): State<SharedState>,
     Path(id): Path<String>,
-    Query(q): Query<ExportQuery>,
+    QueryParams(q): QueryParams<ExportQuery>,
 ) -> Result<Response, ApiError> {
     let owner = owner()?;
     let st = store(&state)?;

@@ -416,3 +416,59 @@ fn chatglm_matches_llama_cpp_and_transformers() {
 fn glm4_matches_llama_cpp_and_transformers() {
     check_arch("glm4");
 }
+
+/// Files without a chat template (as Qwen-7B-Chat and ChatGLM3 GGUFs): the built-in fallback
+/// of the architecture renders one user turn as exactly the `chat` prompt the goldens were
+/// made with (llama.cpp's CHATML / CHATGLM_3 / CHATGLM_4 formats; GLM-4's own generation
+/// prompt has no trailing "\n"), it tokenizes as llama.cpp did, and the turn markers stop.
+#[test]
+fn glm_and_qwen1_fallback_templates_and_stop_tokens() {
+    use hearth_engine::template::{Message, RenderOptions};
+    for (arch, suffix, stops) in [
+        ("qwen", "", &["<|im_end|>", "<|endoftext|>"][..]),
+        ("chatglm", "", &["</s>", "<|user|>", "<|observation|>"][..]),
+        (
+            "glm4",
+            "\n",
+            &["<|endoftext|>", "<|user|>", "<|observation|>"][..],
+        ),
+    ] {
+        let dir = ensure_models(arch);
+        let g = golden(arch, "f32");
+        let lm = LoadedModel::load(dir.join(g["model"]["file"].as_str().unwrap())).unwrap();
+        assert!(
+            lm.template_source.is_none(),
+            "{arch}: the tiny file has no template"
+        );
+        let chat = g["prompts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == "chat")
+            .unwrap();
+        let opts = RenderOptions {
+            add_generation_prompt: true,
+            ..Default::default()
+        };
+        let text = lm
+            .template
+            .render(&[Message::new("user", "Write a haiku about rust.")], &opts)
+            .unwrap()
+            + suffix;
+        assert_eq!(text, chat["text"].as_str().unwrap(), "{arch}");
+        assert_eq!(
+            lm.tokenizer.encode(&text, true, true),
+            ids(&chat["prompt_tokens"]),
+            "{arch}"
+        );
+        for s in stops {
+            let id = lm.tokenizer.token_id(s).unwrap();
+            assert!(lm.tokenizer.is_eog(id), "{arch}: {s} should end generation");
+        }
+        let n = lm
+            .tokenizer
+            .token_id("<|assistant|>")
+            .or(lm.tokenizer.token_id("<|im_start|>"));
+        assert!(!lm.tokenizer.is_eog(n.unwrap()), "{arch}");
+    }
+}

@@ -77,6 +77,8 @@ pub struct Choice {
     tool_buffer: Option<String>,
     /// Harmony output is parsed instead of watched for Hermes blocks.
     harmony: Option<HarmonyState>,
+    /// GLM-4 output (`with_glm4`).
+    glm4: Option<Glm4State>,
     /// Logprobs of tokens whose text is still held back.
     pending_logprobs: Vec<TokenLogprob>,
     max_tokens: usize,
@@ -113,6 +115,7 @@ impl Choice {
             tool_trigger: parse_tools.then(|| Matcher::new([toolcall::OPEN.to_string()])),
             tool_buffer: None,
             harmony: None,
+            glm4: None,
             pending_logprobs: Vec::new(),
             max_tokens,
             completion_tokens: 0,
@@ -152,6 +155,19 @@ impl Choice {
             calls: 0,
             open_call: false,
             ended_with_call: false,
+        });
+        self
+    }
+
+    /// Read the output as GLM-4 writes it after a bare `<|assistant|>`: "\n" + an answer (the
+    /// "\n" is dropped), or, when `tool_names` has the first line, a tool call (that name,
+    /// then JSON arguments; more calls may follow), held back and parsed at the end with
+    /// [`toolcall::parse_glm4`]. Replaces the Hermes watcher.
+    pub fn with_glm4(mut self, tool_names: Vec<String>) -> Self {
+        self.tool_trigger = None;
+        self.glm4 = Some(Glm4State {
+            names: tool_names,
+            head: Some(String::new()),
         });
         self
     }
@@ -262,6 +278,15 @@ impl Choice {
             buf.push_str(&text);
             return;
         }
+        let text = match self.glm4.as_mut().map(|g| g.push(&text)) {
+            None | Some(Glm4Step::Text(None)) => text,
+            Some(Glm4Step::Hold) => return,
+            Some(Glm4Step::Text(Some(t))) => t,
+            Some(Glm4Step::Call(head)) => {
+                self.tool_buffer = Some(head);
+                return;
+            }
+        };
         let text = match self.tool_trigger.as_mut().map(|m| m.push(&text)) {
             None => text,
             Some(Step::Continue { emit }) => emit,
@@ -401,8 +426,19 @@ impl Choice {
                 self.emit(held);
             }
         }
+        // GLM-4 output that ended before its first line did: it was no call.
+        if let Some(head) = self.glm4.as_mut().and_then(|g| g.head.take()) {
+            self.emit(head.strip_prefix('\n').unwrap_or(&head).to_string());
+        }
         if let Some(buf) = self.tool_buffer.take() {
-            match toolcall::parse_hermes(&buf) {
+            let parsed = match &self.glm4 {
+                Some(g) => {
+                    let names: Vec<&str> = g.names.iter().map(String::as_str).collect();
+                    toolcall::parse_glm4(&buf, &names)
+                }
+                None => toolcall::parse_hermes(&buf),
+            };
+            match parsed {
                 Some(parsed) => {
                     if let Some(content) = parsed.content {
                         self.emit(content);
@@ -493,6 +529,48 @@ struct HarmonyState {
     open_call: bool,
     /// The generation ended with `<|call|>` closing a tool call.
     ended_with_call: bool,
+}
+
+/// How GLM-4 output begins (see [`Choice::with_glm4`]).
+struct Glm4State {
+    names: Vec<String>,
+    /// The text so far while it is not yet known to be an answer or a call.
+    head: Option<String>,
+}
+
+enum Glm4Step {
+    /// Not decided yet: hold the text.
+    Hold,
+    /// An answer: send this (the held text without its leading "\n"; `None`: the text as is).
+    Text(Option<String>),
+    /// A tool call: everything so far goes to the tool-call buffer.
+    Call(String),
+}
+
+impl Glm4State {
+    fn push(&mut self, text: &str) -> Glm4Step {
+        let Some(head) = self.head.as_mut() else {
+            return Glm4Step::Text(None);
+        };
+        head.push_str(text);
+        if let Some(answer) = head.strip_prefix('\n') {
+            let t = answer.to_string();
+            self.head = None;
+            return Glm4Step::Text(Some(t));
+        }
+        let first = head.split('\n').next().unwrap_or_default();
+        let complete = head.contains('\n');
+        if complete && self.names.iter().any(|n| n == first.trim()) {
+            return Glm4Step::Call(self.head.take().unwrap_or_default());
+        }
+        if !complete && !head.is_empty() && self.names.iter().any(|n| n.starts_with(first)) {
+            return Glm4Step::Hold;
+        }
+        if head.is_empty() {
+            return Glm4Step::Hold;
+        }
+        Glm4Step::Text(self.head.take())
+    }
 }
 
 /// A finished choice, for non-streaming responses.
@@ -596,6 +674,72 @@ mod tests {
         let (c, _) = run(evs, &[], true, 100).await;
         assert_eq!(c.text, "<tool_call>{oops</tool_call>");
         assert_eq!(c.finish, Some(Finish::Stop));
+    }
+
+    async fn run_glm4(events: Vec<GenerateEvent>, names: &[&str]) -> Collected {
+        let (tx, rx) = mpsc::unbounded_channel();
+        for e in events {
+            tx.send(e).unwrap();
+        }
+        tx.send(GenerateEvent::Done {
+            finish_reason: FinishReason::Stop,
+        })
+        .unwrap();
+        Choice::new(
+            rx,
+            vec![],
+            false,
+            100,
+            Arc::new(Metrics::default()),
+            "m".into(),
+            Instant::now(),
+        )
+        .with_glm4(names.iter().map(|s| s.to_string()).collect())
+        .collect()
+        .await
+    }
+
+    #[tokio::test]
+    async fn glm4_tool_calls_and_answers() {
+        let names = ["get_weather", "get_time"];
+        // A call: name on the first line, JSON arguments; a second call right after it (the
+        // `<|assistant|>` between them is a special token, not in the text).
+        let c = run_glm4(
+            vec![
+                tok("get_"),
+                tok("weather\n{\"city\": "),
+                tok("\"Paris\"}get_time\n{\"tz\": \"UTC\"}"),
+            ],
+            &names,
+        )
+        .await;
+        assert_eq!(c.text, "");
+        assert_eq!(c.finish, Some(Finish::ToolCalls));
+        let calls: Vec<_> = c
+            .tool_calls
+            .iter()
+            .map(|t| (t.name.as_str(), t.arguments.as_str()))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                ("get_weather", "{\"city\": \"Paris\"}"),
+                ("get_time", "{\"tz\": \"UTC\"}")
+            ]
+        );
+        // An answer: its leading "\n" is dropped, the rest streams as text.
+        let c = run_glm4(vec![tok("\nIt is "), tok("sunny.")], &names).await;
+        assert_eq!(c.text, "It is sunny.");
+        assert_eq!(c.finish, Some(Finish::Stop));
+        // A first line that is no tool name, a call whose JSON is broken: content.
+        let c = run_glm4(vec![tok("get_w"), tok("ind\n{}")], &names).await;
+        assert_eq!(c.text, "get_wind\n{}");
+        let c = run_glm4(vec![tok("get_weather\n{\"city\": ")], &names).await;
+        assert_eq!(c.text, "get_weather\n{\"city\": ");
+        assert_eq!(c.finish, Some(Finish::Stop));
+        // No tools in the request: only the "\n" handling.
+        let c = run_glm4(vec![tok("\nHi")], &[]).await;
+        assert_eq!(c.text, "Hi");
     }
 
     async fn run_harmony(events: Vec<GenerateEvent>, max_tokens: usize) -> Collected {

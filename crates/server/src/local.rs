@@ -206,12 +206,15 @@ struct Sink {
 }
 
 /// [`ChatFormat::Harmony`] for gpt-oss (by architecture, or a template that writes harmony's
-/// `<|channel|>` token, e.g. a fine-tune under another architecture name).
+/// `<|channel|>` token, e.g. a fine-tune under another architecture name); [`ChatFormat::Glm4`]
+/// for GLM-4 (by architecture, or GLM-4-9B-Chat's `[gMASK]<sop>` template in a `chatglm` file).
 fn chat_format_of(lm: &LoadedModel) -> ChatFormat {
     let arch = lm.file.architecture().unwrap_or("");
     let template = lm.template_source.as_deref().unwrap_or("");
     if arch == "gpt-oss" || template.contains(hearth_harmony::tokens::CHANNEL) {
         ChatFormat::Harmony
+    } else if arch == "glm4" || template.contains("[gMASK]<sop>") {
+        ChatFormat::Glm4
     } else {
         ChatFormat::Jinja
     }

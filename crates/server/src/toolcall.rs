@@ -93,13 +93,21 @@ pub fn parse_glm4(text: &str, names: &[&str]) -> Option<Parsed> {
     let mut content = String::new();
     let mut calls = Vec::new();
     for seg in text.split(GLM4_ASSISTANT) {
-        match glm4_call(seg, names) {
-            Some(c) => calls.push(c),
-            None if calls.is_empty() => content.push_str(seg),
-            // Text after a call that is no call: leave everything as content.
-            None if seg.trim().is_empty() => {}
-            None => return None,
+        // Calls may also follow each other with no separator in the text (the engine's text
+        // stream leaves out special tokens such as `<|assistant|>`).
+        let mut rest = seg;
+        while let Some((call, after)) = glm4_call(rest, names) {
+            calls.push(call);
+            rest = after;
         }
+        if rest.trim().is_empty() {
+            continue;
+        }
+        if !calls.is_empty() {
+            // Text after a call that is no call: leave everything as content.
+            return None;
+        }
+        content.push_str(rest);
     }
     if calls.is_empty() {
         return None;
@@ -111,22 +119,28 @@ pub fn parse_glm4(text: &str, names: &[&str]) -> Option<Parsed> {
     })
 }
 
-fn glm4_call(seg: &str, names: &[&str]) -> Option<ToolCall> {
-    let (name, rest) = seg.split_once('\n')?;
+/// One "NAME\n{...}" call at the start of `s` (after whitespace), and the text after it.
+fn glm4_call<'a>(s: &'a str, names: &[&str]) -> Option<(ToolCall, &'a str)> {
+    let (name, rest) = s.trim_start().split_once('\n')?;
     let name = name.trim();
     if name.is_empty() || !names.contains(&name) {
         return None;
     }
-    let rest = rest.trim();
-    let v: Value = serde_json::from_str(rest).ok()?;
-    if !v.is_object() {
-        return None;
+    let rest = rest.trim_start();
+    let mut values = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
+    match values.next() {
+        Some(Ok(v)) if v.is_object() => {}
+        _ => return None,
     }
-    Some(ToolCall {
-        id: crate::ids::tool_call_id(),
-        name: name.to_string(),
-        arguments: rest.to_string(),
-    })
+    let end = values.byte_offset();
+    Some((
+        ToolCall {
+            id: crate::ids::tool_call_id(),
+            name: name.to_string(),
+            arguments: rest[..end].to_string(),
+        },
+        &rest[end..],
+    ))
 }
 
 #[cfg(test)]

@@ -219,6 +219,20 @@ pub(crate) async fn prepare(
         "messages",
     )?;
 
+    let glm4 = state.backend.chat_format(&card.id) == ChatFormat::Glm4;
+    let tool_names: Vec<String> = tools
+        .as_ref()
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            t.get("function")
+                .unwrap_or(t)
+                .get("name")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .collect();
     let launch = Launch {
         model: card.id.clone(),
         request_id: ids::new_id("chatcmpl"),
@@ -232,8 +246,14 @@ pub(crate) async fn prepare(
         },
         stop,
         // Harmony output names its tool calls itself (`to=functions.NAME`).
-        parse_tools: parse_tools && !harmony,
+        parse_tools: parse_tools && !harmony && !glm4,
         harmony,
+        glm4: glm4.then(|| {
+            if !parse_tools {
+                return Vec::new();
+            }
+            tool_names
+        }),
         started,
     };
     let choices = common::launch(state, &launch, std::slice::from_ref(&prompt_tokens), n).await?;

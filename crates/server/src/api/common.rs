@@ -218,6 +218,9 @@ pub struct Launch {
     pub parse_tools: bool,
     /// Parse the output as harmony (gpt-oss) instead of plain text + Hermes tool calls.
     pub harmony: bool,
+    /// GLM-4 output ([`crate::backend::ChatFormat::Glm4`]): the request's tool names when its
+    /// tool calls are to be parsed (empty: none), replacing the Hermes watcher.
+    pub glm4: Option<Vec<String>>,
     pub started: Instant,
 }
 
@@ -275,6 +278,8 @@ pub async fn launch(
             .with_filter(state);
             choices.push(if l.harmony {
                 choice.with_harmony()
+            } else if let Some(names) = &l.glm4 {
+                choice.with_glm4(names.clone())
             } else {
                 choice
             });

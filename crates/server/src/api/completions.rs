@@ -247,6 +247,7 @@ async fn handle(state: &SharedState, req: CompletionRequest) -> ApiResult<Respon
         stop,
         parse_tools: false,
         harmony: false,
+        glm4: None,
         started,
     };
     let prompt_ids: Vec<Vec<u32>> = tokenized.iter().map(|(ids, _, _)| ids.clone()).collect();

@@ -426,6 +426,7 @@ async fn handle(state: &SharedState, req: ResponsesRequest) -> ApiResult<Respons
         stop: Vec::new(),
         parse_tools: parse_tools && !harmony,
         harmony,
+        glm4: None,
         started,
     };
     let mut choices =

@@ -3,7 +3,8 @@
 
 Checks that Hearth reads a Hugging Face directory (config.json, safetensors, tokenizer.json,
 tokenizer_config.json, generation_config.json) the way transformers does, for each
-architecture we map: LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma3ForCausalLM.
+architecture we map: LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma3ForCausalLM,
+Qwen3MoeForCausalLM, Glm4ForCausalLM.
 
   python3 scripts/oracle/gen_tiny_hf.py models   # (re)writes the directories into
                                                  # $HEARTH_CACHE/tiny_hf when missing or stale,
@@ -26,6 +27,8 @@ reads these files independently in `golden` (any missing or unexpected weight is
   tiny-qwen3-f32     per-head QK-norm, head_dim 32 != hidden/heads
   tiny-gemma3-f32    6 layers (5 sliding-window + 1 global), window 8, (1 + w) norms
   tiny-qwen3moe-f32  8 experts, top-2, one safetensors tensor per expert matrix (hub layout)
+  tiny-glm4-f32      Glm4ForCausalLM: q/k/v biases, head_dim 32, partial_rotary_factor 0.5,
+                     post-attention / post-MLP norms, fused gate_up_proj, untied output
 Config styles: llama writes rope_theta at the top level (transformers < 5), qwen rope_parameters
 (5.x), gemma3 rope_parameters per layer type.
 Tokenizer: byte-level BPE over 256 byte symbols plus merges learned here by plain counting on a
@@ -99,6 +102,8 @@ MODELS = {
     "tiny-qwen3-f32": dict(arch="qwen3", dtype="float32"),
     "tiny-gemma3-f32": dict(arch="gemma3", dtype="float32"),
     "tiny-qwen3moe-f32": dict(arch="qwen3moe", dtype="float32"),
+    # Added later: its own seed offset, so the earlier models keep their weights.
+    "tiny-glm4-f32": dict(arch="glm4", dtype="float32", seed_offset=100),
 }
 
 
@@ -213,6 +218,12 @@ def config_json(arch, n_vocab, eos, bos):
                  rope_parameters={
                      "full_attention": {"rope_theta": 1_000_000.0, "rope_type": "default"},
                      "sliding_attention": {"rope_theta": 10000.0, "rope_type": "default"}})
+    elif arch == "glm4":
+        # GLM-4-0414: q/k/v biases, head_dim 32 != hidden/heads, RoPE on half of each head.
+        c.update(architectures=["Glm4ForCausalLM"], model_type="glm4", attention_bias=True,
+                 head_dim=32, rms_norm_eps=1e-5, tie_word_embeddings=False, pad_token_id=None,
+                 rope_parameters={"rope_theta": 10000.0, "rope_type": "default",
+                                  "partial_rotary_factor": 0.5})
     else:
         raise ValueError(arch)
     return c
@@ -229,9 +240,15 @@ def tensor_shapes(arch, c):
         out += [(p + "input_layernorm.weight", (d,)),
                 (p + "self_attn.q_proj.weight", (q, d)), (p + "self_attn.k_proj.weight", (kv, d)),
                 (p + "self_attn.v_proj.weight", (kv, d)), (p + "self_attn.o_proj.weight", (d, q))]
-        if arch == "qwen2":
+        if arch in ("qwen2", "glm4"):
             out += [(p + "self_attn.q_proj.bias", (q,)), (p + "self_attn.k_proj.bias", (kv,)),
                     (p + "self_attn.v_proj.bias", (kv,))]
+        if arch == "glm4":
+            out += [(p + "post_self_attn_layernorm.weight", (d,)),
+                    (p + "post_attention_layernorm.weight", (d,)),
+                    (p + "mlp.gate_up_proj.weight", (2 * ff, d)), (p + "mlp.down_proj.weight", (d, ff)),
+                    (p + "post_mlp_layernorm.weight", (d,))]
+            continue
         if arch in ("qwen3", "qwen3moe", "gemma3"):
             out += [(p + "self_attn.q_norm.weight", (hd,)), (p + "self_attn.k_norm.weight", (hd,))]
         out.append((p + "post_attention_layernorm.weight", (d,)))
@@ -310,7 +327,11 @@ def write_model(name, spec):
     eos, bos = vocab["<|im_end|>"], (vocab["<s>"] if arch == "llama" else None)
     cfg = config_json(arch, len(vocab), eos, bos)
     cfg["dtype"] = spec["dtype"]
-    weights = random_weights(arch, cfg, SEED + sorted(MODELS).index(name.replace("-bf16", "-f32")))
+    first = sorted(n for n in MODELS if "seed_offset" not in MODELS[n])
+    offset = spec.get("seed_offset")
+    if offset is None:
+        offset = first.index(name.replace("-bf16", "-f32"))
+    weights = random_weights(arch, cfg, SEED + offset)
     n_shards = spec.get("shards", 1)
     if n_shards == 1:
         write_safetensors(tmp / "model.safetensors", weights, spec["dtype"])
@@ -361,11 +382,13 @@ def dir_hashes(d):
     return {p.name: sha256(p) for p in sorted(d.iterdir()) if p.is_file()}
 
 
-def golden():
+def golden(only=()):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     GOLDEN.mkdir(parents=True, exist_ok=True)
     for name, d in models(check=False).items():
+        if only and name not in only:
+            continue
         tok = AutoTokenizer.from_pretrained(d)
         model, info = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32,
                                                            output_loading_info=True)
@@ -463,6 +486,7 @@ def convert():
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("what", choices=["models", "golden", "convert"])
+    ap.add_argument("names", nargs="*", help="golden: only these models (default: all)")
     a = ap.parse_args()
     if a.what == "models":
         for n, d in models().items():
@@ -470,4 +494,4 @@ if __name__ == "__main__":
     elif a.what == "convert":
         convert()
     else:
-        golden()
+        golden(a.names)

@@ -78,6 +78,7 @@ pub const ARCHITECTURES: &[(&str, &str)] = &[
     ("Qwen3ForCausalLM", "qwen3"),
     ("Qwen3MoeForCausalLM", "qwen3moe"),
     ("Gemma3ForCausalLM", "gemma3"),
+    ("Glm4ForCausalLM", "glm4"),
 ];
 
 /// Separates a 3-D expert tensor's GGUF name from the expert index for the per-expert
@@ -486,6 +487,10 @@ pub fn gguf_name(arch: &str, hf: &str) -> Option<String> {
         "post_attention_layernorm" => "ffn_norm",
         "pre_feedforward_layernorm" => "ffn_norm",
         "post_feedforward_layernorm" => "post_ffw_norm",
+        // GLM-4-0414: norms after attention and after the MLP, gate and up in one matrix.
+        "post_self_attn_layernorm" => "post_attention_norm",
+        "post_mlp_layernorm" => "post_ffw_norm",
+        "mlp.gate_up_proj" => "ffn_up",
         "mlp.gate_proj" => "ffn_gate",
         "mlp.up_proj" => "ffn_up",
         "mlp.down_proj" => "ffn_down",
@@ -631,7 +636,18 @@ fn translate_config(
             }
         }
     }
-    if let Some(f) = float("partial_rotary_factor")? {
+    // GLM-4 rotates the first partial_rotary_factor (default 0.5) of each head, in the
+    // interleaved pairs our "normal" RoPE uses on Hugging Face rows as they are (so no
+    // permutation and no NEOX flag; conversion/glm.py writes rope.dimension_count the same way).
+    let partial = global
+        .and_then(|p| p.get("partial_rotary_factor"))
+        .and_then(Json::as_f64)
+        .or(float("partial_rotary_factor")?);
+    if arch == "glm4" {
+        let hd = uint("head_dim")?.unwrap_or(req("hidden_size")? / n_head.max(1));
+        let n_rot = (hd as f64 * partial.unwrap_or(0.5)) as u64;
+        put("rope.dimension_count", Value::U64(n_rot));
+    } else if let Some(f) = partial {
         if f != 1.0 {
             return Err(err(
                 "partial_rotary_factor",

@@ -277,6 +277,11 @@ fn qwen3moe_per_expert_tensors_match_transformers() {
 }
 
 #[test]
+fn glm4_matches_transformers() {
+    check("tiny-glm4-f32", 2e-2);
+}
+
+#[test]
 fn directory_metadata_and_template() {
     let dir = models_dir().join("tiny-qwen2-f32");
     let lm = LoadedModel::load(&dir).unwrap();

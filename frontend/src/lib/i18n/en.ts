@@ -43,7 +43,7 @@ const en = {
   'chat.suggest4': 'Translate “good morning” into five languages',
 
   'chat.welcome': 'What can I help with?',
-  'chat.welcomeHint': 'Pick a model and write a message. Enter sends, Shift+Enter adds a line, Esc stops.',
+  'chat.welcomeHint': 'Pick a model and write a message. Enter sends, Shift+Enter adds a line, Esc stops; Ctrl+Shift+O starts a new chat, Ctrl+K searches.',
   'chat.model': 'Model',
   'chat.noModels': 'No models',
   'chat.settings': 'Settings',

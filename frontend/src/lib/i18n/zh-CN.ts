@@ -45,7 +45,7 @@ const zh: Dict = {
   'chat.suggest4': '把“早上好”翻译成五种语言',
 
   'chat.welcome': '有什么可以帮你？',
-  'chat.welcomeHint': '选择模型并输入消息。Enter 发送，Shift+Enter 换行，Esc 停止。',
+  'chat.welcomeHint': '选择模型并输入消息。Enter 发送，Shift+Enter 换行，Esc 停止；Ctrl+Shift+O 新建对话，Ctrl+K 搜索。',
   'chat.model': '模型',
   'chat.noModels': '没有模型',
   'chat.settings': '设置',

@@ -219,7 +219,13 @@ pub(crate) async fn prepare(
         "messages",
     )?;
 
-    let glm4 = state.backend.chat_format(&card.id) == ChatFormat::Glm4;
+    // A forced tool_choice is generated in the Hermes format under a grammar (local.rs), so
+    // such a request reads its output the Hermes way even on a GLM-4 model.
+    let forced_tool = req
+        .tool_choice
+        .as_ref()
+        .is_some_and(|c| c.is_object() || c.as_str() == Some("required"));
+    let glm4 = state.backend.chat_format(&card.id) == ChatFormat::Glm4 && !forced_tool;
     let tool_names: Vec<String> = tools
         .as_ref()
         .and_then(Value::as_array)

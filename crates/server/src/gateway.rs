@@ -1051,6 +1051,23 @@ mod tests {
     }
 
     #[test]
+    fn passwords_are_redacted_from_user_bodies_only() {
+        let body = br#"{"name":"frank","role":"user","password":"hunter2-long"}"#;
+        let kept = String::from_utf8(redact_password(true, body)).unwrap();
+        assert!(!kept.contains("hunter2"), "{kept}");
+        assert!(
+            kept.contains("<redacted>") && kept.contains("frank"),
+            "{kept}"
+        );
+        assert_eq!(redact_password(false, body), body.to_vec());
+        assert!(redact_password(true, b"not json password").is_empty());
+        let uri: axum::http::Uri = "/ADMIN//v1/users/frank".parse().unwrap();
+        assert!(req_path_is_users(&uri));
+        let uri: axum::http::Uri = "/admin/v1/usersx".parse().unwrap();
+        assert!(!req_path_is_users(&uri));
+    }
+
+    #[test]
     fn session_cookie_is_found_among_others() {
         let mut h = HeaderMap::new();
         h.insert(

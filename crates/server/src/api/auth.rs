@@ -146,11 +146,22 @@ fn cookie(
     http_only: bool,
     max_age: i64,
 ) -> HeaderValue {
+    cookie_value(state.config.tls.is_some(), name, value, http_only, max_age)
+}
+
+/// A `Set-Cookie` value: `SameSite=Strict; Path=/`, `HttpOnly` when asked, `Secure` under TLS.
+fn cookie_value(
+    secure: bool,
+    name: &str,
+    value: &str,
+    http_only: bool,
+    max_age: i64,
+) -> HeaderValue {
     let mut c = format!("{name}={value}; Path=/; SameSite=Strict; Max-Age={max_age}");
     if http_only {
         c.push_str("; HttpOnly");
     }
-    if state.config.tls.is_some() {
+    if secure {
         c.push_str("; Secure");
     }
     HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static(""))
@@ -316,6 +327,20 @@ pub async fn logout(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cookies_are_strict_and_secure_under_tls() {
+        let c = cookie_value(true, SESSION_COOKIE, "tok", true, 60);
+        assert_eq!(
+            c.to_str().unwrap(),
+            "hearth_session=tok; Path=/; SameSite=Strict; Max-Age=60; HttpOnly; Secure"
+        );
+        let c = cookie_value(false, CSRF_COOKIE, "x", false, 0);
+        assert_eq!(
+            c.to_str().unwrap(),
+            "hearth_csrf=x; Path=/; SameSite=Strict; Max-Age=0"
+        );
+    }
 
     #[test]
     fn limiter_counts_failures_per_key() {

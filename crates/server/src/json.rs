@@ -74,6 +74,27 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
 }
 
+/// Query-string extractor whose errors are OpenAI-shaped (axum's `Query` answers plain text).
+pub struct QueryParams<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for QueryParams<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(q)| QueryParams(q))
+            .map_err(|e| ApiError::bad_request(format!("Bad query string: {}", e.body_text())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,26 +124,5 @@ mod tests {
         assert_eq!(e.param, None);
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
         assert!(e.message.contains("could not parse the JSON"));
-    }
-}
-
-/// Query-string extractor whose errors are OpenAI-shaped (axum's `Query` answers plain text).
-pub struct QueryParams<T>(pub T);
-
-impl<S, T> axum::extract::FromRequestParts<S> for QueryParams<T>
-where
-    S: Send + Sync,
-    T: DeserializeOwned,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Query(q)| QueryParams(q))
-            .map_err(|e| ApiError::bad_request(format!("Bad query string: {}", e.body_text())))
     }
 }

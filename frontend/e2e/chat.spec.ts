@@ -106,8 +106,8 @@ test('regenerate and edit make branches to navigate', async ({ page }) => {
   await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: GEN_TIMEOUT });
   await lastAssistant(page).hover();
   await lastAssistant(page).getByTestId('regenerate').click();
-  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: GEN_TIMEOUT });
   await expect(lastAssistant(page).getByTestId('branch-pos')).toHaveText('2/2');
+  await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: GEN_TIMEOUT });
   await lastAssistant(page).getByTestId('branch-prev').click();
   await expect(lastAssistant(page).getByTestId('branch-pos')).toHaveText('1/2');
 
@@ -119,6 +119,7 @@ test('regenerate and edit make branches to navigate', async ({ page }) => {
   await user.getByTestId('edit-message').click();
   await page.getByTestId('edit-input').fill('Name a vegetable.');
   await page.getByTestId('edit-save').click();
+  await expect(page.locator('[data-testid="message"][data-role="user"]').last().getByTestId('message-content')).toHaveText('Name a vegetable.');
   await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: GEN_TIMEOUT });
   const edited = page.locator('[data-testid="message"][data-role="user"]').last();
   await expect(edited.getByTestId('message-content')).toHaveText('Name a vegetable.');

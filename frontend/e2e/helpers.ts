@@ -54,10 +54,15 @@ export async function setSettings(page: Page, s: { system?: string; temperature?
   await expect(page.getByTestId('settings-panel')).toBeHidden();
 }
 
+/** Sends a message and waits until it and its (new) reply are on the page. */
 export async function sendMessage(page: Page, text: string): Promise<void> {
+  const messages = page.locator('[data-testid="message"]');
+  const before = await messages.count();
   const box = page.getByTestId('composer-input');
   await box.fill(text);
   await box.press('Enter');
+  await expect(messages).toHaveCount(before + 2);
+  await expect(page.locator('[data-testid="message"][data-role="user"]').last().getByTestId('message-content')).toHaveText(text);
 }
 
 export const lastAssistant = (page: Page) => page.locator('[data-testid="message"][data-role="assistant"]').last();

@@ -135,9 +135,43 @@ impl Generation {
 #[derive(Default)]
 pub struct Registry {
     map: Mutex<HashMap<String, Arc<Generation>>>,
+    /// Conversations whose generation is being started (between the check and the insert).
+    starting: Mutex<std::collections::HashSet<String>>,
+}
+
+/// Holds a conversation's place while its generation starts (see [`Registry::begin`]).
+pub struct Starting<'a> {
+    registry: &'a Registry,
+    conversation_id: String,
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        self.registry
+            .starting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.conversation_id);
+    }
 }
 
 impl Registry {
+    /// Claim a conversation for a new generation: `None` while one is running or starting, so
+    /// two sends at once cannot both start. Insert the generation before dropping the claim.
+    pub fn begin(&self, conversation_id: &str) -> Option<Starting<'_>> {
+        // Lock order: `starting`, then `map` (inside `active_for`); nothing takes them the
+        // other way round.
+        let mut starting = self.starting.lock().unwrap_or_else(|p| p.into_inner());
+        if starting.contains(conversation_id) || self.active_for(conversation_id).is_some() {
+            return None;
+        }
+        starting.insert(conversation_id.to_string());
+        Some(Starting {
+            registry: self,
+            conversation_id: conversation_id.to_string(),
+        })
+    }
+
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Generation>>> {
         let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
         m.retain(|_, g| match g.log().ended_at {

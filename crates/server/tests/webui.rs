@@ -935,6 +935,17 @@ async fn stop_mid_stream_saves_stopped_and_frees_the_sequence() {
     let (_, g) = ui(&s, &local, Method::GET, "/api/generations", None).await;
     assert_eq!(g["data"][0]["id"], gid.as_str());
     assert_eq!(g["data"][0]["message_id"], mid.as_str());
+    // One generation per conversation at a time.
+    let (st, v) = ui(
+        &s,
+        &local,
+        Method::POST,
+        &format!("/api/conversations/{cid}/messages"),
+        Some(&json!({"content": "and another"})),
+    )
+    .await;
+    assert_eq!(st, 409, "{v}");
+    assert_error(&v, "conflict");
 
     // Follow the stream until a few deltas arrived, then stop.
     let r = s

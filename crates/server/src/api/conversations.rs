@@ -316,11 +316,10 @@ pub async fn send(
         .await
         .map_err(db)?
         .ok_or_else(|| not_found(&id))?;
-    if state.generations.active_for(&id).is_some() {
-        return Err(conflict(
-            "A reply is still being generated in this conversation: stop it first.",
-        ));
-    }
+    // Held until the generation is registered: a second send meanwhile gets 409 too.
+    let _starting = state.generations.begin(&id).ok_or_else(|| {
+        conflict("A reply is still being generated in this conversation: stop it first.")
+    })?;
     let messages = st.messages(&id).await.map_err(db)?;
     let find = |mid: &str, param: &str| {
         messages

@@ -181,7 +181,7 @@ pub fn common(
         }
     };
     let n_rot = hp.usize_opt("rope.dimension_count").unwrap_or(head_dim);
-    if n_rot > head_dim || n_rot % 2 != 0 {
+    if n_rot > head_dim || !n_rot.is_multiple_of(2) {
         return Err(EngineError::Invalid {
             path: path(),
             message: format!(

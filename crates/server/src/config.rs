@@ -40,6 +40,15 @@ pub struct ServerConfig {
     /// Origins allowed to call the API from a browser (`*` for any); empty: CORS off, as
     /// browsers then refuse cross-origin calls.
     pub cors_origins: Vec<String>,
+    /// How long a client may take to send a request head (also bounds how long a kept-alive
+    /// connection may sit idle between requests).
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line and headers) accepted; 431 above.
+    pub max_header_bytes: usize,
+    /// How long a client may take to send a request body (408 past it).
+    pub body_read_timeout: Duration,
+    /// Most messages (or `input` items) in one request.
+    pub max_messages: usize,
     /// The web UI at `/` (embedded files, off with `--no-ui`, or given files in tests).
     pub ui: crate::ui::UiMode,
     /// Model ids served by other OpenAI-compatible servers (see [`crate::upstream`]).
@@ -61,6 +70,10 @@ impl Default for ServerConfig {
             tls: None,
             guardrails: None,
             cors_origins: Vec::new(),
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            body_read_timeout: Duration::from_secs(60),
+            max_messages: 4096,
             ui: crate::ui::UiMode::Embedded,
             upstreams: None,
         }

@@ -853,12 +853,7 @@ async fn capture_request(
     let (parts, body) = req.into_parts();
     let bytes: Bytes = axum::body::to_bytes(body, state.config.max_body_bytes)
         .await
-        .map_err(|_| {
-            ApiError::payload_too_large(format!(
-                "The request body is larger than the limit of {} bytes.",
-                state.config.max_body_bytes
-            ))
-        })?;
+        .map_err(|e| crate::json::body_error(&e, state.config.max_body_bytes))?;
     let kept = redact_password(req_path_is_users(&parts.uri), &bytes);
     *meter.request_body.lock().unwrap_or_else(|p| p.into_inner()) = gw.body_policy.reduce(&kept);
     Ok(Request::from_parts(parts, Body::from(bytes)))

@@ -20,13 +20,16 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             let status = e.status();
-            let mut err = ApiError::bad_request(format!(
-                "Could not read the request body: {}",
-                e.body_text()
-            ));
-            if status == StatusCode::PAYLOAD_TOO_LARGE {
-                err.status = status;
-                err.code = Some("request_too_large");
+            let mut err = body_error(&e, 0);
+            if err.status != StatusCode::REQUEST_TIMEOUT {
+                err = ApiError::bad_request(format!(
+                    "Could not read the request body: {}",
+                    e.body_text()
+                ));
+                if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    err.status = status;
+                    err.code = Some("request_too_large");
+                }
             }
             err
         })?;
@@ -125,4 +128,95 @@ mod tests {
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
         assert!(e.message.contains("could not parse the JSON"));
     }
+}
+
+/// A request body that fails once `limit` has passed since the request came in, so a client
+/// that sends its body slowly (or stops half-way) cannot hold a connection and a buffer
+/// forever. Installed on every request by [`crate::api`]; whoever reads the body (the
+/// extractors, the audit's capture, the upstream relay) maps the failure with [`body_error`].
+pub struct DeadlineBody {
+    inner: axum::body::Body,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    limit: std::time::Duration,
+}
+
+impl DeadlineBody {
+    pub fn new(inner: axum::body::Body, limit: std::time::Duration) -> Self {
+        DeadlineBody {
+            inner,
+            sleep: Box::pin(tokio::time::sleep(limit)),
+            limit,
+        }
+    }
+}
+
+/// The error a [`DeadlineBody`] ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body was not received within {0:?}")]
+pub struct BodyTimedOut(pub std::time::Duration);
+
+impl http_body::Body for DeadlineBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        use std::future::Future as _;
+        if self.inner.is_end_stream() {
+            return std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        }
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            let limit = self.limit;
+            return std::task::Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut(limit)))));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Whether `e` (or what caused it) is a [`BodyTimedOut`].
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> Option<std::time::Duration> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<BodyTimedOut>() {
+            return Some(t.0);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// The API error for a body that could not be read: 408 when it came too slowly, 413 when it
+/// is larger than `max_bytes`, else 400.
+pub fn body_error(e: &(dyn std::error::Error + 'static), max_bytes: usize) -> ApiError {
+    if let Some(limit) = timed_out(e) {
+        let mut err = ApiError::bad_request(format!(
+            "The request body was not received within {} s.",
+            limit.as_secs()
+        ));
+        err.status = StatusCode::REQUEST_TIMEOUT;
+        err.code = Some("request_timeout");
+        return err;
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<http_body_util::LengthLimitError>() {
+            let mut too_large = ApiError::payload_too_large(format!(
+                "The request body is larger than the limit of {max_bytes} bytes."
+            ));
+            too_large.code = Some("request_too_large");
+            return too_large;
+        }
+        cur = err.source();
+    }
+    ApiError::bad_request(format!("Could not read the request body: {e}"))
 }

@@ -3,12 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use std::future::IntoFuture as _;
-
 use anyhow::Context as _;
-
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
 
 use crate::api;
 use crate::backend::Backend;
@@ -81,8 +76,15 @@ pub async fn serve_on(
 }
 
 /// Serve until the graceful shutdown began, then drain (for plain TCP and TLS listeners).
+///
+/// Our own accept loop over hyper-util's connection builder rather than `axum::serve`, which
+/// sets no timer: without one hyper cannot time out a client that never finishes its request
+/// head (slowloris) or idles on a kept-alive connection forever. Here every connection gets
+/// `header_read_timeout` for each request head (which also bounds idle keep-alive time) and a
+/// bounded head size (`max_header_bytes`: HTTP/1 read buffer, HTTP/2 header list; hyper
+/// answers 431 past it, and more than 100 header lines in HTTP/1).
 async fn drive<L>(
-    listener: L,
+    mut listener: L,
     app: axum::Router,
     graceful: impl std::future::Future<Output = ()> + Send + 'static,
     began_rx: tokio::sync::oneshot::Receiver<()>,
@@ -91,22 +93,55 @@ async fn drive<L>(
 ) -> anyhow::Result<()>
 where
     L: axum::serve::Listener<Addr = std::net::SocketAddr>,
-    ClientAddr: for<'a> Connected<IncomingStream<'a, L>>,
 {
-    // Client addresses for the audit log.
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<ClientAddr>(),
-    )
-    .with_graceful_shutdown(graceful)
-    .into_future();
-    tokio::pin!(server);
-    tokio::select! {
-        r = &mut server => return r.context("server error"),
-        _ = began_rx => {}
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::Service as _;
+
+    let head_timeout = state.config.header_read_timeout;
+    // hyper's HTTP/1 read buffer cannot be smaller than 8 KiB.
+    let head_bytes = state.config.max_header_bytes.max(8192);
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(head_timeout)
+        .max_buf_size(head_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(head_bytes).unwrap_or(u32::MAX));
+    let watcher = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::spawn(graceful);
+    tokio::pin!(began_rx);
+    loop {
+        tokio::select! {
+            (io, addr) = listener.accept() => {
+                let app = app.clone();
+                // Client addresses for the audit log, as axum's ConnectInfo.
+                let service = hyper::service::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(axum::extract::ConnectInfo(ClientAddr(addr)));
+                    let mut app = app.clone();
+                    async move { app.call(req.map(axum::body::Body::new)).await }
+                });
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(io), service)
+                    .into_owned();
+                let conn = watcher.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::trace!("connection ended: {e}");
+                    }
+                });
+            }
+            _ = &mut began_rx => break,
+        }
     }
-    if let Ok(r) = tokio::time::timeout(drain, &mut server).await {
-        return r.context("server error");
+    // Stop accepting; open connections finish their requests (idle ones close now).
+    drop(listener);
+    let all_done = watcher.shutdown();
+    tokio::pin!(all_done);
+    if tokio::time::timeout(drain, &mut all_done).await.is_ok() {
+        return Ok(());
     }
     tracing::warn!(
         ?drain,
@@ -114,28 +149,14 @@ where
     );
     state.abort.send_replace(true);
     // Aborted handlers answer at once; give them a moment to flush.
-    match tokio::time::timeout(ABORT_GRACE, server).await {
-        Ok(r) => r.context("server error"),
-        Err(_) => Ok(()),
-    }
+    let _ = tokio::time::timeout(ABORT_GRACE, all_done).await;
+    Ok(())
 }
 
 /// The peer address of a connection, for any listener (axum provides `SocketAddr` connect
 /// info for its own TCP listener only).
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub std::net::SocketAddr);
-
-impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for ClientAddr {
-    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
-    }
-}
-
-impl Connected<IncomingStream<'_, crate::tls::TlsListener>> for ClientAddr {
-    fn connect_info(stream: IncomingStream<'_, crate::tls::TlsListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
-    }
-}
 
 /// Resolves on SIGINT or SIGTERM (SIGINT only off Unix).
 pub async fn shutdown_signal() {

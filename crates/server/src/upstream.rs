@@ -476,13 +476,7 @@ pub async fn intercept(State(state): State<SharedState>, req: Request, next: Nex
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, state.config.max_body_bytes).await {
         Ok(b) => b,
-        Err(_) => {
-            return ApiError::payload_too_large(format!(
-                "The request body is larger than {} bytes.",
-                state.config.max_body_bytes
-            ))
-            .into_response()
-        }
+        Err(e) => return crate::json::body_error(&e, state.config.max_body_bytes).into_response(),
     };
     let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
     let model = parsed

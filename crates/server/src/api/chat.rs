@@ -120,6 +120,16 @@ pub(crate) async fn prepare(
     state.check_not_draining()?;
     let card = state.model(&req.model)?;
 
+    if req.messages.len() > state.config.max_messages {
+        return Err(ApiError::invalid_param(
+            "messages",
+            format!(
+                "A request may hold at most {} messages; this one has {}.",
+                state.config.max_messages,
+                req.messages.len()
+            ),
+        ));
+    }
     let mut messages = normalize_messages(&req.messages)?;
     crate::guard::check_messages(state, &mut messages)?;
     let params = common::sampling(

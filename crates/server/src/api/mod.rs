@@ -34,6 +34,7 @@ pub fn router(backend: Arc<dyn Backend>, config: ServerConfig) -> Router {
 
 pub(crate) fn router_with_state(state: SharedState) -> Router {
     let limit = state.config.max_body_bytes;
+    let body_limit = state.config.body_read_timeout;
     let cors = cors_layer(&state.config.cors_origins);
     if let Some(u) = &state.config.upstreams {
         u.start_health_checks();
@@ -67,6 +68,10 @@ pub(crate) fn router_with_state(state: SharedState) -> Router {
             crate::gateway::gate,
         ))
         .with_state(state);
+    // Every request body must arrive within the deadline (slow clients: issue 7).
+    let router = router.layer(middleware::map_request(move |req: Request| async move {
+        req.map(|b| axum::body::Body::new(crate::json::DeadlineBody::new(b, body_limit)))
+    }));
     // Outermost: a browser's preflight (no credentials) is answered before authentication.
     match cors {
         Some(c) => router.layer(c),

@@ -345,7 +345,21 @@ async fn handle(state: &SharedState, req: ResponsesRequest) -> ApiResult<Respons
         None => Vec::new(),
     };
     match &req.input {
-        Some(input) => history.extend(input_messages(input)?),
+        Some(input) => {
+            let items = input_messages(input)?;
+            if history.len() + items.len() > state.config.max_messages {
+                return Err(ApiError::invalid_param(
+                    "input",
+                    format!(
+                        "A request may hold at most {} messages (with the earlier response's); \
+                         this one has {}.",
+                        state.config.max_messages,
+                        history.len() + items.len()
+                    ),
+                ));
+            }
+            history.extend(items)
+        }
         None if history.is_empty() => {
             return Err(ApiError::invalid_param("input", "`input` is required."))
         }

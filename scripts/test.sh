@@ -22,6 +22,10 @@ export HEARTH_LLAMA_CPP_SRC="${HEARTH_LLAMA_CPP_SRC:-$(scripts/fetch-llama-cpp.s
 # Tiny Hugging Face directories for crates/engine/tests/hf_dir.rs (numpy only; transformers is
 # needed just to regenerate the goldens): written once into $HEARTH_CACHE/tiny_hf, then checked.
 "$PY" scripts/oracle/gen_tiny_hf.py models >/dev/null
+# The web UI (frontend/, npm from the committed lockfile): built before cargo, since the
+# server embeds frontend/dist at build time; its unit tests (vitest) and type check now.
+scripts/build-ui.sh >&2
+(cd frontend && npm run --silent check && npm test)
 # A throwaway Redis for the shared rate-limit tests (crates/gateway/tests/redis_limits.rs).
 eval "$(bash scripts/redis.sh)"
 # A throwaway PostgreSQL for the store tests (crates/gateway/tests/store.rs).
@@ -29,3 +33,5 @@ eval "$(bash scripts/postgres.sh)"
 cargo test --workspace --locked "$@"
 # The official openai SDK against the server: the fake backend and a live SmolLM2.
 "$PY" -m pytest -q crates/server/tests/python
+# The web UI end to end in Debian's Chromium against a live `hearth serve` (SmolLM2, Gemma 3).
+scripts/e2e.sh

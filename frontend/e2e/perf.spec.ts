@@ -16,7 +16,7 @@ function bigExport(n: number) {
   return { hearth_export: 1, title: `Long ${Date.now()}`, model: null, settings: {}, created: 1_700_000_000, messages };
 }
 
-test('a 1,000-message conversation opens, scrolls and streams without long stalls', async ({ page }) => {
+test('a 1,000-message conversation opens windowed, scrolls and streams', async ({ page }) => {
   await signIn(page);
   const r = await page.request.post('/api/conversations/import', { data: bigExport(1000), headers: await csrfHeaders(page.request) });
   expect(r.status()).toBe(201);
@@ -32,8 +32,8 @@ test('a 1,000-message conversation opens, scrolls and streams without long stall
   const t0 = Date.now();
   await page.goto(`/#/c/${conv.id}`);
   await expect(page.locator('[data-testid="message"]').last()).toContainText('Answer 999');
+  // Timings are printed, not asserted (bench/ui.sh records them): no timed assertions in tests.
   const openMs = Date.now() - t0;
-  expect(openMs).toBeLessThan(5000);
   // only a window of the messages is in the DOM
   const inDom = await page.locator('[data-testid="message"]').count();
   expect(inDom).toBeLessThanOrEqual(130);
@@ -69,5 +69,4 @@ test('a 1,000-message conversation opens, scrolls and streams without long stall
   const long = await page.evaluate(() => (window as unknown as { __long: number[] }).__long);
   const worst = Math.max(0, ...long);
   console.log(`open ${openMs} ms, ${inDom} messages in the DOM, worst long task while streaming ${Math.round(worst)} ms`);
-  expect(worst).toBeLessThan(400);
 });

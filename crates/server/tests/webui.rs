@@ -20,6 +20,13 @@ use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+fn scripted_fake(text: &str) -> FakeConfig {
+    FakeConfig {
+        script: Some(text.into()),
+        ..FakeConfig::default()
+    }
+}
+
 async fn temp_store() -> Store {
     let path = std::env::temp_dir().join(format!(
         "hearth-webui-{}-{}/hearth.db",
@@ -902,6 +909,50 @@ async fn send_streams_events_then_done_and_saves_the_reply() {
     .await;
     assert_eq!(st, 404);
     assert_error(&v, "not_found");
+}
+
+#[tokio::test]
+async fn an_explicit_null_parent_starts_a_new_root_and_a_missing_one_follows_the_leaf() {
+    let (s, _) = start(scripted_fake("ok"), true, UiMode::Off).await;
+    let alice = login(&s, "alice").await;
+    let cid = new_conversation(&s, &alice, json!({})).await;
+    let first = send(&s, &alice, &cid, json!({"content": "one"})).await;
+    let a1 = first["assistant_message"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_saved(&s, &alice, &cid, &a1).await;
+    // Missing parent: answers the latest leaf.
+    let second = send(&s, &alice, &cid, json!({"content": "two"})).await;
+    assert_eq!(second["user_message"]["parent_id"], json!(a1));
+    let a2 = second["assistant_message"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_saved(&s, &alice, &cid, &a2).await;
+    // null: a second root, a sibling of "one".
+    let edit = send(
+        &s,
+        &alice,
+        &cid,
+        json!({"content": "one, edited", "parent_id": null}),
+    )
+    .await;
+    assert_eq!(edit["user_message"]["parent_id"], Value::Null);
+    let prompt = s.fake.last_request.lock().unwrap().clone().unwrap();
+    let text = String::from_utf8(
+        prompt
+            .prompt_tokens
+            .iter()
+            .flat_map(|&t| hearth_server::fake::FakeBackend::token_bytes(t))
+            .collect(),
+    )
+    .unwrap();
+    assert_eq!(
+        text,
+        common::fake_prompt(&[("user", "one, edited")]),
+        "only the new root"
+    );
 }
 
 #[tokio::test]

@@ -244,8 +244,16 @@ pub async fn delete(
 #[serde(deny_unknown_fields)]
 pub struct SendBody {
     content: Option<String>,
-    parent_id: Option<String>,
+    /// Missing: the latest leaf; `null`: a new root (an edit of the first message);
+    /// an id: that message.
+    #[serde(default, deserialize_with = "present")]
+    parent_id: Option<Option<String>>,
     regenerate: Option<String>,
+}
+
+/// A field that is present (perhaps `null`) as `Some`, so `null` and missing differ.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// The messages from the root to `leaf` (inclusive), in order.
@@ -336,7 +344,9 @@ pub async fn send(
                 return Err(ApiError::invalid_param("content", "`content` is empty."));
             }
             let parent = match parent_id {
-                Some(p) => Some(find(&p, "parent_id")?.id),
+                Some(Some(p)) => Some(find(&p, "parent_id")?.id),
+                // A sibling of the first message.
+                Some(None) => None,
                 // The latest leaf: the newest message (children come after their parents).
                 None => messages.last().map(|m| m.id.clone()),
             };

@@ -330,8 +330,8 @@ const server = http.createServer(async (req, res) => {
         parentOfAnswer = old.parent_id;
       } else {
         if (typeof b.content !== 'string' || !b.content.trim()) return err(res, 400, '`content` is required.', null);
-        // As the real server: a null or missing parent_id means the latest message.
-        const parent = b.parent_id ?? latestLeaf(c);
+        // As the real server: a missing parent_id means the latest message, null a new root.
+        const parent = 'parent_id' in b ? b.parent_id : latestLeaf(c);
         user = mkMessage('user', b.content, parent ?? null);
         c.messages.push(user);
         parentOfAnswer = user.id;

@@ -159,9 +159,14 @@ test('export Markdown and JSON, then re-import', async ({ page }) => {
   await expect(page).not.toHaveURL(new RegExp(`#/c/${oldId}$`));
   await expect(page).toHaveURL(/#\/c\//);
   await expect(page.locator('[data-testid="message"][data-role="user"]').first()).toContainText('Export me please');
-  await expect(lastAssistant(page).getByTestId('message-content')).toContainText(answer.slice(0, 20));
+  await expect(lastAssistant(page).getByTestId('message-content')).not.toBeEmpty();
+  expect(answer.length).toBeGreaterThan(0);
+  // The imported conversation holds the exported messages as they were (the rendered text
+  // is not compared: live and reloaded renders may differ in soft line breaks).
   const fresh = await (await page.request.get(`/api/conversations/${convIdOf(page)}`)).json();
   expect(fresh.messages.length).toBe(doc.messages.length);
+  const contents = (ms: { role: string; content: string }[]) => ms.map((m) => `${m.role}:${m.content}`).sort();
+  expect(contents(fresh.messages)).toEqual(contents(doc.messages));
 });
 
 test('rename, search and delete conversations', async ({ page }) => {

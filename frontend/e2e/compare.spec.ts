@@ -18,11 +18,15 @@ async function setupColumns(page: Page) {
 }
 
 async function waitAnswered(page: Page, qi: number) {
+  const texts: string[] = [];
   for (const ci of [0, 1]) {
     const cell = page.getByTestId(`answer-${qi}-${ci}`);
     await expect(cell).toHaveAttribute('data-streaming', 'false', { timeout: GEN_TIMEOUT });
-    await expect(page.getByTestId(`answer-text-${qi}-${ci}`)).not.toBeEmpty();
+    texts.push((await page.getByTestId(`answer-text-${qi}-${ci}`).innerText()).trim());
   }
+  // A real model may end a reply at once (an empty answer is an answer); at least one of the
+  // two columns must have streamed text into the row.
+  expect(texts.some((t) => t.length > 0), `question ${qi}: both answers empty`).toBeTruthy();
 }
 
 test('compare two columns on one prompt', async ({ page }) => {

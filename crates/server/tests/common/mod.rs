@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod memstore;
+pub mod webui;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! A pre-norm decoder layer stack with optional post-norms, shared by the architectures whose
-//! only differences are in how their tensors are stored and their RoPE (`qwen`, `chatglm`,
-//! `glm4`):
+//! only differences are in how their tensors are stored and their RoPE (`llama`, `qwen`,
+//! `chatglm`, `glm4`):
 //!
 //! x += post_attn_norm?(attn(rmsnorm(x))); x += post_ffn_norm?(ffn(rmsnorm(x)));
 //! logits = output(rmsnorm(x)).

@@ -1,31 +1,15 @@
 //! `llama`: Llama 2/3, Mistral, SmolLM2 and other plain pre-norm decoders.
 //! x += attn(rmsnorm(x)); x += swiglu_ffn(rmsnorm(x)); logits = output(rmsnorm(x)).
+//!
+//! The layer stack is the shared pre-norm [`Decoder`] (no post-norms).
 
-use super::{embed, lm_head, output_or_tied, vocab_size, Ctx, HParams, Model, ModelInfo};
-use crate::batch::Batch;
+use super::decoder::{Decoder, Layer};
+use super::{output_or_tied, vocab_size, HParams, Model, ModelInfo};
 use crate::blocks::{AttentionParams, AttentionWeights, FfnWeights};
 use crate::error::EngineError;
-use crate::kv::{KvBatch, LayerKvSpec};
-use crate::ops::{add_into, rms_norm_rows, GluAct, Rope};
+use crate::ops::{GluAct, Rope};
 use crate::source::KEY_ROPE_NEOX;
-use crate::weights::{Weight, WeightLoader};
-
-struct Layer {
-    attn_norm: Vec<f32>,
-    attn: AttentionWeights,
-    ffn_norm: Vec<f32>,
-    ffn: FfnWeights,
-}
-
-pub struct Llama {
-    info: ModelInfo,
-    eps: f32,
-    attn: AttentionParams,
-    tok_embd: Weight,
-    layers: Vec<Layer>,
-    output_norm: Vec<f32>,
-    output: Weight,
-}
+use crate::weights::WeightLoader;
 
 pub fn load(l: &WeightLoader) -> Result<Box<dyn Model>, EngineError> {
     let hp = HParams {
@@ -62,11 +46,13 @@ pub fn load(l: &WeightLoader) -> Result<Box<dyn Model>, EngineError> {
         layers.push(Layer {
             attn_norm: l.vector(&t("attn_norm.weight"), d)?,
             attn: AttentionWeights::load(l, i, d, n_head, n_kv_head, head_dim, false)?,
+            post_attn_norm: None,
             ffn_norm: l.vector(&t("ffn_norm.weight"), d)?,
             ffn: FfnWeights::load(l, i, d, n_ff, GluAct::Silu)?,
+            post_ffn_norm: None,
         });
     }
-    Ok(Box::new(Llama {
+    Ok(Box::new(Decoder {
         info: ModelInfo {
             arch: "llama".into(),
             n_vocab,
@@ -89,61 +75,4 @@ pub fn load(l: &WeightLoader) -> Result<Box<dyn Model>, EngineError> {
         output_norm: l.vector("output_norm.weight", d)?,
         output: output_or_tied(l, d, n_vocab)?,
     }))
-}
-
-impl Model for Llama {
-    fn info(&self) -> &ModelInfo {
-        &self.info
-    }
-
-    fn kv_specs(&self) -> Vec<LayerKvSpec> {
-        vec![
-            LayerKvSpec {
-                n_kv_head: self.attn.n_kv_head,
-                head_dim: self.attn.head_dim,
-                window: None
-            };
-            self.layers.len()
-        ]
-    }
-
-    fn forward_ubatch(
-        &self,
-        ctx: &mut Ctx,
-        batch: &Batch,
-        kv: &mut KvBatch,
-        logits: &mut Vec<f32>,
-    ) {
-        let (n, d) = (batch.len(), self.info.n_embd);
-        ctx.s.prepare(n, d);
-        embed(&self.tok_embd, &batch.tokens, 1.0, &mut ctx.s.x);
-        for (il, layer) in self.layers.iter().enumerate() {
-            let s = &mut ctx.s;
-            rms_norm_rows(&mut s.h, &s.x, &layer.attn_norm, self.eps, n);
-            layer.attn.forward(
-                &self.attn,
-                &ctx.pool,
-                &mut s.attn,
-                &s.h[..n * d],
-                batch,
-                kv,
-                il,
-                &mut s.y,
-            );
-            add_into(&mut s.x, &s.y, n * d);
-            rms_norm_rows(&mut s.h, &s.x, &layer.ffn_norm, self.eps, n);
-            layer
-                .ffn
-                .forward(&ctx.pool, &mut s.ffn, &s.h[..n * d], n, &mut s.y);
-            add_into(&mut s.x, &s.y, n * d);
-        }
-        lm_head(
-            ctx,
-            &self.output_norm,
-            self.eps,
-            &self.output,
-            batch,
-            logits,
-        );
-    }
 }

@@ -17,7 +17,7 @@ use std::arch::x86_64::*;
 // small helpers
 
 #[inline(always)]
-unsafe fn ld_f32(p: *const u8) -> f32 {
+pub(crate) unsafe fn ld_f32(p: *const u8) -> f32 {
     (p as *const f32).read_unaligned()
 }
 
@@ -205,7 +205,7 @@ unsafe fn quantize_act_impl(fmt: ActFormat, x: &[f32], out: &mut [u8]) {
 /// A weight format with 32-value blocks, decoded to 32 unsigned (or, for Q8_0, signed) bytes
 /// in value order, a scale `d`, and a coefficient `c` for the activation block sum `s`:
 /// dot(block, act) = d · d_act · Σ q·a + c · s.
-trait B32 {
+pub(crate) trait B32 {
     const BYTES: usize;
     /// Whether `load` returns signed bytes (dot via the sign trick).
     const SIGNED: bool = false;
@@ -251,12 +251,12 @@ unsafe fn dm4(p: [*const u8; 4]) -> (__m128, __m128) {
     (_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1))
 }
 
-struct Q40;
-struct Q41;
-struct Q50;
-struct Q51;
-struct Q80;
-struct Mx4;
+pub(crate) struct Q40;
+pub(crate) struct Q41;
+pub(crate) struct Q50;
+pub(crate) struct Q51;
+pub(crate) struct Q80;
+pub(crate) struct Mx4;
 
 impl B32 for Q40 {
     const BYTES: usize = 18;

@@ -61,6 +61,13 @@
 //!   decoding and dot; prefill decodes 8 super-blocks of a row once and reuses them for all tokens.
 //! * F32/F16/BF16: FMA over converted weights, 1 row × 4 tokens.
 //!
+//! # AVX-512 VNNI prefill (`avx512.rs`)
+//! On CPUs with AVX-512 F/BW/VNNI, calls of 8 or more tokens on Q4_0, Q4_1, Q5_0, Q5_1 and
+//! MXFP4 weights convert 16 weight rows at a time into a row-interleaved int8 tile (kept in a
+//! per-thread buffer that grows once) and multiply it with `vpdpbusd`, 16 rows × 8 tokens per
+//! inner tile. It reduces each pair to the same exact integers and float operations as the AVX2
+//! kernels, so it changes speed only; `HEARTH_KERNELS=avx2` turns it off for comparisons.
+//!
 //! # Batch invariance
 //! The f32 result for a (row, token) pair is bit-identical whatever the call shape: the number
 //! of rows and tokens in the call, the row's position in a 4-row group, and which tile handled
@@ -80,8 +87,8 @@
 //! streaming from DRAM: Q4_1 17 / 15 GB/s, Q8_0 31 / 11.5, Q5_0 14 / 14, Q4_K 14 / 12, and
 //! about 40 GMAC/s for 64-token tiles of Q4_1, Q8_0, Q4_K and Q6_K (35 for Q5_0).
 
-// Tile code indexes accumulator arrays by (row, token) on purpose; `is_multiple_of` needs Rust
-// 1.87 and the workspace MSRV is 1.80.
+// Tile code indexes accumulator arrays by (row, token) on purpose; `is_multiple_of` is avoided
+// for older toolchains (the workspace MSRV is 1.89, for the stable AVX-512 intrinsics).
 #![allow(clippy::needless_range_loop, clippy::manual_is_multiple_of)]
 
 pub use hearth_formats::GgmlType;
@@ -90,6 +97,8 @@ pub mod scalar;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 use std::sync::OnceLock;
 
@@ -228,6 +237,30 @@ pub fn isa() -> Isa {
     })
 }
 
+/// Whether calls of at least 8 tokens on unsigned 32-block weights use the AVX-512 VNNI prefill
+/// kernel (CPU has AVX-512 F/BW/VNNI on top of [`Isa::Avx2`]). Its results are bit-identical to
+/// the AVX2 kernels', so this changes speed only. `HEARTH_KERNELS=avx2` turns it off.
+pub fn has_vnni() -> bool {
+    static V: OnceLock<bool> = OnceLock::new();
+    *V.get_or_init(|| {
+        if isa() != Isa::Avx2
+            || std::env::var("HEARTH_KERNELS")
+                .map(|v| v.eq_ignore_ascii_case("avx2"))
+                .unwrap_or(false)
+        {
+            return false;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vnni")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
+}
+
 fn check_act(fmt: ActFormat, x: &[f32], out: &[u8]) {
     let k = x.len();
     let bl = act_block_len(fmt);
@@ -326,6 +359,11 @@ pub fn matmul(
         return;
     }
     match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: has_vnni() verified AVX-512 F/BW/VNNI on top of AVX2; sizes checked above.
+        Isa::Avx2 if n_tok >= avx512::MIN_TOK && avx512::supports(wtype) && has_vnni() => unsafe {
+            avx512::matmul(wtype, k, w, n_rows, act, n_tok, out, out_stride)
+        },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: isa() verified the CPU features; all slice sizes were checked above.
         Isa::Avx2 => unsafe { avx2::matmul(wtype, k, w, n_rows, act, n_tok, out, out_stride) },

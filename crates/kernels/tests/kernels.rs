@@ -461,6 +461,14 @@ fn simd_path_is_active_where_supported() {
         && is_x86_feature_detected!("f16c")
     {
         assert_eq!(hk::isa(), hk::Isa::Avx2);
+        // And the AVX-512 VNNI prefill kernel, which the batch-invariance tests (19 tokens in
+        // one call against each token alone) then check bit for bit against the AVX2 kernels.
+        assert_eq!(
+            hk::has_vnni(),
+            is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vnni")
+        );
     }
 }
 

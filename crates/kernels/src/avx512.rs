@@ -16,7 +16,7 @@
 //! the AVX2 decode kernel's, and a sequence gets the same logits alone or inside a batch.
 //! Q8_0 weights are signed and `vpdpbusd` needs one unsigned side, so they stay on AVX2.
 
-use crate::avx2::{ld_f32, Mx4, Q40, Q41, Q50, Q51, B32};
+use crate::avx2::{ld_f32, Mx4, B32, Q40, Q41, Q50, Q51};
 use crate::GgmlType;
 use std::arch::x86_64::*;
 use std::cell::RefCell;

@@ -86,6 +86,7 @@
 
 pub use hearth_formats::GgmlType;
 
+pub mod quant;
 pub mod scalar;
 
 #[cfg(target_arch = "x86_64")]

@@ -80,10 +80,10 @@ CONFIG = dict(d=128, n_layer=4, n_head=8, n_kv=2, head_dim=32, n_expert=16, n_us
               beta_fast=32.0, beta_slow=1.0)
 
 
-def weights(c, n_vocab):
+def weights(c, n_vocab, seed=SEED):
     """Random weights in ggml row order: a matrix is (out_features, in_features); expert
     tensors are (n_expert, out, in)."""
-    rs = np.random.RandomState(SEED)
+    rs = np.random.RandomState(seed)
     d, hd, nh, nkv, ne, ff = c["d"], c["head_dim"], c["n_head"], c["n_kv"], c["n_expert"], c["n_ff_exp"]
 
     def mat(*shape, scale=1.0):
@@ -276,26 +276,25 @@ def run_llama(driver, model):
     return res
 
 
-def hf_model(c, w, n_vocab):
-    import torch
-    import transformers as tf
-    cfg = tf.GptOssConfig(
+def hf_config_kwargs(c, n_vocab, truncate=True):
+    """GptOssConfig arguments for CONFIG-style dimensions `c` (also written as config.json by
+    gen_tiny_hf.py, with truncate=False as gpt-oss's own config.json)."""
+    return dict(
         vocab_size=n_vocab, hidden_size=c["d"], intermediate_size=c["n_ff_exp"], num_hidden_layers=c["n_layer"],
         num_attention_heads=c["n_head"], num_key_value_heads=c["n_kv"], head_dim=c["head_dim"],
         num_local_experts=c["n_expert"], num_experts_per_tok=c["n_used"], sliding_window=c["window"],
         rms_norm_eps=c["eps"], max_position_embeddings=c["n_ctx"], tie_word_embeddings=False,
         attention_bias=True, attention_dropout=0.0,
         rope_parameters={"rope_type": "yarn", "rope_theta": c["rope_base"], "factor": c["rope_factor"],
-                         "beta_fast": c["beta_fast"], "beta_slow": c["beta_slow"], "truncate": True,
+                         "beta_fast": c["beta_fast"], "beta_slow": c["beta_slow"], "truncate": truncate,
                          "original_max_position_embeddings": c["n_ctx_orig"]})
-    cfg._attn_implementation = "eager"
-    if hasattr(cfg, "_experts_implementation"):
-        cfg._experts_implementation = "eager"
-    assert cfg.layer_types == ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(c["n_layer"])]
-    m = tf.GptOssForCausalLM(cfg).float().eval()
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
-    sd = {"model.embed_tokens.weight": t(w["token_embd.weight"]), "model.norm.weight": t(w["output_norm.weight"]),
-          "lm_head.weight": t(w["output.weight"])}
+
+
+def hf_state_dict(c, w):
+    """Weights `w` (ggml names and row order) under transformers' GptOssForCausalLM names and
+    layouts, as numpy arrays."""
+    sd = {"model.embed_tokens.weight": w["token_embd.weight"], "model.norm.weight": w["output_norm.weight"],
+          "lm_head.weight": w["output.weight"]}
     names = {"attn_norm.weight": "input_layernorm.weight", "post_attention_norm.weight": "post_attention_layernorm.weight",
              "attn_q.weight": "self_attn.q_proj.weight", "attn_q.bias": "self_attn.q_proj.bias",
              "attn_k.weight": "self_attn.k_proj.weight", "attn_k.bias": "self_attn.k_proj.bias",
@@ -306,7 +305,7 @@ def hf_model(c, w, n_vocab):
     for i in range(c["n_layer"]):
         p = f"blk.{i}."
         for g, h in names.items():
-            sd[f"model.layers.{i}.{h}"] = t(w[p + g])
+            sd[f"model.layers.{i}.{h}"] = w[p + g]
         # transformers keeps experts as (in, out) with gate and up interleaved along `out`
         # (gate = gate_up[..., ::2], up = gate_up[..., 1::2]): the converter's split, inverted.
         gate, up = w[p + "ffn_gate_exps.weight"], w[p + "ffn_up_exps.weight"]
@@ -317,9 +316,22 @@ def hf_model(c, w, n_vocab):
         gub = np.empty((ne, 2 * ff), np.float32)
         gub[:, ::2] = w[p + "ffn_gate_exps.bias"]
         gub[:, 1::2] = w[p + "ffn_up_exps.bias"]
-        sd[f"model.layers.{i}.mlp.experts.gate_up_proj"] = t(gu)
-        sd[f"model.layers.{i}.mlp.experts.gate_up_proj_bias"] = t(gub)
-        sd[f"model.layers.{i}.mlp.experts.down_proj"] = t(w[p + "ffn_down_exps.weight"].transpose(0, 2, 1))
+        sd[f"model.layers.{i}.mlp.experts.gate_up_proj"] = gu
+        sd[f"model.layers.{i}.mlp.experts.gate_up_proj_bias"] = gub
+        sd[f"model.layers.{i}.mlp.experts.down_proj"] = w[p + "ffn_down_exps.weight"].transpose(0, 2, 1)
+    return sd
+
+
+def hf_model(c, w, n_vocab):
+    import torch
+    import transformers as tf
+    cfg = tf.GptOssConfig(**hf_config_kwargs(c, n_vocab))
+    cfg._attn_implementation = "eager"
+    if hasattr(cfg, "_experts_implementation"):
+        cfg._experts_implementation = "eager"
+    assert cfg.layer_types == ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(c["n_layer"])]
+    m = tf.GptOssForCausalLM(cfg).float().eval()
+    sd = {k: torch.from_numpy(np.ascontiguousarray(a)) for k, a in hf_state_dict(c, w).items()}
     own = m.state_dict()
     missing = [k for k in own if k not in sd]
     extra = [k for k in sd if k not in own]

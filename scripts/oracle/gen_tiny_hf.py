@@ -29,6 +29,15 @@ reads these files independently in `golden` (any missing or unexpected weight is
   tiny-qwen3moe-f32  8 experts, top-2, one safetensors tensor per expert matrix (hub layout)
   tiny-glm4-f32      Glm4ForCausalLM: q/k/v biases, head_dim 32, partial_rotary_factor 0.5,
                      post-attention / post-MLP norms, fused gate_up_proj, untied output
+  tiny-gpt-oss-mxfp4 GptOssForCausalLM as openai/gpt-oss-20b ships: experts as MXFP4
+                     `*_blocks` / `*_scales` (U8), everything else BF16, config.json in its
+                     style (rope_scaling YaRN with truncate false, layer_types,
+                     quantization_config); gen_tiny_gpt_oss.py's dimensions and weight
+                     recipe (sinks, sliding window 8, 16 experts top-4), quantized with gguf's
+                     MXFP4 quantizer (so `models` needs the gguf package for this one)
+  tiny-gpt-oss-bf16  the same model with the experts unquantized, in transformers' own
+                     layout (gate_up_proj (E, in, 2·ff) interleaved, down_proj (E, ff, d)), BF16:
+                     the values the MXFP4 blocks decode to, so its goldens equal the mxfp4 ones
 Config styles: llama writes rope_theta at the top level (transformers < 5), qwen rope_parameters
 (5.x), gemma3 rope_parameters per layer type.
 Tokenizer: byte-level BPE over 256 byte symbols plus merges learned here by plain counting on a
@@ -56,6 +65,8 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # gen_tiny_gpt_oss (gpt-oss weights)
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("HEARTH_CACHE", Path.home() / ".cache/hearth"))
@@ -104,6 +115,8 @@ MODELS = {
     "tiny-qwen3moe-f32": dict(arch="qwen3moe", dtype="float32"),
     # Added later: its own seed offset, so the earlier models keep their weights.
     "tiny-glm4-f32": dict(arch="glm4", dtype="float32", seed_offset=100),
+    "tiny-gpt-oss-mxfp4": dict(arch="gpt-oss", dtype="mxfp4", seed_offset=200),
+    "tiny-gpt-oss-bf16": dict(arch="gpt-oss", dtype="bf16", seed_offset=200),
 }
 
 
@@ -298,18 +311,84 @@ def to_bf16_bits(a):
 
 
 def write_safetensors(path, tensors, dtype):
-    """The safetensors layout: u64 header length, JSON header (8-byte aligned), raw data."""
+    """The safetensors layout: u64 header length, JSON header (8-byte aligned), raw data.
+    Float arrays are stored as `dtype`, uint8 arrays (MXFP4 blocks / scales) as U8."""
     header, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
     for name in sorted(tensors):
         a = tensors[name]
-        raw = (to_bf16_bits(a) if dtype == "bfloat16" else a.astype("<f4")).tobytes()
-        header[name] = {"dtype": "BF16" if dtype == "bfloat16" else "F32",
-                        "shape": list(a.shape), "data_offsets": [off, off + len(raw)]}
+        if a.dtype == np.uint8:
+            raw, st = a.tobytes(), "U8"
+        elif dtype == "bfloat16":
+            raw, st = to_bf16_bits(a).tobytes(), "BF16"
+        else:
+            raw, st = a.astype("<f4").tobytes(), "F32"
+        header[name] = {"dtype": st, "shape": list(a.shape), "data_offsets": [off, off + len(raw)]}
         blobs.append(raw)
         off += len(raw)
     h = json.dumps(header, separators=(",", ":")).encode()
     h += b" " * (-len(h) % 8)
     path.write_bytes(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def mxfp4_ocp(a):
+    """float32 (..., rows, cols) → MXFP4 in the OCP / Hugging Face layout: blocks u8
+    (..., rows, cols/32, 16) with element 2i in the low nibble of byte i and 2i+1 in the high
+    one, scales u8 (..., rows, cols/32) (E8M0). Quantized by gguf's MXFP4 quantizer (ggml's
+    quantize_row_mxfp4), whose block_mxfp4 is one scale byte then 16 bytes with element j in the
+    low nibble and j+16 in the high one: only the nibbles move."""
+    import gguf
+    q = gguf.quants.quantize(a, gguf.GGMLQuantizationType.MXFP4)
+    q = q.reshape(*a.shape[:-1], a.shape[-1] // 32, 17)
+    scales, qs = q[..., 0], q[..., 1:]
+    codes = np.concatenate([qs & 0x0F, qs >> 4], axis=-1)  # element order 0..31
+    blocks = (codes[..., 0::2] | (codes[..., 1::2] << 4)).astype(np.uint8)
+    return np.ascontiguousarray(blocks), np.ascontiguousarray(scales)
+
+
+def gpt_oss_dir(n_vocab, eos, seed, experts):
+    """config.json and tensors of tiny-gpt-oss-{experts} (see the module docstring)."""
+    import gen_tiny_gpt_oss as go
+    c = go.CONFIG
+    kw = go.hf_config_kwargs(c, n_vocab, truncate=False)
+    rope = kw.pop("rope_parameters")
+    cfg = dict(architectures=["GptOssForCausalLM"], model_type="gpt_oss", **kw,
+               rope_theta=rope.pop("rope_theta"), rope_scaling=rope,
+               layer_types=["sliding_attention" if i % 2 == 0 else "full_attention"
+                            for i in range(c["n_layer"])],
+               experts_per_token=c["n_used"], initial_context_length=c["n_ctx_orig"],
+               swiglu_limit=7.0, hidden_act="silu", router_aux_loss_coef=0.9,
+               output_router_logits=False, eos_token_id=eos, pad_token_id=eos, dtype="bfloat16",
+               use_cache=True,
+               quantization_config={"quant_method": "mxfp4", "modules_to_not_convert": [
+                   "model.layers.*.self_attn", "model.layers.*.mlp.router",
+                   "model.embed_tokens", "lm_head"]})
+    if experts == "bf16":
+        del cfg["quantization_config"]
+    sd = go.hf_state_dict(c, go.weights(c, n_vocab, seed=seed))
+    for i in range(c["n_layer"]):
+        p = f"model.layers.{i}.mlp.experts."
+        # Stored output-major ((E, out, in), a Linear's layout), the transpose of gate_up_proj
+        # / down_proj; gate and up stay interleaved along `out`.
+        for proj in ("gate_up_proj", "down_proj"):
+            w = sd.pop(p + proj)
+            blocks, scales = mxfp4_ocp(np.ascontiguousarray(w.transpose(0, 2, 1)))
+            if experts == "mxfp4":
+                sd[p + proj + "_blocks"], sd[p + proj + "_scales"] = blocks, scales
+            else:
+                # The values those blocks decode to (exact in BF16), in transformers' own
+                # unquantized layout: the same model as tiny-gpt-oss-mxfp4.
+                sd[p + proj] = np.ascontiguousarray(mxfp4_decode(blocks, scales).transpose(0, 2, 1))
+    return cfg, sd
+
+
+def mxfp4_decode(blocks, scales):
+    """The OCP layout's values (transformers' convert_moe_packed_tensors in numpy)."""
+    lut = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0,
+                    -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0], np.float32)
+    v = np.empty((*blocks.shape[:-1], 32), np.float32)
+    v[..., 0::2], v[..., 1::2] = lut[blocks & 0x0F], lut[blocks >> 4]
+    v = np.ldexp(v, scales.astype(np.int32)[..., None] - 127)
+    return v.reshape(*blocks.shape[:-2], -1)
 
 
 def write_json(path, obj):
@@ -325,23 +404,27 @@ def write_model(name, spec):
     tok = tokenizer_json(add_bos=arch == "llama")
     vocab = tok["model"]["vocab"]
     eos, bos = vocab["<|im_end|>"], (vocab["<s>"] if arch == "llama" else None)
-    cfg = config_json(arch, len(vocab), eos, bos)
-    cfg["dtype"] = spec["dtype"]
     first = sorted(n for n in MODELS if "seed_offset" not in MODELS[n])
     offset = spec.get("seed_offset")
     if offset is None:
         offset = first.index(name.replace("-bf16", "-f32"))
-    weights = random_weights(arch, cfg, SEED + offset)
+    if arch == "gpt-oss":
+        cfg, weights = gpt_oss_dir(len(vocab), eos, SEED + offset, spec["dtype"])
+        dtype = "bfloat16"
+    else:
+        cfg = config_json(arch, len(vocab), eos, bos)
+        cfg["dtype"] = dtype = spec["dtype"]
+        weights = random_weights(arch, cfg, SEED + offset)
     n_shards = spec.get("shards", 1)
     if n_shards == 1:
-        write_safetensors(tmp / "model.safetensors", weights, spec["dtype"])
+        write_safetensors(tmp / "model.safetensors", weights, dtype)
     else:
         names = sorted(weights)
         parts = [names[i::n_shards] for i in range(n_shards)]
         wmap = {}
         for i, part in enumerate(parts):
             fname = f"model-{i + 1:05d}-of-{n_shards:05d}.safetensors"
-            write_safetensors(tmp / fname, {k: weights[k] for k in part}, spec["dtype"])
+            write_safetensors(tmp / fname, {k: weights[k] for k in part}, dtype)
             wmap.update({k: fname for k in part})
         size = sum(a.nbytes for a in weights.values())
         write_json(tmp / "model.safetensors.index.json",

@@ -113,3 +113,84 @@ fn a_directory_without_weights_is_an_error_naming_it() {
     assert!(err.contains(&tmp.display().to_string()), "{err}");
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+fn read_golden(rel: &str) -> Value {
+    let p = repo().join(rel);
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+}
+
+/// `hearth template` on a gpt-oss model prints the harmony prompt the server renders, with
+/// `--reasoning-effort` and `--tools`: compared with the `openai-harmony` reference renderer's
+/// output (tests/golden/harmony/reference_render.json, from crates/harmony/tests/refgen) for
+/// its tool-schema cases and for every conversation without an assistant tool call (the server
+/// puts a call's recipient after the channel, as the model writes it; the reference puts it in
+/// the header, see `hearth_harmony::RecipientPlacement`). The conversations' messages, tools and
+/// efforts are the chat-template golden's (tests/golden/harmony/gpt_oss_template.json).
+#[test]
+fn template_renders_harmony_with_effort_and_tools() {
+    let model = models_dir().join("tiny-gpt-oss-mxfp4");
+    let reference = read_golden("tests/golden/harmony/reference_render.json");
+    let cases = read_golden("tests/golden/harmony/gpt_oss_template.json");
+    let date = reference["current_date"].as_str().unwrap();
+    let tmp = std::env::temp_dir().join(format!("hearth-template-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let render = |name: &str, messages: &Value, tools: Option<&Value>, effort: &str| {
+        let m = tmp.join(format!("{name}.messages.json"));
+        std::fs::write(&m, messages.to_string()).unwrap();
+        let mut cmd = hearth();
+        cmd.arg("template").arg(&model).arg("--messages").arg(&m);
+        cmd.args(["--reasoning-effort", effort, "--current-date", date]);
+        if let Some(t) = tools {
+            let p = tmp.join(format!("{name}.tools.json"));
+            std::fs::write(&p, t.to_string()).unwrap();
+            cmd.arg("--tools").arg(p);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mut efforts = std::collections::BTreeSet::new();
+    let mut with_tools = 0;
+    for conv in reference["conversations"].as_array().unwrap() {
+        let name = conv["name"].as_str().unwrap();
+        let case = cases["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap();
+        let messages = &case["messages"];
+        if messages
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m.get("tool_calls").is_some())
+        {
+            continue;
+        }
+        let effort = case["reasoning_effort"].as_str().unwrap();
+        let tools = case.get("tools").filter(|t| !t.is_null());
+        let got = render(name, messages, tools, effort);
+        assert_eq!(got, conv["expected"].as_str().unwrap(), "{name}");
+        efforts.insert(effort.to_string());
+        with_tools += tools.is_some() as usize;
+    }
+    for case in reference["tool_cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let hi = serde_json::json!([{"role": "user", "content": "Hi"}]);
+        let got = render(name, &hi, Some(&case["tools"]), "medium");
+        assert_eq!(got, case["expected"].as_str().unwrap(), "{name}");
+        with_tools += 1;
+    }
+    assert_eq!(
+        efforts.len(),
+        3,
+        "low, medium and high all compared: {efforts:?}"
+    );
+    assert!(with_tools >= 5, "only {with_tools} cases with tools");
+    let _ = std::fs::remove_dir_all(&tmp);
+}

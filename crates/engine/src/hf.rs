@@ -16,7 +16,7 @@
 //! * Gemma's RMSNorm multiplies by (1 + w); the converter stores w + 1. Norm vectors are small,
 //!   so they are converted to owned F32 buffers at open.
 
-use crate::source::KEY_ROPE_NEOX;
+use crate::source::{KEY_ROPE_NEOX, KEY_YARN_TRUNCATE};
 use hearth_formats::{GgmlType, TensorInfo, Value};
 use memmap2::Mmap;
 use serde_json::Value as Json;
@@ -47,7 +47,7 @@ pub enum HfError {
     },
     #[error("{path}: not a valid safetensors file: {message}")]
     Safetensors { path: PathBuf, message: String },
-    #[error("{path}: tensor '{tensor}' has dtype {dtype} (supported: F32, F16, BF16)")]
+    #[error("{path}: tensor '{tensor}' has dtype {dtype} (supported: F32, F16, BF16; U8 for MXFP4 `_blocks` / `_scales`)")]
     UnsupportedDtype {
         path: PathBuf,
         tensor: String,
@@ -66,6 +66,12 @@ pub enum HfError {
         gguf: String,
         other: PathBuf,
     },
+    #[error("{path}: tensor '{tensor}': {message}")]
+    BadTensor {
+        path: PathBuf,
+        tensor: String,
+        message: String,
+    },
     #[error("{dir}: no safetensors weights (expected model.safetensors or model.safetensors.index.json)")]
     NoWeights { dir: PathBuf },
 }
@@ -79,6 +85,7 @@ pub const ARCHITECTURES: &[(&str, &str)] = &[
     ("Qwen3MoeForCausalLM", "qwen3moe"),
     ("Gemma3ForCausalLM", "gemma3"),
     ("Glm4ForCausalLM", "glm4"),
+    ("GptOssForCausalLM", "gpt-oss"),
 ];
 
 /// Separates a 3-D expert tensor's GGUF name from the expert index for the per-expert
@@ -188,13 +195,22 @@ impl HfModel {
             buffer_of: Vec::new(),
             buffers: Vec::new(),
         };
+        let mut mxfp4 = BTreeMap::new();
         for path in files {
-            m.add_file(arch, &path)?;
+            m.add_file(arch, &path, &mut mxfp4)?;
+        }
+        for ((layer, proj), parts) in mxfp4 {
+            m.repack_mxfp4(layer, proj, parts)?;
         }
         Ok(m)
     }
 
-    fn add_file(&mut self, arch: &str, path: &Path) -> Result<(), HfError> {
+    fn add_file(
+        &mut self,
+        arch: &str,
+        path: &Path,
+        mxfp4: &mut BTreeMap<(usize, ExpertProj), Mxfp4Parts>,
+    ) -> Result<(), HfError> {
         let io = |source| HfError::Io {
             path: path.to_path_buf(),
             source,
@@ -207,6 +223,12 @@ impl HfModel {
         let buf = self.buffers.len() as u32;
         self.buffers.push(Buffer::Map(map));
         for e in entries {
+            if arch == "gpt-oss" {
+                if let Some((layer, proj, part)) = gpt_oss_expert_tensor(&e.name) {
+                    self.add_gpt_oss_expert(path, buf, layer, proj, part, e, mxfp4)?;
+                    continue;
+                }
+            }
             let Some(gguf) = gguf_name(arch, &e.name) else {
                 // Rotary caches some checkpoints store: recomputed from the config.
                 if e.name.ends_with("rotary_emb.inv_freq") {
@@ -218,54 +240,323 @@ impl HfModel {
                     arch: arch.into(),
                 });
             };
-            let dtype = match e.dtype.as_str() {
-                "F32" => GgmlType::F32,
-                "F16" => GgmlType::F16,
-                "BF16" => GgmlType::BF16,
-                _ => {
-                    return Err(HfError::UnsupportedDtype {
-                        path: path.to_path_buf(),
-                        tensor: e.name,
-                        dtype: e.dtype,
-                    })
-                }
-            };
+            let dtype = float_dtype(path, &e)?;
             let mut dims: Vec<usize> = e.shape.iter().rev().copied().collect();
             if dims.is_empty() {
                 dims.push(1);
             }
-            let mut info = TensorInfo {
-                name: gguf.clone(),
+            if arch == "gemma3" && gguf.ends_with("norm.weight") {
+                // Gemma's RMSNorm scales by (1 + w): store w + 1 as llama.cpp's converter does.
+                let v: Vec<f32> = self
+                    .to_f32(buf, &e, dtype)
+                    .iter()
+                    .map(|x| x + 1.0)
+                    .collect();
+                self.push_owned(path, &e.name, gguf, GgmlType::F32, dims, f32_bytes(&v))?;
+                continue;
+            }
+            let info = TensorInfo {
+                name: gguf,
                 dims,
                 dtype,
                 offset: e.start,
                 n_bytes: e.end - e.start,
             };
-            let mut tbuf = buf;
-            if arch == "gemma3" && gguf.ends_with("norm.weight") {
-                // Gemma's RMSNorm scales by (1 + w): store w + 1 as llama.cpp's converter does.
-                let mut v = vec![0f32; info.n_elements()];
-                hearth_kernels::dequantize_row(dtype, &self.buffer(buf)[e.start..e.end], &mut v);
-                let bytes: Vec<u8> = v.iter().flat_map(|x| (x + 1.0).to_le_bytes()).collect();
-                info.dtype = GgmlType::F32;
-                info.offset = 0;
-                info.n_bytes = bytes.len();
-                tbuf = self.buffers.len() as u32;
-                self.buffers.push(Buffer::Owned(bytes));
-            }
-            if let Some(&i) = self.index.get(&gguf) {
-                return Err(HfError::Duplicate {
-                    path: path.to_path_buf(),
-                    tensor: e.name,
-                    gguf,
-                    other: self.files[self.buffer_of[i] as usize].clone(),
-                });
-            }
-            self.index.insert(gguf, self.tensors.len());
-            self.tensors.push(info);
-            self.buffer_of.push(tbuf);
+            self.push(path, &e.name, info, buf)?;
         }
         Ok(())
+    }
+
+    /// Register a tensor (under its GGUF name) held by buffer `buf`.
+    fn push(&mut self, path: &Path, hf: &str, info: TensorInfo, buf: u32) -> Result<(), HfError> {
+        if let Some(&i) = self.index.get(&info.name) {
+            return Err(HfError::Duplicate {
+                path: path.to_path_buf(),
+                tensor: hf.to_string(),
+                gguf: info.name,
+                other: self.files[self.buffer_of[i] as usize].clone(),
+            });
+        }
+        self.index.insert(info.name.clone(), self.tensors.len());
+        self.tensors.push(info);
+        self.buffer_of.push(buf);
+        Ok(())
+    }
+
+    /// Register a tensor converted at open, in a buffer of its own.
+    fn push_owned(
+        &mut self,
+        path: &Path,
+        hf: &str,
+        gguf: String,
+        dtype: GgmlType,
+        dims: Vec<usize>,
+        bytes: Vec<u8>,
+    ) -> Result<(), HfError> {
+        let info = TensorInfo {
+            name: gguf,
+            dims,
+            dtype,
+            offset: 0,
+            n_bytes: bytes.len(),
+        };
+        let buf = self.buffers.len() as u32;
+        self.buffers.push(Buffer::Owned(bytes));
+        self.push(path, hf, info, buf)
+    }
+
+    fn to_f32(&self, buf: u32, e: &StEntry, dtype: GgmlType) -> Vec<f32> {
+        let mut v = vec![0f32; e.shape.iter().product()];
+        hearth_kernels::dequantize_row(dtype, &self.buffer(buf)[e.start..e.end], &mut v);
+        v
+    }
+
+    /// gpt-oss keeps each layer's experts in 3-D tensors of its own layout (transformers
+    /// `GptOssExperts`): `gate_up_proj` [E, d, 2·ff] with gate and up interleaved along the last
+    /// dimension (gate = `[..., ::2]`, up = `[..., 1::2]`), `down_proj` [E, ff, d], both used as
+    /// `x @ W` (input-major, the transpose of a Linear's weight); biases `gate_up_proj_bias`
+    /// [E, 2·ff] (interleaved the same way) and `down_proj_bias` [E, d]. The released checkpoints
+    /// store the weights as MXFP4 `_blocks` / `_scales` instead (handled in `repack_mxfp4`). What
+    /// llama.cpp's converter (conversion/gpt_oss.py) writes, reproduced here: gate and up split,
+    /// weights transposed to output-major `blk.N.ffn_{gate,up,down}_exps.weight`. Biases and
+    /// unquantized weights are copied into owned buffers (F32 / their own dtype); `down_proj_bias`
+    /// stays mapped.
+    #[allow(clippy::too_many_arguments)]
+    fn add_gpt_oss_expert(
+        &mut self,
+        path: &Path,
+        buf: u32,
+        layer: usize,
+        proj: ExpertProj,
+        part: ExpertPart,
+        e: StEntry,
+        mxfp4: &mut BTreeMap<(usize, ExpertProj), Mxfp4Parts>,
+    ) -> Result<(), HfError> {
+        let bad = |message: String| HfError::BadTensor {
+            path: path.to_path_buf(),
+            tensor: e.name.clone(),
+            message,
+        };
+        let name = |p: &str, suffix: &str| format!("blk.{layer}.ffn_{p}_exps.{suffix}");
+        match part {
+            ExpertPart::Blocks | ExpertPart::Scales => {
+                if e.dtype != "U8" {
+                    return Err(bad(format!("dtype {}, expected U8 (MXFP4)", e.dtype)));
+                }
+                let slot = mxfp4.entry((layer, proj)).or_default();
+                let src = Mxfp4Src {
+                    path: path.to_path_buf(),
+                    name: e.name.clone(),
+                    buf,
+                    start: e.start,
+                    end: e.end,
+                    shape: e.shape.clone(),
+                };
+                match part {
+                    ExpertPart::Blocks => slot.blocks = Some(src),
+                    _ => slot.scales = Some(src),
+                }
+            }
+            ExpertPart::Bias => {
+                let dtype = float_dtype(path, &e)?;
+                let &[n_expert, n] = &e.shape[..] else {
+                    return Err(bad(format!("shape {:?}, expected [experts, n]", e.shape)));
+                };
+                match proj {
+                    ExpertProj::Down => {
+                        let info = TensorInfo {
+                            name: name("down", "bias"),
+                            dims: vec![n, n_expert],
+                            dtype,
+                            offset: e.start,
+                            n_bytes: e.end - e.start,
+                        };
+                        self.push(path, &e.name, info, buf)?;
+                    }
+                    ExpertProj::GateUp => {
+                        if n % 2 != 0 {
+                            return Err(bad(format!("{n} gate/up values per expert: not even")));
+                        }
+                        let v = self.to_f32(buf, &e, dtype);
+                        for (p, parity) in [("gate", 0), ("up", 1)] {
+                            let half: Vec<f32> =
+                                v.iter().skip(parity).step_by(2).copied().collect();
+                            let dims = vec![n / 2, n_expert];
+                            let bytes = f32_bytes(&half);
+                            self.push_owned(
+                                path,
+                                &e.name,
+                                name(p, "bias"),
+                                GgmlType::F32,
+                                dims,
+                                bytes,
+                            )?;
+                        }
+                    }
+                }
+            }
+            ExpertPart::Weight => {
+                let dtype = float_dtype(path, &e)?;
+                let &[n_expert, n_in, n_out] = &e.shape[..] else {
+                    return Err(bad(format!(
+                        "shape {:?}, expected [experts, in, out]",
+                        e.shape
+                    )));
+                };
+                let es = dtype.row_bytes(1).expect("float type");
+                let src = &self.buffer(buf)[e.start..e.end];
+                // Output-major copies: out[e][o][i] = src[e][i][o * stride + offset].
+                let transpose = |stride: usize, offset: usize| {
+                    let rows = n_out / stride;
+                    let mut out = vec![0u8; n_expert * rows * n_in * es];
+                    for x in 0..n_expert {
+                        for o in 0..rows {
+                            for i in 0..n_in {
+                                let s = ((x * n_in + i) * n_out + o * stride + offset) * es;
+                                let d = ((x * rows + o) * n_in + i) * es;
+                                out[d..d + es].copy_from_slice(&src[s..s + es]);
+                            }
+                        }
+                    }
+                    out
+                };
+                match proj {
+                    ExpertProj::Down => {
+                        let bytes = transpose(1, 0);
+                        let dims = vec![n_in, n_out, n_expert];
+                        self.push_owned(path, &e.name, name("down", "weight"), dtype, dims, bytes)?;
+                    }
+                    ExpertProj::GateUp => {
+                        if n_out % 2 != 0 {
+                            return Err(bad(format!("{n_out} gate/up columns: not even")));
+                        }
+                        let (gate, up) = (transpose(2, 0), transpose(2, 1));
+                        let dims = vec![n_in, n_out / 2, n_expert];
+                        self.push_owned(
+                            path,
+                            &e.name,
+                            name("gate", "weight"),
+                            dtype,
+                            dims.clone(),
+                            gate,
+                        )?;
+                        self.push_owned(path, &e.name, name("up", "weight"), dtype, dims, up)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One layer's MXFP4 expert weights (`{proj}_blocks` u8 [E, rows, cols/32, 16] and
+    /// `{proj}_scales` u8 [E, rows, cols/32], output-major like a Linear's weight) as ggml
+    /// MXFP4 tensors `blk.N.ffn_{gate,up,down}_exps.weight` (ggml dims [cols, rows, E]): each
+    /// row repacked by [`hearth_kernels::quant::mxfp4_from_ocp`], gate_up's even rows to gate
+    /// and odd rows to up, as llama.cpp's converter (conversion/gpt_oss.py `repack_mxfp4`).
+    /// The repacked copy is the same size as the source (17 bytes per 32 values); nothing is
+    /// dequantized. The source pages are then released from this process (they are read once).
+    fn repack_mxfp4(
+        &mut self,
+        layer: usize,
+        proj: ExpertProj,
+        parts: Mxfp4Parts,
+    ) -> Result<(), HfError> {
+        use hearth_kernels::quant::{mxfp4_from_ocp, MXFP4_BLOCK, MXFP4_BLOCK_BYTES};
+        let hf = format!("model.layers.{layer}.mlp.experts.{}", proj.hf_name());
+        let (blocks, scales) = match (parts.blocks, parts.scales) {
+            (Some(b), Some(s)) => (b, s),
+            (Some(x), None) | (None, Some(x)) => {
+                return Err(HfError::BadTensor {
+                    path: x.path,
+                    tensor: x.name,
+                    message: format!("MXFP4 needs both {hf}_blocks and {hf}_scales"),
+                })
+            }
+            (None, None) => unreachable!("a slot is created with one part"),
+        };
+        let &[n_expert, rows, nb, 16] = &blocks.shape[..] else {
+            return Err(HfError::BadTensor {
+                path: blocks.path,
+                tensor: blocks.name,
+                message: format!(
+                    "shape {:?}, expected [experts, rows, blocks, 16]",
+                    blocks.shape
+                ),
+            });
+        };
+        if scales.shape[..] != [n_expert, rows, nb] {
+            return Err(HfError::BadTensor {
+                path: scales.path,
+                tensor: scales.name,
+                message: format!(
+                    "shape {:?}, expected [{n_expert}, {rows}, {nb}] to match {}",
+                    scales.shape, blocks.name
+                ),
+            });
+        }
+        let (step, outputs): (usize, &[(&str, usize)]) = match proj {
+            ExpertProj::Down => (1, &[("down", 0)]),
+            ExpertProj::GateUp => (2, &[("gate", 0), ("up", 1)]),
+        };
+        if rows % step != 0 {
+            return Err(HfError::BadTensor {
+                path: blocks.path,
+                tensor: blocks.name,
+                message: format!("{rows} gate/up rows: not even"),
+            });
+        }
+        let out_rows = rows / step;
+        let cols = nb * MXFP4_BLOCK;
+        let row_out = nb * MXFP4_BLOCK_BYTES;
+        let mut tensors = Vec::new();
+        {
+            let bsrc = &self.buffer(blocks.buf)[blocks.start..blocks.end];
+            let ssrc = &self.buffer(scales.buf)[scales.start..scales.end];
+            for &(p, parity) in outputs {
+                let mut out = vec![0u8; n_expert * out_rows * row_out];
+                for (i, dst) in out.chunks_exact_mut(row_out).enumerate() {
+                    let (x, r) = (i / out_rows, i % out_rows);
+                    let src_row = x * rows + r * step + parity;
+                    mxfp4_from_ocp(
+                        &bsrc[src_row * nb * 16..(src_row + 1) * nb * 16],
+                        &ssrc[src_row * nb..(src_row + 1) * nb],
+                        dst,
+                    );
+                }
+                tensors.push((format!("blk.{layer}.ffn_{p}_exps.weight"), out));
+            }
+        }
+        for (name, bytes) in tensors {
+            let dims = vec![cols, out_rows, n_expert];
+            self.push_owned(
+                &blocks.path,
+                &blocks.name,
+                name,
+                GgmlType::MXFP4,
+                dims,
+                bytes,
+            )?;
+        }
+        for src in [&blocks, &scales] {
+            self.release(src.buf, src.start, src.end - src.start);
+        }
+        Ok(())
+    }
+
+    /// Drop this process's resident pages of a mapped range that was copied (it can be read
+    /// again from the file; on a read-only file mapping this only frees memory).
+    fn release(&self, buf: u32, offset: usize, len: usize) {
+        #[cfg(target_os = "linux")]
+        if let Buffer::Map(m) = &self.buffers[buf as usize] {
+            // SAFETY: MADV_DONTNEED on a read-only, file-backed private mapping discards
+            // resident pages; later reads fault them in again from the unchanged file, so no
+            // reference into the map observes different bytes.
+            let _ = unsafe {
+                m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len)
+            };
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (buf, offset, len);
     }
 
     pub fn tensor_info(&self, name: &str) -> Option<(&TensorInfo, u32)> {
@@ -295,6 +586,87 @@ impl HfModel {
             })
             .sum()
     }
+}
+
+/// The two expert projections of a gpt-oss layer, as transformers names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum ExpertProj {
+    GateUp,
+    Down,
+}
+
+impl ExpertProj {
+    fn hf_name(self) -> &'static str {
+        match self {
+            ExpertProj::GateUp => "gate_up_proj",
+            ExpertProj::Down => "down_proj",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ExpertPart {
+    /// Unquantized weights (`gate_up_proj`, `down_proj`).
+    Weight,
+    /// MXFP4 codes (`*_blocks`).
+    Blocks,
+    /// MXFP4 E8M0 scales (`*_scales`).
+    Scales,
+    /// `*_bias`.
+    Bias,
+}
+
+/// `model.layers.N.mlp.experts.{gate_up_proj,down_proj}{,_blocks,_scales,_bias}`.
+fn gpt_oss_expert_tensor(hf: &str) -> Option<(usize, ExpertProj, ExpertPart)> {
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (n, rest) = rest.split_once('.')?;
+    let rest = rest.strip_prefix("mlp.experts.")?;
+    let (proj, part) = [ExpertProj::GateUp, ExpertProj::Down]
+        .into_iter()
+        .find_map(|p| {
+            let part = match rest.strip_prefix(p.hf_name())? {
+                "" => ExpertPart::Weight,
+                "_blocks" => ExpertPart::Blocks,
+                "_scales" => ExpertPart::Scales,
+                "_bias" => ExpertPart::Bias,
+                _ => return None,
+            };
+            Some((p, part))
+        })?;
+    Some((n.parse().ok()?, proj, part))
+}
+
+/// Where one of an MXFP4 pair's tensors is (the pair may span two shards).
+struct Mxfp4Src {
+    path: PathBuf,
+    name: String,
+    buf: u32,
+    start: usize,
+    end: usize,
+    shape: Vec<usize>,
+}
+
+#[derive(Default)]
+struct Mxfp4Parts {
+    blocks: Option<Mxfp4Src>,
+    scales: Option<Mxfp4Src>,
+}
+
+fn float_dtype(path: &Path, e: &StEntry) -> Result<GgmlType, HfError> {
+    match e.dtype.as_str() {
+        "F32" => Ok(GgmlType::F32),
+        "F16" => Ok(GgmlType::F16),
+        "BF16" => Ok(GgmlType::BF16),
+        _ => Err(HfError::UnsupportedDtype {
+            path: path.to_path_buf(),
+            tensor: e.name.clone(),
+            dtype: e.dtype.clone(),
+        }),
+    }
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
 /// The safetensors files: the shards named by model.safetensors.index.json, else
@@ -470,6 +842,10 @@ pub fn gguf_name(arch: &str, hf: &str) -> Option<String> {
         };
         return Some(format!("blk.{n}.{base}.weight{EXPERT_SEP}{e}"));
     }
+    // gpt-oss: one learned sink logit per head (llama.cpp names it `attn_sinks.weight`).
+    if rest == "self_attn.sinks" {
+        return Some(format!("blk.{n}.attn_sinks.weight"));
+    }
     let (module, suffix) = rest.rsplit_once('.')?;
     if suffix != "weight" && suffix != "bias" {
         return None;
@@ -483,7 +859,10 @@ pub fn gguf_name(arch: &str, hf: &str) -> Option<String> {
         "self_attn.q_norm" => "attn_q_norm",
         "self_attn.k_norm" => "attn_k_norm",
         // Gemma 3 norms both sides of each block; the others have one norm before the FFN.
-        "post_attention_layernorm" if arch == "gemma3" => "post_attention_norm",
+        // gpt-oss's only norm before the MoE is named like Gemma's (gguf-py: ATTN_POST_NORM).
+        "post_attention_layernorm" if arch == "gemma3" || arch == "gpt-oss" => {
+            "post_attention_norm"
+        }
         "post_attention_layernorm" => "ffn_norm",
         "pre_feedforward_layernorm" => "ffn_norm",
         "post_feedforward_layernorm" => "post_ffw_norm",
@@ -495,6 +874,7 @@ pub fn gguf_name(arch: &str, hf: &str) -> Option<String> {
         "mlp.up_proj" => "ffn_up",
         "mlp.down_proj" => "ffn_down",
         "mlp.gate" => "ffn_gate_inp",
+        "mlp.router" => "ffn_gate_inp",
         _ => return None,
     };
     Some(format!("blk.{n}.{g}.{suffix}"))
@@ -566,6 +946,7 @@ fn translate_config(
         }
     };
     let mut m = BTreeMap::new();
+    let mut yarn_truncate = None;
     let mut put = |k: &str, v: Value| {
         m.insert(format!("{arch}.{k}"), v);
     };
@@ -624,6 +1005,33 @@ fn translate_config(
                 put("rope.scaling.type", Value::String("linear".into()));
                 put("rope.scaling.factor", Value::F64(f));
             }
+            // YaRN (gpt-oss), as transformers' `_compute_yarn_parameters` reads it.
+            "yarn" if arch == "gpt-oss" => {
+                let num = |k: &str| p.get(k).filter(|v| !v.is_null());
+                let f = num("factor").and_then(Json::as_f64).ok_or_else(|| {
+                    err("rope_scaling.factor", "missing for YaRN scaling".into())
+                })?;
+                put("rope.scaling.type", Value::String("yarn".into()));
+                put("rope.scaling.factor", Value::F64(f));
+                if let Some(n) = num("original_max_position_embeddings").and_then(Json::as_u64) {
+                    put("rope.scaling.original_context_length", Value::U64(n));
+                }
+                for (k, g) in [("beta_fast", "yarn_beta_fast"), ("beta_slow", "yarn_beta_slow")] {
+                    if let Some(b) = num(k).and_then(Json::as_f64) {
+                        put(&format!("rope.scaling.{g}"), Value::F64(b));
+                    }
+                }
+                // The temperature is always get_mscale(factor) here (ops::Yarn).
+                for k in ["attention_factor", "mscale", "mscale_all_dim"] {
+                    if let Some(v) = num(k) {
+                        return Err(err(
+                            &format!("rope_scaling.{k}"),
+                            format!("{v}: an explicit YaRN attention factor is not supported"),
+                        ));
+                    }
+                }
+                yarn_truncate = num("truncate").and_then(Json::as_bool);
+            }
             other => {
                 return Err(err(
                     if rope_params.is_some() {
@@ -631,7 +1039,7 @@ fn translate_config(
                     } else {
                         "rope_scaling.type"
                     },
-                    format!("'{other}' RoPE scaling is not supported (default and linear are)"),
+                    format!("'{other}' RoPE scaling is not supported for {arch} (default and linear are; yarn for gpt-oss)"),
                 ))
             }
         }
@@ -788,7 +1196,64 @@ fn translate_config(
                 }
             }
         }
+        "gpt-oss" => {
+            let ff = req("intermediate_size")?;
+            m.insert("gpt-oss.expert_feed_forward_length".into(), Value::U64(ff));
+            m.insert(
+                "gpt-oss.expert_count".into(),
+                Value::U64(req("num_local_experts")?),
+            );
+            let used = match uint("num_experts_per_tok")? {
+                Some(k) => k,
+                None => req("experts_per_token")?,
+            };
+            m.insert("gpt-oss.expert_used_count".into(), Value::U64(used));
+            m.insert(
+                "gpt-oss.attention.sliding_window".into(),
+                Value::U64(req("sliding_window")?),
+            );
+            if let Some(types) = get("layer_types").and_then(Json::as_array) {
+                let mut swa = Vec::with_capacity(types.len());
+                for (i, t) in types.iter().enumerate() {
+                    swa.push(Value::Bool(match t.as_str() {
+                        Some("sliding_attention") => true,
+                        Some("full_attention") => false,
+                        _ => {
+                            return Err(err(
+                                "layer_types",
+                                format!("layer {i} is {t} (sliding_attention or full_attention)"),
+                            ))
+                        }
+                    }));
+                }
+                m.insert(
+                    "gpt-oss.attention.sliding_window_pattern".into(),
+                    Value::Array(swa),
+                );
+            }
+            // models/gpt_oss.rs hard-codes the clamped SwiGLU's limit 7 (and alpha 1.702).
+            if let Some(l) = float("swiglu_limit")? {
+                if l != 7.0 {
+                    return Err(err(
+                        "swiglu_limit",
+                        format!("{l} is not supported (7.0 is)"),
+                    ));
+                }
+            }
+            if let Some(q) = get("quantization_config") {
+                let method = q.get("quant_method").and_then(Json::as_str);
+                if method != Some("mxfp4") {
+                    return Err(err(
+                        "quantization_config.quant_method",
+                        format!("{method:?} is not supported (\"mxfp4\" is)"),
+                    ));
+                }
+            }
+        }
         _ => {}
+    }
+    if let Some(t) = yarn_truncate {
+        m.insert(KEY_YARN_TRUNCATE.into(), Value::Bool(t));
     }
     m.insert("general.architecture".into(), Value::String(arch.into()));
     m.insert(

@@ -62,7 +62,8 @@ pub struct Rope {
 #[derive(Clone, Copy, Debug)]
 pub struct Yarn {
     /// Start and end of the ramp in rotary-pair index units (ggml_rope_yarn_corr_dims: floor of
-    /// the beta_fast dimension, ceil of the beta_slow one, clamped to [0, n_rot - 1]).
+    /// the beta_fast dimension, ceil of the beta_slow one, clamped to [0, n_rot - 1]; without
+    /// the rounding when not `truncate`, as transformers' `find_correction_range`).
     pub corr_dims: [f32; 2],
     /// Multiplies cos and sin.
     pub mscale: f32,
@@ -81,14 +82,21 @@ impl Yarn {
         beta_fast: f32,
         beta_slow: f32,
         attn_factor: f32,
+        truncate: bool,
     ) -> Yarn {
         // Dimension at which a frequency completes `n_rot_turns` rotations over n_ctx_orig.
         let corr_dim = |turns: f32| {
             n_rot as f32 * (n_ctx_orig as f32 / (turns * 2.0 * std::f32::consts::PI)).ln()
                 / (2.0 * base.ln())
         };
-        let start = corr_dim(beta_fast).floor().max(0.0);
-        let end = corr_dim(beta_slow).ceil().min(n_rot as f32 - 1.0);
+        let (lo, hi) = (corr_dim(beta_fast), corr_dim(beta_slow));
+        let (lo, hi) = if truncate {
+            (lo.floor(), hi.ceil())
+        } else {
+            (lo, hi)
+        };
+        let start = lo.max(0.0);
+        let end = hi.min(n_rot as f32 - 1.0);
         let factor = 1.0 / freq_scale;
         let m = if factor <= 1.0 {
             1.0

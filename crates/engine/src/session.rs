@@ -31,10 +31,19 @@ impl LoadedModel {
     /// Load a `.gguf` file, a Hugging Face directory (config.json + safetensors), or a
     /// directory holding exactly one `.gguf` file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, EngineError> {
+        Self::load_quantized(path, None)
+    }
+
+    /// [`LoadedModel::load`], quantizing F32/F16/BF16 weight matrices once while loading
+    /// (`crate::weights::Quantize`); already quantized tensors are kept as they are.
+    pub fn load_quantized(
+        path: impl AsRef<Path>,
+        quantize: Option<crate::weights::Quantize>,
+    ) -> Result<Self, EngineError> {
         let t0 = Instant::now();
         let path = path.as_ref().to_path_buf();
         let file = Arc::new(open_source(&path)?);
-        let model = models::load(file.clone())?;
+        let model = models::load(file.clone(), quantize)?;
         let mut tokenizer = match file.gguf() {
             Some(g) => Tokenizer::from_gguf(g),
             // tokenizer.json, with BOS/EOS and the end-of-generation set from

@@ -13,6 +13,9 @@
 //!   (i, i + n_rot/2) ("rotate_half", NEOX style), not the interleaved pairs (2i, 2i+1) that
 //!   llama.cpp's converter produces for `llama` by permuting the Q/K rows. Rotating the
 //!   unpermuted rows NEOX-style is the same computation, and leaves the weights mapped.
+//! * [`KEY_YARN_TRUNCATE`] (bool, default true): whether YaRN's correction range is rounded
+//!   to whole dimensions (floor / ceil), as ggml always does; transformers' `truncate` setting,
+//!   which gpt-oss's config.json sets to false.
 
 use crate::error::EngineError;
 use crate::hf::HfModel;
@@ -22,6 +25,9 @@ use std::path::{Path, PathBuf};
 
 /// Hearth-only metadata key: RoPE pairs Q/K dimensions NEOX-style (see the module comment).
 pub const KEY_ROPE_NEOX: &str = "hearth.rope.neox";
+
+/// Hearth-only metadata key: round YaRN's correction range (see the module comment).
+pub const KEY_YARN_TRUNCATE: &str = "hearth.rope.yarn_truncate";
 
 /// A model's tensors and metadata, from a GGUF file or a Hugging Face directory.
 pub struct ModelSource {

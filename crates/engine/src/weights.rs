@@ -17,7 +17,7 @@ enum Bytes {
         offset: usize,
         len: usize,
     },
-    #[allow(dead_code)] // for weights converted at load (repacked layouts), not used yet
+    /// Converted at load (`--quantize`).
     Owned(Arc<Vec<u8>>),
 }
 
@@ -101,15 +101,95 @@ impl Weight {
     }
 }
 
+/// Quantize F32/F16/BF16 weight matrices once at load (`hearth run/serve/bench --quantize`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub enum Quantize {
+    /// Every matrix Q8_0 (as `llama-quantize --pure ... Q8_0`).
+    Q8_0,
+    /// Every matrix Q4_K (`--pure Q4_K_M` without its per-tensor mix); rows that are not a
+    /// multiple of 256 values fall back to Q8_0.
+    Q4_K,
+    /// llama.cpp's MXFP4_MOE (llama-quant.cpp): expert tensors MXFP4, other matrices Q8_0.
+    Mxfp4,
+}
+
+impl Quantize {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "q8_0" => Some(Quantize::Q8_0),
+            "q4_k" => Some(Quantize::Q4_K),
+            "mxfp4" => Some(Quantize::Mxfp4),
+            _ => None,
+        }
+    }
+
+    /// The type for a matrix of `cols` values per row (None: leave it as it is).
+    fn target(self, cols: usize, expert: bool) -> Option<GgmlType> {
+        let want = match self {
+            Quantize::Q8_0 => GgmlType::Q8_0,
+            Quantize::Q4_K => GgmlType::Q4_K,
+            Quantize::Mxfp4 if expert => GgmlType::MXFP4,
+            Quantize::Mxfp4 => GgmlType::Q8_0,
+        };
+        [want, GgmlType::Q8_0]
+            .into_iter()
+            .find(|t| cols % t.block_len() == 0)
+    }
+}
+
 /// Looks tensors up by GGUF name in a model source (a GGUF file or a Hugging Face directory)
 /// and checks their shapes.
 pub struct WeightLoader {
     pub file: Arc<ModelSource>,
+    /// Quantize float matrices as they are loaded.
+    pub quantize: Option<Quantize>,
 }
 
 impl WeightLoader {
     pub fn new(file: Arc<ModelSource>) -> Self {
-        WeightLoader { file }
+        WeightLoader {
+            file,
+            quantize: None,
+        }
+    }
+
+    /// `w` requantized under `self.quantize` when it is a float matrix (more than one row, not
+    /// a MoE router: llama.cpp keeps `ffn_gate_inp` unquantized too), else `w` itself. Rows are
+    /// quantized by ggml's reference quantizers (`hearth_kernels::quant`) on all cores.
+    fn quantized(&self, w: Weight, expert: bool) -> Weight {
+        let Some(q) = self.quantize else { return w };
+        let float = matches!(w.dtype, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
+        if !float || w.rows < 2 || w.name.contains("ffn_gate_inp") {
+            return w;
+        }
+        let Some(t) = q.target(w.cols, expert) else {
+            return w;
+        };
+        let rb = t.row_bytes(w.cols).expect("target divides the row");
+        let mut out = vec![0u8; rb * w.rows];
+        let n_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per = w.rows.div_ceil(n_threads);
+        std::thread::scope(|s| {
+            for (c, chunk) in out.chunks_mut(per * rb).enumerate() {
+                let w = &w;
+                s.spawn(move || {
+                    let mut row = vec![0f32; w.cols];
+                    for (i, dst) in chunk.chunks_exact_mut(rb).enumerate() {
+                        hearth_kernels::dequantize_row(w.dtype, w.row(c * per + i), &mut row);
+                        hearth_kernels::quant::quantize_row(t, &row, dst)
+                            .expect("type and row length checked");
+                    }
+                });
+            }
+        });
+        Weight {
+            name: w.name,
+            dtype: t,
+            rows: w.rows,
+            cols: w.cols,
+            bytes: Bytes::Owned(Arc::new(out)),
+        }
     }
 
     fn info(&self, name: &str) -> Result<&TensorInfo, EngineError> {
@@ -125,8 +205,15 @@ impl WeightLoader {
         self.file.tensor_info(name).is_some()
     }
 
-    /// A matrix with `cols` values per row and `rows` rows (ggml dims [cols, rows]).
+    /// A matrix with `cols` values per row and `rows` rows (ggml dims [cols, rows]), quantized
+    /// under `self.quantize`.
     pub fn matrix(&self, name: &str, cols: usize, rows: usize) -> Result<Weight, EngineError> {
+        let w = self.mapped(name, cols, rows)?;
+        Ok(self.quantized(w, false))
+    }
+
+    /// `matrix` as stored (for vectors and biases, which are never quantized).
+    fn mapped(&self, name: &str, cols: usize, rows: usize) -> Result<Weight, EngineError> {
         let info = self.info(name)?;
         let dims: Vec<usize> = info
             .dims
@@ -170,7 +257,10 @@ impl WeightLoader {
         // Hugging Face checkpoints store one matrix per expert (`name#E`, see crate::hf).
         if !self.has(name) && self.has(&format!("{name}{EXPERT_SEP}0")) {
             return (0..n_expert)
-                .map(|e| self.matrix(&format!("{name}{EXPERT_SEP}{e}"), cols, rows))
+                .map(|e| {
+                    let w = self.mapped(&format!("{name}{EXPERT_SEP}{e}"), cols, rows)?;
+                    Ok(self.quantized(w, true))
+                })
                 .collect();
         }
         let info = self.info(name)?;
@@ -189,17 +279,22 @@ impl WeightLoader {
             return Err(bad());
         }
         Ok((0..n_expert)
-            .map(|e| Weight {
-                name: format!("{name}[{e}]"),
-                dtype: info.dtype,
-                rows,
-                cols,
-                bytes: Bytes::Mapped {
-                    file: self.file.clone(),
-                    buf: self.file.buffer_of(name),
-                    offset: info.offset + e * slice,
-                    len: slice,
-                },
+            .map(|e| {
+                self.quantized(
+                    Weight {
+                        name: format!("{name}[{e}]"),
+                        dtype: info.dtype,
+                        rows,
+                        cols,
+                        bytes: Bytes::Mapped {
+                            file: self.file.clone(),
+                            buf: self.file.buffer_of(name),
+                            offset: info.offset + e * slice,
+                            len: slice,
+                        },
+                    },
+                    true,
+                )
             })
             .collect())
     }
@@ -212,7 +307,7 @@ impl WeightLoader {
         n: usize,
     ) -> Result<Option<Vec<f32>>, EngineError> {
         if self.has(name) {
-            Ok(Some(self.matrix(name, cols, n)?.to_f32()))
+            Ok(Some(self.mapped(name, cols, n)?.to_f32()))
         } else {
             Ok(None)
         }
@@ -220,7 +315,7 @@ impl WeightLoader {
 
     /// A 1-D tensor of `n` values, dequantized to f32 (norm weights, biases).
     pub fn vector(&self, name: &str, n: usize) -> Result<Vec<f32>, EngineError> {
-        Ok(self.matrix(name, n, 1)?.to_f32())
+        Ok(self.mapped(name, n, 1)?.to_f32())
     }
 
     pub fn vector_opt(&self, name: &str, n: usize) -> Result<Option<Vec<f32>>, EngineError> {

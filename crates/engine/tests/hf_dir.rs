@@ -11,9 +11,11 @@
 //! RoPE must rotate halves), llama with BF16 weights, qwen2 (biases, tied output, 3 shards +
 //! index.json), qwen3 (QK-norm, head_dim ≠ hidden/heads), gemma3 (5 sliding + 1 global layers,
 //! window 8 with 68-token prompts, (1 + w) norms), qwen3moe (8 experts top-2, one tensor per
-//! expert matrix as hub checkpoints store them).
+//! expert matrix as hub checkpoints store them), gpt-oss as openai/gpt-oss-20b ships (MXFP4
+//! experts as `*_blocks` / `*_scales`, BF16 elsewhere, YaRN with `truncate: false`).
 
 use hearth_engine::sample::{argmax, logprobs};
+use hearth_engine::weights::Quantize;
 use hearth_engine::{Generator, LoadedModel, SamplingParams};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -105,13 +107,30 @@ struct Report {
     /// Positions left out of the bound by `routing_fragile`, and the largest deviation there.
     fragile: usize,
     fragile_max_dlp: f32,
+    /// Per position clear of routing near-ties: max |Δlogprob| over transformers' top-5.
+    row_errs: Vec<f32>,
+}
+
+impl Report {
+    fn quantile(&self, q: f64) -> f32 {
+        let mut v = self.row_errs.clone();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[((v.len() - 1) as f64 * q).round() as usize]
+    }
 }
 
 fn check(name: &str, bound: f32) -> Report {
+    check_with(name, bound, CLEAR, None)
+}
+
+/// `check` with top-1 (and greedy) agreement required only where transformers' top-1/top-2
+/// margin exceeds `clear`.
+fn check_with(name: &str, bound: f32, clear: f32, quantize: Option<Quantize>) -> Report {
     let dir = models_dir().join(name);
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let g = golden(name);
-    let lm = LoadedModel::load(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let lm = LoadedModel::load_quantized(&dir, quantize)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     assert_eq!(lm.model.info().arch, g["arch"].as_str().unwrap(), "{name}");
     let n_vocab = lm.model.info().n_vocab;
     let eos = ids(&g["eos_ids"]);
@@ -127,6 +146,7 @@ fn check(name: &str, bound: f32) -> Report {
         n_prompts: 0,
         fragile: 0,
         fragile_max_dlp: 0.0,
+        row_errs: Vec::new(),
     };
     let mut failures = Vec::new();
     for p in g["prompts"].as_array().unwrap() {
@@ -166,11 +186,12 @@ fn check(name: &str, bound: f32) -> Report {
                 rep.fragile_max_dlp = rep.fragile_max_dlp.max(dlp);
             } else {
                 rep.max_dlp = rep.max_dlp.max(dlp);
+                rep.row_errs.push(dlp);
             }
             rep.positions += 1;
             if argmax(row) == want[0] {
                 rep.top1_agree += 1;
-            } else if lps[0] - lps[1] > CLEAR && !fragile[i] {
+            } else if lps[0] - lps[1] > clear && !fragile[i] {
                 failures.push(format!(
                     "{id}@{i}: top-1 ours {} vs transformers {} (margin {:.3})",
                     argmax(row),
@@ -193,7 +214,7 @@ fn check(name: &str, bound: f32) -> Report {
         let robust = tops[toks.len() - 1..]
             .iter()
             .zip(&fragile[toks.len() - 1..])
-            .position(|(t, &f)| margin(t) < CLEAR || f)
+            .position(|(t, &f)| margin(t) < clear || f)
             .unwrap_or(greedy.len())
             .min(greedy.len());
         let same = out
@@ -213,8 +234,8 @@ fn check(name: &str, bound: f32) -> Report {
         rep.n_prompts += 1;
     }
     eprintln!(
-        "{name}: max |dlogprob| vs transformers {:.5} over top-5 of {} positions, top-1 {}/{}, greedy identical {}/{}",
-        rep.max_dlp, rep.positions, rep.top1_agree, rep.positions, rep.greedy_identical, rep.n_prompts
+        "{name}: max |dlogprob| vs transformers {:.5} (median {:.5}, p90 {:.5}) over top-5 of {} positions, top-1 {}/{}, greedy identical {}/{}",
+        rep.max_dlp, rep.quantile(0.5), rep.quantile(0.9), rep.positions, rep.top1_agree, rep.positions, rep.greedy_identical, rep.n_prompts
     );
     if rep.fragile > 0 {
         eprintln!(
@@ -279,6 +300,176 @@ fn qwen3moe_per_expert_tensors_match_transformers() {
 #[test]
 fn glm4_matches_transformers() {
     check("tiny-glm4-f32", 2e-2);
+}
+
+/// gpt-oss in the released checkpoints' layout. transformers dequantizes the MXFP4 experts
+/// (convert_moe_packed_tensors) and runs in float32; we repack them into ggml MXFP4 blocks at
+/// open and run the MXFP4 kernels, whose activations are quantized to Q8_0. The weights are
+/// exactly transformers' (`gpt_oss_mxfp4_experts_decode_to_transformers_values`), and the same
+/// model with BF16 experts is within 0.033 nats; the Q8_0 activations on this random model's
+/// heavy-tailed SwiGLU outputs move the log-probs as much as they do for the MXFP4 GGUF in
+/// tests/tiny_gpt_oss.rs (there vs transformers: median 0.24, p90 0.45). Measured here: median
+/// 0.215, p90 0.473, max 1.69, top-1 188/203. So the bounds are statistical, as there: median
+/// < 0.35, p90 < 0.8, top-1 >= 85%, top-1 kept where the margin exceeds 1.5 nats.
+#[test]
+fn gpt_oss_mxfp4_directory_matches_transformers() {
+    let dir = models_dir().join("tiny-gpt-oss-mxfp4");
+    {
+        let src = hearth_engine::ModelSource::open_hf_dir(&dir).unwrap();
+        for (name, dims) in [
+            ("blk.0.ffn_gate_exps.weight", [128, 128, 16]),
+            ("blk.3.ffn_up_exps.weight", [128, 128, 16]),
+            ("blk.2.ffn_down_exps.weight", [128, 128, 16]),
+        ] {
+            let t = src.tensor_info(name).unwrap_or_else(|| panic!("no {name}"));
+            assert_eq!(t.dtype, hearth_engine::formats::GgmlType::MXFP4, "{name}");
+            assert_eq!(t.dims, dims, "{name}");
+        }
+        let q = src.tensor_info("blk.0.attn_q.weight").unwrap();
+        assert_eq!(q.dtype, hearth_engine::formats::GgmlType::BF16);
+        assert_eq!(src.get_bool("hearth.rope.yarn_truncate"), Some(false));
+    }
+    let rep = check_with("tiny-gpt-oss-mxfp4", f32::INFINITY, 1.5, None);
+    let (median, p90) = (rep.quantile(0.5), rep.quantile(0.9));
+    assert!(
+        median < 0.35 && p90 < 0.8 && rep.top1_agree * 100 >= rep.positions * 85,
+        "tiny-gpt-oss-mxfp4: median {median}, p90 {p90}, top-1 {}/{}",
+        rep.top1_agree,
+        rep.positions
+    );
+}
+
+/// The repacked MXFP4 experts decode to exactly the values transformers dequantizes them to:
+/// tiny-gpt-oss-bf16 holds those values (what `convert_moe_packed_tensors` computes, exact in
+/// BF16) in transformers' unquantized layout, which the loader transposes and splits. Every
+/// row of every expert tensor must be identical, so the MXFP4 directory's remaining gap to
+/// transformers is the kernels' Q8_0 activations, not the weights.
+#[test]
+fn gpt_oss_mxfp4_experts_decode_to_transformers_values() {
+    let dir = models_dir();
+    let q = hearth_engine::ModelSource::open_hf_dir(dir.join("tiny-gpt-oss-mxfp4")).unwrap();
+    let b = hearth_engine::ModelSource::open_hf_dir(dir.join("tiny-gpt-oss-bf16")).unwrap();
+    let mut n = 0;
+    for t in q
+        .tensors()
+        .iter()
+        .filter(|t| t.name.contains("_exps.weight"))
+    {
+        let u = b.tensor_info(&t.name).unwrap();
+        assert_eq!(
+            t.dtype,
+            hearth_engine::formats::GgmlType::MXFP4,
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            u.dtype,
+            hearth_engine::formats::GgmlType::BF16,
+            "{}",
+            t.name
+        );
+        assert_eq!(t.dims, u.dims, "{}", t.name);
+        let cols = t.dims[0];
+        let (x, y) = (q.tensor_data(t), b.tensor_data(u));
+        let (rq, rb) = (t.n_bytes / (t.n_elements() / cols), 2 * cols);
+        let (mut vq, mut vb) = (vec![0f32; cols], vec![0f32; cols]);
+        for r in 0..t.n_elements() / cols {
+            hearth_engine::kernels::dequantize_row(t.dtype, &x[r * rq..(r + 1) * rq], &mut vq);
+            hearth_engine::kernels::dequantize_row(u.dtype, &y[r * rb..(r + 1) * rb], &mut vb);
+            assert_eq!(vq, vb, "{} row {r}", t.name);
+        }
+        n += 1;
+    }
+    assert_eq!(n, 12, "4 layers x gate/up/down");
+}
+
+/// The same model with unquantized BF16 experts in transformers' own layout (gate_up_proj
+/// [E, d, 2·ff] interleaved, down_proj [E, ff, d]), transposed and split at open: its goldens
+/// equal tiny-gpt-oss-mxfp4's (the BF16 values are what the MXFP4 blocks decode to).
+#[test]
+fn gpt_oss_bf16_experts_directory_matches_transformers() {
+    check("tiny-gpt-oss-bf16", 5e-2);
+}
+
+/// A copy of `src`'s safetensors file without tensor `drop` (the data section is unchanged, so
+/// every other tensor's offsets stay valid).
+fn safetensors_without(src: &std::path::Path, drop: &str) -> Vec<u8> {
+    let st = std::fs::read(src).unwrap();
+    let n = u64::from_le_bytes(st[..8].try_into().unwrap()) as usize;
+    let mut header: Value = serde_json::from_slice(&st[8..8 + n]).unwrap();
+    assert!(
+        header.as_object_mut().unwrap().remove(drop).is_some(),
+        "{drop}"
+    );
+    let mut h = header.to_string().into_bytes();
+    h.resize(h.len().div_ceil(8) * 8, b' ');
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&h);
+    out.extend_from_slice(&st[8 + n..]);
+    out
+}
+
+#[test]
+fn gpt_oss_mxfp4_errors_name_the_tensor() {
+    let src = models_dir().join("tiny-gpt-oss-mxfp4");
+    let tmp = std::env::temp_dir().join(format!("hearth-hf-mxfp4-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(src.join(f), tmp.join(f)).unwrap();
+    }
+    let st = src.join("model.safetensors");
+    let load_err = |bytes: Vec<u8>| {
+        std::fs::write(tmp.join("model.safetensors"), bytes).unwrap();
+        match hearth_engine::ModelSource::open_hf_dir(&tmp) {
+            Ok(_) => panic!("opened a broken directory"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let e = load_err(safetensors_without(
+        &st,
+        "model.layers.2.mlp.experts.down_proj_scales",
+    ));
+    assert!(
+        e.contains("model.safetensors")
+            && e.contains("model.layers.2.mlp.experts.down_proj_blocks")
+            && e.contains("down_proj_scales"),
+        "{e}"
+    );
+    let e = load_err(safetensors_without(
+        &st,
+        "model.layers.1.mlp.experts.gate_up_proj_blocks",
+    ));
+    assert!(
+        e.contains("'model.layers.1.mlp.experts.gate_up_proj_scales'")
+            && e.contains("gate_up_proj_blocks"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// `--quantize` at load (ggml's reference quantizers, `hearth_kernels::quant`) on float
+/// directories, against transformers on the unquantized weights: the statistical bounds of
+/// quantized models (median / p90 of the per-position error, top-1 where the margin is clear).
+#[test]
+fn quantize_at_load_matches_transformers() {
+    // Measured: llama Q8_0 median 0.081, p90 0.130 (tiny random models are this sensitive:
+    // tests/tiny_models.rs's Q8_0 GGUFs are 0.15-0.32 from llama.cpp); gpt-oss MXFP4_MOE
+    // (experts MXFP4, attention/embeddings/output Q8_0, against the unquantized BF16 weights)
+    // median 0.54, p90 1.14. Q4_K is not exercised here: these models' rows (64, 128 values)
+    // are shorter than its 256-value blocks, so it falls back to Q8_0.
+    for (name, q, median_max, p90_max) in [
+        ("tiny-llama-f32", Quantize::Q8_0, 0.12, 0.2),
+        ("tiny-gpt-oss-bf16", Quantize::Mxfp4, 0.8, 1.7),
+    ] {
+        let rep = check_with(name, f32::INFINITY, 1.5, Some(q));
+        let (median, p90) = (rep.quantile(0.5), rep.quantile(0.9));
+        eprintln!("{name} --quantize {q:?}: median {median:.5}, p90 {p90:.5}");
+        assert!(
+            median <= median_max && p90 <= p90_max,
+            "{name} {q:?}: median {median} (bound {median_max}), p90 {p90} (bound {p90_max})"
+        );
+    }
 }
 
 #[test]

@@ -93,6 +93,7 @@
 
 pub use hearth_formats::GgmlType;
 
+pub mod quant;
 pub mod scalar;
 
 #[cfg(target_arch = "x86_64")]

@@ -208,7 +208,7 @@ struct Sink {
 /// [`ChatFormat::Harmony`] for gpt-oss (by architecture, or a template that writes harmony's
 /// `<|channel|>` token, e.g. a fine-tune under another architecture name); [`ChatFormat::Glm4`]
 /// for GLM-4 (by architecture, or GLM-4-9B-Chat's `[gMASK]<sop>` template in a `chatglm` file).
-fn chat_format_of(lm: &LoadedModel) -> ChatFormat {
+pub fn chat_format_of(lm: &LoadedModel) -> ChatFormat {
     let arch = lm.file.architecture().unwrap_or("");
     let template = lm.template_source.as_deref().unwrap_or("");
     if arch == "gpt-oss" || template.contains(hearth_harmony::tokens::CHANNEL) {

@@ -23,7 +23,8 @@
 //! ignores `rope.scaling.yarn_beta_*`; we read those keys when present (the converter writes the
 //! checkpoint's values, which are the same 32 and 1) and use the same defaults otherwise.
 //! Transformers' gpt-oss config sets YaRN `truncate: false` (correction range not rounded);
-//! llama.cpp always rounds (floor/ceil) and so do we, being the GGUF reference.
+//! llama.cpp always rounds (floor/ceil), and so do we for GGUF files; a Hugging Face directory
+//! passes its setting through `hearth.rope.yarn_truncate` (`source::KEY_YARN_TRUNCATE`).
 
 use super::{embed, lm_head, vocab_size, Ctx, HParams, Model, ModelInfo};
 use crate::batch::Batch;
@@ -33,6 +34,7 @@ use crate::blocks::{
 use crate::error::EngineError;
 use crate::kv::{KvBatch, LayerKvSpec};
 use crate::ops::{add_into, rms_norm_rows, Rope, Yarn};
+use crate::source::KEY_YARN_TRUNCATE;
 use crate::weights::{Weight, WeightLoader};
 use hearth_formats::Value;
 use std::sync::Mutex;
@@ -168,6 +170,7 @@ pub fn load(l: &WeightLoader) -> Result<Box<dyn Model>, EngineError> {
                 hp.f32_opt("rope.scaling.yarn_beta_fast").unwrap_or(32.0),
                 hp.f32_opt("rope.scaling.yarn_beta_slow").unwrap_or(1.0),
                 hp.f32_opt("rope.scaling.attn_factor").unwrap_or(1.0),
+                l.file.get_bool(KEY_YARN_TRUNCATE).unwrap_or(true),
             );
             (1.0 / factor, Some(y))
         }

@@ -213,7 +213,10 @@ pub fn supported_architectures() -> Vec<&'static str> {
     REGISTRY.iter().map(|(n, _)| *n).collect()
 }
 
-pub fn load(file: Arc<ModelSource>) -> Result<Box<dyn Model>, EngineError> {
+pub fn load(
+    file: Arc<ModelSource>,
+    quantize: Option<crate::weights::Quantize>,
+) -> Result<Box<dyn Model>, EngineError> {
     let path = file.path.display().to_string();
     let arch = file
         .architecture()
@@ -231,7 +234,9 @@ pub fn load(file: Arc<ModelSource>) -> Result<Box<dyn Model>, EngineError> {
             arch: arch.clone(),
             supported: supported_architectures().join(", "),
         })?;
-    loader(&WeightLoader::new(file))
+    let mut l = WeightLoader::new(file);
+    l.quantize = quantize;
+    loader(&l)
 }
 
 /// Total parameter count of the source's tensors.

@@ -287,18 +287,27 @@ pub(crate) async fn prepare(
     })
 }
 
-/// The harmony prompt for a gpt-oss model (the crate's `Flavor::Harmony`: what the reference
-/// renderer writes), ending in `<|start|>assistant`. Its errors name the message or tool.
+/// How the server renders a harmony prompt for a gpt-oss model (the crate's `Flavor::Harmony`:
+/// what the reference renderer writes, today's date), ending in `<|start|>assistant`; also
+/// what `hearth template` prints.
+pub fn harmony_options(
+    tools: Option<&Value>,
+    reasoning_effort: hearth_harmony::ReasoningEffort,
+) -> hearth_harmony::RenderOptions {
+    hearth_harmony::RenderOptions {
+        tools: tools.and_then(Value::as_array).cloned().unwrap_or_default(),
+        reasoning_effort,
+        ..Default::default()
+    }
+}
+
+/// The harmony prompt (see [`harmony_options`]). Its errors name the message or tool.
 pub(crate) fn render_harmony(
     messages: &[Value],
     tools: Option<&Value>,
     reasoning_effort: hearth_harmony::ReasoningEffort,
 ) -> Result<String, crate::backend::BackendError> {
-    let opts = hearth_harmony::RenderOptions {
-        tools: tools.and_then(Value::as_array).cloned().unwrap_or_default(),
-        reasoning_effort,
-        ..Default::default()
-    };
+    let opts = harmony_options(tools, reasoning_effort);
     hearth_harmony::render_chat(messages, &opts)
         .map_err(|e| crate::backend::BackendError::BadRequest(format!("harmony: {e}")))
 }

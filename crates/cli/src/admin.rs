@@ -391,6 +391,7 @@ pub fn teams(a: TeamsArgs) -> anyhow::Result<()> {
             rt.block_on(s.create_team(&Team {
                 name: name.clone(),
                 limits: limits.limits(),
+                models: None,
                 created: 0,
             }))?;
             println!("created team {name}");

@@ -115,6 +115,10 @@ pub struct Team {
     pub name: String,
     #[serde(default)]
     pub limits: Limits,
+    /// The models the team's keys and users may use (`None`: any). A key with a list of its
+    /// own may use the models on both lists.
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
     #[serde(default)]
     pub created: i64,
 }
@@ -302,6 +306,8 @@ const MIGRATIONS: &[&str] = &[
         id TEXT PRIMARY KEY, user_name TEXT NOT NULL, title TEXT NOT NULL,
         document TEXT NOT NULL, created BIGINT NOT NULL, updated BIGINT NOT NULL);
      CREATE INDEX IF NOT EXISTS compare_runs_user ON compare_runs (user_name, updated);",
+    // 3: a team's model allow-list (comma-separated, as api_keys.models).
+    "ALTER TABLE teams ADD COLUMN models TEXT",
 ];
 
 /// The database (cheap to clone: a connection pool).
@@ -482,17 +488,18 @@ impl Store {
     // ---- teams and users ----
 
     pub async fn create_team(&self, t: &Team) -> Result<Team> {
-        valid_name("team", &t.name)?;
+        valid_team(t)?;
         let created = now();
         sqlx::query(
-            "INSERT INTO teams (name, rpm, tpm, max_concurrent, monthly_tokens, created)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO teams (name, rpm, tpm, max_concurrent, monthly_tokens, models, created)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&t.name)
         .bind(opt_i64(t.limits.rpm))
         .bind(opt_i64(t.limits.tpm))
         .bind(opt_i64(t.limits.max_concurrent))
         .bind(opt_i64(t.limits.monthly_tokens))
+        .bind(t.models.as_ref().map(|m| m.join(",")))
         .bind(created)
         .execute(&self.pool)
         .await
@@ -508,14 +515,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await
             .map_err(q("list teams"))?;
-        Ok(rows
-            .iter()
-            .map(|r| Team {
-                name: r.try_get("name").unwrap_or_default(),
-                limits: limits_of(r),
-                created: r.try_get("created").unwrap_or_default(),
-            })
-            .collect())
+        rows.iter().map(team_of).collect()
     }
 
     pub async fn get_team(&self, name: &str) -> Result<Team> {
@@ -528,30 +528,31 @@ impl Store {
                 kind: "team",
                 name: name.into(),
             })?;
-        Ok(Team {
-            name: r.try_get("name").map_err(q("teams.name"))?,
-            limits: limits_of(&r),
-            created: r.try_get("created").unwrap_or_default(),
-        })
+        team_of(&r)
     }
 
-    /// Replace a team's limits (they apply from the next request: nothing caches them).
-    pub async fn update_team(&self, name: &str, limits: &Limits) -> Result<Team> {
+    /// Replace the limits and model allow-list of the team `t.name` (checked as
+    /// [`Store::create_team`] checks them). They apply from the next request: nothing caches
+    /// them.
+    pub async fn update_team(&self, t: &Team) -> Result<Team> {
+        valid_team(t)?;
         let n = sqlx::query(
-            "UPDATE teams SET rpm = $1, tpm = $2, max_concurrent = $3, monthly_tokens = $4
-             WHERE name = $5",
+            "UPDATE teams SET rpm = $1, tpm = $2, max_concurrent = $3, monthly_tokens = $4,
+               models = $5
+             WHERE name = $6",
         )
-        .bind(opt_i64(limits.rpm))
-        .bind(opt_i64(limits.tpm))
-        .bind(opt_i64(limits.max_concurrent))
-        .bind(opt_i64(limits.monthly_tokens))
-        .bind(name)
+        .bind(opt_i64(t.limits.rpm))
+        .bind(opt_i64(t.limits.tpm))
+        .bind(opt_i64(t.limits.max_concurrent))
+        .bind(opt_i64(t.limits.monthly_tokens))
+        .bind(t.models.as_ref().map(|m| m.join(",")))
+        .bind(&t.name)
         .execute(&self.pool)
         .await
         .map_err(q("update team"))?
         .rows_affected();
-        found(n, "team", name)?;
-        self.get_team(name).await
+        found(n, "team", &t.name)?;
+        self.get_team(&t.name).await
     }
 
     pub async fn delete_team(&self, name: &str) -> Result<()> {
@@ -669,6 +670,7 @@ impl Store {
         if k.name.trim().is_empty() {
             return Err(StoreError::Invalid("a key needs a --name".into()));
         }
+        valid_models(&k.models)?;
         // The user's team and role apply unless the key names its own.
         let mut team = k.team.clone();
         let mut role = k.role;
@@ -793,7 +795,7 @@ impl Store {
         let hash = sha256_hex(presented.as_bytes());
         let row = sqlx::query(
             "SELECT k.*, t.rpm AS t_rpm, t.tpm AS t_tpm, t.max_concurrent AS t_max_concurrent,
-                    t.monthly_tokens AS t_monthly_tokens
+                    t.monthly_tokens AS t_monthly_tokens, t.models AS t_models
              FROM api_keys k LEFT JOIN teams t ON t.name = k.team WHERE k.hash = $1",
         )
         .bind(&hash)
@@ -1266,7 +1268,10 @@ fn owner_of_key_row(r: &AnyRow) -> Result<Option<KeyOwner>> {
         user: r.try_get("user_name").ok().flatten(),
         team: r.try_get("team").ok().flatten(),
         role: Role::parse(&r.try_get::<String, _>("role").unwrap_or_default())?,
-        models: models_of(r.try_get("models").ok().flatten()),
+        models: allowed_models(
+            models_of(r.try_get("models").ok().flatten()),
+            models_of(r.try_get("t_models").ok().flatten()),
+        ),
         key_limits: limits_of(r),
         team_limits: Limits {
             rpm: g("t_rpm"),
@@ -1291,6 +1296,37 @@ fn key_info(r: &AnyRow) -> Result<KeyInfo> {
         revoked: r.try_get("revoked").ok().flatten(),
         created: r.try_get("created").unwrap_or_default(),
     })
+}
+
+fn team_of(r: &AnyRow) -> Result<Team> {
+    Ok(Team {
+        name: r.try_get("name").map_err(q("teams.name"))?,
+        limits: limits_of(r),
+        models: models_of(r.try_get("models").ok().flatten()),
+        created: r.try_get("created").unwrap_or_default(),
+    })
+}
+
+/// What a team must be to be stored (on create and on update alike).
+fn valid_team(t: &Team) -> Result<()> {
+    valid_name("team", &t.name)?;
+    valid_models(&t.models)
+}
+
+/// Model ids in an allow-list: stored comma-separated, so none may hold a comma.
+fn valid_models(models: &Option<Vec<String>>) -> Result<()> {
+    models
+        .iter()
+        .flatten()
+        .try_for_each(|m| valid_name("model", m))
+}
+
+/// The models a key may use: those on its own list and on its team's, when both have one.
+fn allowed_models(key: Option<Vec<String>>, team: Option<Vec<String>>) -> Option<Vec<String>> {
+    match (key, team) {
+        (Some(k), Some(t)) => Some(k.into_iter().filter(|m| t.contains(m)).collect()),
+        (k, t) => k.or(t),
+    }
 }
 
 fn valid_name(kind: &str, n: &str) -> Result<()> {

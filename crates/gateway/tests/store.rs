@@ -74,6 +74,7 @@ async fn keys_users_teams() {
                 rpm: Some(100),
                 ..Default::default()
             },
+            models: None,
             created: 0,
         })
         .await
@@ -313,6 +314,7 @@ async fn crud_and_filtered_usage() {
         s.create_team(&Team {
             name: "ops".into(),
             limits: Limits::default(),
+            models: None,
             created: 0,
         })
         .await
@@ -322,9 +324,29 @@ async fn crud_and_filtered_usage() {
             monthly_tokens: Some(9),
             ..Default::default()
         };
-        assert_eq!(s.update_team("ops", &lim).await.unwrap().limits, lim);
+        let ops = Team {
+            name: "ops".into(),
+            limits: lim,
+            models: Some(vec!["m1".into(), "m2".into()]),
+            created: 0,
+        };
+        let got = s.update_team(&ops).await.unwrap();
+        assert_eq!((got.limits, got.models.clone()), (lim, ops.models.clone()));
+        assert_eq!(s.get_team("ops").await.unwrap().models, ops.models, "{kind}");
         assert_eq!(s.get_team("ops").await.unwrap().limits, lim, "{kind}");
-        assert!(s.update_team("nope", &lim).await.is_err());
+        let nope = Team {
+            name: "nope".into(),
+            ..ops.clone()
+        };
+        assert!(s.update_team(&nope).await.is_err());
+        let comma = Team {
+            models: Some(vec!["a,b".into()]),
+            ..ops.clone()
+        };
+        assert!(matches!(
+            s.update_team(&comma).await,
+            Err(hearth_gateway::store::StoreError::Invalid(_))
+        ));
         s.create_user(&User {
             name: "bob".into(),
             role: Role::User,
@@ -514,6 +536,7 @@ async fn passwords_and_sessions() {
                 tpm: Some(500),
                 ..Default::default()
             },
+            models: None,
             created: 0,
         })
         .await

@@ -39,6 +39,8 @@ pub struct ModelCard {
 /// A model's file, for `GET /api/admin/status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ModelDetails {
+    /// Where the model was loaded from (a `.gguf` file or a Hugging Face directory).
+    pub path: Option<String>,
     pub architecture: Option<String>,
     pub file_size: Option<u64>,
     /// The weight type holding most of the weight bytes (`Q4_K`, `BF16`, ...).
@@ -320,4 +322,41 @@ pub trait Backend: Send + Sync + 'static {
     fn health(&self) -> Result<(), String> {
         Ok(())
     }
+
+    /// Loading and unloading models at run time (`/admin/v1/models`); `None` (the default)
+    /// when this backend's set of models is fixed.
+    fn model_admin(&self) -> Option<&dyn ModelAdmin> {
+        None
+    }
+}
+
+/// Why a model could not be loaded, unloaded or made the default.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ModelAdminError {
+    #[error("the model `{0}` does not exist")]
+    NotFound(String),
+    #[error("a model with the id `{0}` is already served")]
+    Exists(String),
+    /// The file could not be read as a model: the engine's message, which names the file.
+    #[error("{0}")]
+    Load(String),
+}
+
+/// A backend whose models change at run time. The set of models is read on every request
+/// (a lookup by id), so an implementation swaps it whole (copy on write) rather than locking
+/// it for the length of a generation.
+pub trait ModelAdmin: Send + Sync {
+    /// Load the model at `path` (a `.gguf` file or a Hugging Face directory, already resolved
+    /// by the server) and serve it as `id`, last in [`Backend::models`]. Slow and blocking
+    /// (it maps and checks the file): the server calls it on the blocking pool.
+    fn load(&self, id: &str, path: &std::path::Path) -> Result<ModelCard, ModelAdminError>;
+
+    /// Stop serving `id`: new requests for it fail with [`BackendError::UnknownModel`]. The
+    /// generations it runs finish first (`cancel: false`) or end now with a
+    /// [`GenerateEvent::Error`] (`cancel: true`); either way its memory (weights, KV cache)
+    /// is freed once the last one has ended.
+    fn unload(&self, id: &str, cancel: bool) -> Result<(), ModelAdminError>;
+
+    /// Make `id` the default model: first in [`Backend::models`].
+    fn set_default(&self, id: &str) -> Result<(), ModelAdminError>;
 }

@@ -53,6 +53,21 @@ pub struct ServerConfig {
     pub ui: crate::ui::UiMode,
     /// Model ids served by other OpenAI-compatible servers (see [`crate::upstream`]).
     pub upstreams: Option<std::sync::Arc<crate::upstream::Upstreams>>,
+    /// What the admin API may change about the served models (`/admin/v1/models`).
+    pub model_admin: ModelAdminPolicy,
+}
+
+/// Model management at run time. The default allows unloading and changing the default
+/// model, and refuses loading until a models directory is named (docs/SECURITY.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModelAdminPolicy {
+    /// `--no-model-admin`: the list stays readable; loading, unloading and changing the
+    /// default are refused (403 `model_admin_disabled`).
+    pub disabled: bool,
+    /// `--models-dir`: models can be loaded only from files and directories under it
+    /// (relative paths are taken from it; symbolic links are followed before the check).
+    /// `None`: loading is refused.
+    pub models_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +91,7 @@ impl Default for ServerConfig {
             max_messages: 4096,
             ui: crate::ui::UiMode::Embedded,
             upstreams: None,
+            model_admin: ModelAdminPolicy::default(),
         }
     }
 }

@@ -68,6 +68,15 @@ impl ApiError {
         }
     }
 
+    /// 409: the request conflicts with the current state (code `conflict`).
+    pub fn conflict(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::CONFLICT,
+            code: Some("conflict"),
+            ..ApiError::bad_request(message)
+        }
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::NOT_FOUND,

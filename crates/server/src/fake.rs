@@ -9,7 +9,7 @@
 //! cancellation can be observed, and counts started / finished / cancelled
 //! generations so tests can check that a dropped receiver stops it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::backend::{
     Backend, BackendError, BackendStats, ChatFormat, FinishReason, GenerateEvent, GenerateRequest,
-    ModelCard, TokenLogprob, TopLogprob,
+    ModelAdmin, ModelAdminError, ModelCard, TokenLogprob, TopLogprob,
 };
 
 pub const BOS: u32 = 256;
@@ -45,6 +45,8 @@ pub struct FakeConfig {
     /// What [`Backend::chat_format`] reports: `Harmony` makes the server render harmony
     /// prompts and parse the `script` as harmony output (write its special tokens literally).
     pub chat_format: ChatFormat,
+    /// How long [`ModelAdmin::load`] takes (to observe the `loading` state).
+    pub load_delay: Duration,
 }
 
 impl Default for FakeConfig {
@@ -59,6 +61,7 @@ impl Default for FakeConfig {
             fail_after: None,
             unhealthy: None,
             chat_format: ChatFormat::Jinja,
+            load_delay: Duration::from_millis(0),
         }
     }
 }
@@ -73,8 +76,25 @@ pub struct FakeCounters {
     pub active: AtomicUsize,
 }
 
+/// One served model: its id and its unload-with-cancel flag (see [`ModelAdmin::unload`]).
+struct Served {
+    id: String,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl Served {
+    fn new(id: &str) -> Self {
+        Served {
+            id: id.into(),
+            cancelled: Arc::default(),
+        }
+    }
+}
+
 pub struct FakeBackend {
     pub config: FakeConfig,
+    /// `config.model` at first; [`ModelAdmin`] loads more (every model behaves the same).
+    models: Mutex<Vec<Served>>,
     pub counters: Arc<FakeCounters>,
     /// The last request `generate` received (to check what the server sent).
     pub last_request: Mutex<Option<GenerateRequest>>,
@@ -84,6 +104,7 @@ pub struct FakeBackend {
 impl FakeBackend {
     pub fn new(config: FakeConfig) -> Self {
         FakeBackend {
+            models: Mutex::new(vec![Served::new(&config.model)]),
             config,
             counters: Arc::default(),
             last_request: Mutex::new(None),
@@ -91,11 +112,25 @@ impl FakeBackend {
         }
     }
 
-    fn check_model(&self, model: &str) -> Result<(), BackendError> {
-        if model == self.config.model {
-            Ok(())
-        } else {
-            Err(BackendError::UnknownModel(model.into()))
+    fn served(&self) -> std::sync::MutexGuard<'_, Vec<Served>> {
+        self.models.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The model's cancel flag, or `UnknownModel`.
+    fn check_model(&self, model: &str) -> Result<Arc<AtomicBool>, BackendError> {
+        self.served()
+            .iter()
+            .find(|m| m.id == model)
+            .map(|m| m.cancelled.clone())
+            .ok_or_else(|| BackendError::UnknownModel(model.into()))
+    }
+
+    fn card(&self, id: &str) -> ModelCard {
+        ModelCard {
+            id: id.into(),
+            context_length: self.config.context_length,
+            created: self.created,
+            owned_by: "hearth".into(),
         }
     }
 
@@ -137,12 +172,7 @@ impl FakeBackend {
 
 impl Backend for FakeBackend {
     fn models(&self) -> Vec<ModelCard> {
-        vec![ModelCard {
-            id: self.config.model.clone(),
-            context_length: self.config.context_length,
-            created: self.created,
-            owned_by: "hearth".into(),
-        }]
+        self.served().iter().map(|m| self.card(&m.id)).collect()
     }
 
     fn tokenize(
@@ -199,7 +229,8 @@ impl Backend for FakeBackend {
         &self,
         req: GenerateRequest,
     ) -> Result<mpsc::UnboundedReceiver<GenerateEvent>, BackendError> {
-        self.check_model(&req.model)?;
+        let unloaded = self.check_model(&req.model)?;
+        let model = req.model.clone();
         let c = &self.counters;
         // Reserve a slot atomically so concurrent callers cannot overshoot.
         let reserved = c
@@ -247,6 +278,12 @@ impl Backend for FakeBackend {
                 if fail_after == Some(i) {
                     let _ = tx.send(GenerateEvent::Error("injected failure".into()));
                     return;
+                }
+                if unloaded.load(Ordering::SeqCst) {
+                    let _ = tx.send(GenerateEvent::Error(format!(
+                        "the model `{model}` was unloaded"
+                    )));
+                    return cancelled();
                 }
                 tokio::select! {
                     _ = tx.closed() => return cancelled(),
@@ -299,6 +336,10 @@ impl Backend for FakeBackend {
         }
     }
 
+    fn model_admin(&self) -> Option<&dyn ModelAdmin> {
+        Some(self)
+    }
+
     fn stats(&self) -> BackendStats {
         BackendStats {
             running: self.counters.active.load(Ordering::SeqCst),
@@ -306,6 +347,50 @@ impl Backend for FakeBackend {
             kv_cache_usage: None,
             kv: None,
         }
+    }
+}
+
+/// A fake "model file" is any file that starts with the GGUF magic; others fail as a
+/// corrupt file does in the engine, with a message naming the file.
+impl ModelAdmin for FakeBackend {
+    fn load(&self, id: &str, path: &std::path::Path) -> Result<ModelCard, ModelAdminError> {
+        std::thread::sleep(self.config.load_delay);
+        let bytes = std::fs::read(path)
+            .map_err(|e| ModelAdminError::Load(format!("{}: {e}", path.display())))?;
+        if !bytes.starts_with(b"GGUF") {
+            return Err(ModelAdminError::Load(format!(
+                "{}: not a GGUF file (bad magic)",
+                path.display()
+            )));
+        }
+        let mut models = self.served();
+        if models.iter().any(|m| m.id == id) {
+            return Err(ModelAdminError::Exists(id.into()));
+        }
+        models.push(Served::new(id));
+        Ok(self.card(id))
+    }
+
+    fn unload(&self, id: &str, cancel: bool) -> Result<(), ModelAdminError> {
+        let mut models = self.served();
+        let i = models
+            .iter()
+            .position(|m| m.id == id)
+            .ok_or_else(|| ModelAdminError::NotFound(id.into()))?;
+        let gone = models.remove(i);
+        gone.cancelled.store(cancel, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn set_default(&self, id: &str) -> Result<(), ModelAdminError> {
+        let mut models = self.served();
+        let i = models
+            .iter()
+            .position(|m| m.id == id)
+            .ok_or_else(|| ModelAdminError::NotFound(id.into()))?;
+        let m = models.remove(i);
+        models.insert(0, m);
+        Ok(())
     }
 }
 

@@ -4,8 +4,9 @@
 
 use crate::backend::{
     Backend, BackendError, BackendStats, ChatFormat, FinishReason, GenerateEvent, GenerateRequest,
-    KvStats, ModelCard, OutputConstraints, TokenLogprob, TopLogprob,
+    KvStats, ModelAdmin, ModelAdminError, ModelCard, OutputConstraints, TokenLogprob, TopLogprob,
 };
+use arc_swap::ArcSwap;
 use hearth_constrain::{ConstrainError, ConstraintFactory, ToolChoice};
 use hearth_engine::sample::TokenConstraint;
 use hearth_engine::scheduler::{
@@ -14,8 +15,8 @@ use hearth_engine::scheduler::{
 use hearth_engine::template::{Message, RenderOptions};
 use hearth_engine::LoadedModel;
 use serde_json::Value;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::mpsc;
 
 pub struct LocalModel {
@@ -25,38 +26,139 @@ pub struct LocalModel {
     pub created: u64,
     /// Structured-output constraint builder for this model's tokenizer (see [`constraint_for`]).
     constrain: Arc<OnceLock<Result<ConstraintFactory, String>>>,
+    /// Set by an unload with `cancel`: every sink of this model reports closed, so the
+    /// scheduler drops (and frees the KV blocks of) its sequences at its next step.
+    cancelled: Arc<AtomicBool>,
 }
 
+impl LocalModel {
+    fn start(id: String, lm: Arc<LoadedModel>, cfg: &SchedulerConfig) -> Self {
+        LocalModel {
+            id,
+            scheduler: Scheduler::start(lm.clone(), cfg.clone()),
+            constrain: prebuild_constraints(&lm),
+            created: crate::ids::unix_now(),
+            cancelled: Arc::default(),
+            lm,
+        }
+    }
+}
+
+/// The models, in order (the first is the default). Requests read the list through an
+/// [`ArcSwap`] (no lock; a request keeps the `Arc<LocalModel>` it looked up, so a model
+/// unloaded meanwhile serves it to the end); loading, unloading and reordering replace the
+/// whole list, one change at a time (`admin`).
 pub struct LocalBackend {
-    models: Vec<LocalModel>,
+    models: ArcSwap<Vec<Arc<LocalModel>>>,
+    cfg: SchedulerConfig,
+    admin: Mutex<()>,
 }
 
 impl LocalBackend {
     /// Start a scheduler for each (id, model).
     pub fn new(models: Vec<(String, Arc<LoadedModel>)>, cfg: SchedulerConfig) -> Self {
-        let created = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let models = models
+            .into_iter()
+            .map(|(id, lm)| Arc::new(LocalModel::start(id, lm, &cfg)))
+            .collect();
         LocalBackend {
-            models: models
-                .into_iter()
-                .map(|(id, lm)| LocalModel {
-                    id,
-                    scheduler: Scheduler::start(lm.clone(), cfg.clone()),
-                    constrain: prebuild_constraints(&lm),
-                    created,
-                    lm,
-                })
-                .collect(),
+            models: ArcSwap::from_pointee(models),
+            cfg,
+            admin: Mutex::new(()),
         }
     }
 
-    fn model(&self, id: &str) -> Result<&LocalModel, BackendError> {
+    fn model(&self, id: &str) -> Result<Arc<LocalModel>, BackendError> {
         self.models
+            .load()
             .iter()
             .find(|m| m.id == id)
+            .cloned()
             .ok_or_else(|| BackendError::UnknownModel(id.to_string()))
+    }
+
+    /// Replace the model list with `f(current)` (one admin change at a time).
+    fn change<T>(
+        &self,
+        f: impl FnOnce(&[Arc<LocalModel>]) -> Result<(Vec<Arc<LocalModel>>, T), ModelAdminError>,
+    ) -> Result<T, ModelAdminError> {
+        let _one = self.admin.lock().unwrap_or_else(|p| p.into_inner());
+        let (next, out) = f(&self.models.load())?;
+        self.models.store(Arc::new(next));
+        Ok(out)
+    }
+}
+
+impl ModelAdmin for LocalBackend {
+    fn load(&self, id: &str, path: &std::path::Path) -> Result<ModelCard, ModelAdminError> {
+        if self.model(id).is_ok() {
+            return Err(ModelAdminError::Exists(id.into()));
+        }
+        // Outside the admin lock: loading takes seconds, and unloads or other loads need not
+        // wait for it (the id is checked again before the list changes).
+        let lm = LoadedModel::load(path).map_err(|e| ModelAdminError::Load(e.to_string()))?;
+        tracing::info!(
+            "model '{id}': {} ({}, {} layers, context {}) loaded in {:.2}s",
+            lm.path.display(),
+            lm.model.info().arch,
+            lm.model.info().n_layer,
+            lm.n_ctx(),
+            lm.load_s
+        );
+        self.change(|cur| {
+            if cur.iter().any(|m| m.id == id) {
+                return Err(ModelAdminError::Exists(id.into()));
+            }
+            let m = Arc::new(LocalModel::start(id.into(), Arc::new(lm), &self.cfg));
+            let card = card_of(&m);
+            let mut next = cur.to_vec();
+            next.push(m);
+            Ok((next, card))
+        })
+    }
+
+    fn unload(&self, id: &str, cancel: bool) -> Result<(), ModelAdminError> {
+        let gone = self.change(|cur| {
+            let i = cur
+                .iter()
+                .position(|m| m.id == id)
+                .ok_or_else(|| ModelAdminError::NotFound(id.into()))?;
+            let mut next = cur.to_vec();
+            let gone = next.remove(i);
+            Ok((next, gone))
+        })?;
+        if cancel {
+            gone.cancelled.store(true, Ordering::Relaxed);
+        }
+        tracing::info!(
+            "model '{id}' unloaded{}",
+            if cancel { " (its generations cancelled)" } else { "" }
+        );
+        // Dropping the last `Arc` drops the scheduler's channel: its engine thread finishes
+        // what it runs, then ends and frees the weights and the KV cache.
+        Ok(())
+    }
+
+    fn set_default(&self, id: &str) -> Result<(), ModelAdminError> {
+        self.change(|cur| {
+            let i = cur
+                .iter()
+                .position(|m| m.id == id)
+                .ok_or_else(|| ModelAdminError::NotFound(id.into()))?;
+            let mut next = cur.to_vec();
+            let m = next.remove(i);
+            next.insert(0, m);
+            Ok((next, ()))
+        })
+    }
+}
+
+fn card_of(m: &LocalModel) -> ModelCard {
+    ModelCard {
+        id: m.id.clone(),
+        context_length: m.lm.n_ctx(),
+        created: m.created,
+        owned_by: "hearth".into(),
     }
 }
 
@@ -203,6 +305,28 @@ struct Sink {
     /// Harmony models: the engine's stream decoder skips special tokens, but the server's
     /// harmony parser reads the message structure from them, so their text is put back here.
     harmony: bool,
+    /// The model's unload-with-cancel flag ([`LocalModel::cancelled`]), and whether this
+    /// sequence was told (one `Error` event, then the channel closes).
+    cancelled: Arc<AtomicBool>,
+    told: AtomicBool,
+    model: String,
+}
+
+impl Sink {
+    /// Whether the model was unloaded with `cancel`; the first call that sees it sends the
+    /// client its error.
+    fn unloaded(&self) -> bool {
+        if !self.cancelled.load(Ordering::Relaxed) {
+            return false;
+        }
+        if !self.told.swap(true, Ordering::Relaxed) {
+            let _ = self.tx.send(GenerateEvent::Error(format!(
+                "the model `{}` was unloaded",
+                self.model
+            )));
+        }
+        true
+    }
 }
 
 /// [`ChatFormat::Harmony`] for gpt-oss (by architecture, or a template that writes harmony's
@@ -222,6 +346,9 @@ pub fn chat_format_of(lm: &LoadedModel) -> ChatFormat {
 
 impl EventSink for Sink {
     fn send(&mut self, e: Event) -> bool {
+        if self.unloaded() {
+            return false;
+        }
         let ev = match e {
             Event::Token {
                 id,
@@ -262,21 +389,13 @@ impl EventSink for Sink {
         self.tx.send(ev).is_ok()
     }
     fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        self.tx.is_closed() || self.unloaded()
     }
 }
 
 impl Backend for LocalBackend {
     fn models(&self) -> Vec<ModelCard> {
-        self.models
-            .iter()
-            .map(|m| ModelCard {
-                id: m.id.clone(),
-                context_length: m.lm.n_ctx(),
-                created: m.created,
-                owned_by: "hearth".into(),
-            })
-            .collect()
+        self.models.load().iter().map(|m| card_of(m)).collect()
     }
 
     fn tokenize(
@@ -306,7 +425,8 @@ impl Backend for LocalBackend {
     }
 
     fn has_special_text(&self, model: &str, text: &str) -> Result<bool, BackendError> {
-        let tk = &self.model(model)?.lm.tokenizer;
+        let m = self.model(model)?;
+        let tk = &m.lm.tokenizer;
         Ok(tk.encode(text, false, true) != tk.encode(text, false, false))
     }
 
@@ -376,7 +496,7 @@ impl Backend for LocalBackend {
                 "token id {bad} is outside the vocabulary (size {n_vocab})"
             )));
         }
-        let constraint = constraint_for(m, &req.constraints)?;
+        let constraint = constraint_for(&m, &req.constraints)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let p = &req.params;
         let params = hearth_engine::SamplingParams {
@@ -401,6 +521,9 @@ impl Backend for LocalBackend {
                 tx,
                 lm: m.lm.clone(),
                 harmony: chat_format_of(&m.lm) == ChatFormat::Harmony,
+                cancelled: m.cancelled.clone(),
+                told: AtomicBool::new(false),
+                model: m.id.clone(),
             }),
         };
         m.scheduler.submit(r).map_err(|e| match e {
@@ -427,7 +550,7 @@ impl Backend for LocalBackend {
     }
 
     fn model_details(&self, model: &str) -> Option<crate::backend::ModelDetails> {
-        let m = self.models.iter().find(|m| m.id == model)?;
+        let m = self.model(model).ok()?;
         let src = &m.lm.file;
         let mut by_type: std::collections::BTreeMap<String, usize> = Default::default();
         for t in src.tensors() {
@@ -435,16 +558,21 @@ impl Backend for LocalBackend {
         }
         let quantization = by_type.into_iter().max_by_key(|(_, n)| *n).map(|(t, _)| t);
         Some(crate::backend::ModelDetails {
+            path: Some(m.lm.path.display().to_string()),
             architecture: src.architecture().map(String::from),
             file_size: Some(src.file_len() as u64),
             quantization,
         })
     }
 
+    fn model_admin(&self) -> Option<&dyn ModelAdmin> {
+        Some(self)
+    }
+
     fn stats(&self) -> BackendStats {
         let (mut running, mut waiting) = (0, 0);
         let mut kv = KvStats::default();
-        for m in &self.models {
+        for m in self.models.load().iter() {
             let st = &m.scheduler.stats;
             running += st.running.load(Ordering::Relaxed);
             waiting += st.waiting.load(Ordering::Relaxed);

@@ -28,6 +28,8 @@ pub struct AppState {
     pub generations: crate::generations::Registry,
     /// Failed logins per user name and client address (`/api/auth/login`).
     pub login_limiter: crate::api::auth::LoginLimiter,
+    /// Model loads started from the admin API that run or failed (`/admin/v1/models`).
+    pub model_jobs: crate::api::admin_models::LoadJobs,
     pub started: std::time::Instant,
 }
 
@@ -56,6 +58,7 @@ impl AppState {
             guard,
             generations: Default::default(),
             login_limiter: Default::default(),
+            model_jobs: Default::default(),
             started: std::time::Instant::now(),
         }
     }

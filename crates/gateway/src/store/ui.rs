@@ -9,7 +9,7 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{found, limits_of, now, q, KeyOwner, Limits, Result, Role, Store, User};
+use super::{found, limits_of, models_of, now, q, KeyOwner, Limits, Result, Role, Store, User};
 
 /// A login session of the web UI (the cookie's token is only stored as its SHA-256).
 #[derive(Clone, PartialEq, Eq)]
@@ -201,7 +201,8 @@ impl Store {
     /// the team's limits), no key of its own (`key_id` is `user:NAME`).
     pub async fn user_principal(&self, name: &str) -> Result<Option<KeyOwner>> {
         let r = sqlx::query(
-            "SELECT u.name, u.role, u.team, t.rpm, t.tpm, t.max_concurrent, t.monthly_tokens
+            "SELECT u.name, u.role, u.team, t.rpm, t.tpm, t.max_concurrent, t.monthly_tokens,
+                    t.models
              FROM users u LEFT JOIN teams t ON t.name = u.team WHERE u.name = $1",
         )
         .bind(name)
@@ -216,7 +217,7 @@ impl Store {
             user: Some(name),
             team: r.try_get("team").ok().flatten(),
             role: Role::parse(&r.try_get::<String, _>("role").unwrap_or_default())?,
-            models: None,
+            models: models_of(r.try_get("models").ok().flatten()),
             key_limits: Limits::default(),
             team_limits: limits_of(&r),
         }))
@@ -227,7 +228,7 @@ impl Store {
     pub async fn key_principal(&self, key_id: &str) -> Result<Option<KeyOwner>> {
         let row = sqlx::query(
             "SELECT k.*, t.rpm AS t_rpm, t.tpm AS t_tpm, t.max_concurrent AS t_max_concurrent,
-                    t.monthly_tokens AS t_monthly_tokens
+                    t.monthly_tokens AS t_monthly_tokens, t.models AS t_models
              FROM api_keys k LEFT JOIN teams t ON t.name = k.team WHERE k.id = $1",
         )
         .bind(key_id)

@@ -27,7 +27,10 @@ pub fn routes() -> Router<SharedState> {
             delete(delete_user).patch(update_user),
         )
         .route("/admin/v1/teams", get(list_teams).post(create_team))
-        .route("/admin/v1/teams/{name}", delete(delete_team))
+        .route(
+            "/admin/v1/teams/{name}",
+            delete(delete_team).patch(update_team),
+        )
         .route("/admin/v1/usage", get(usage))
         .route("/admin/v1/audit", get(audit))
         .route("/admin/v1/audit/verify", get(verify))
@@ -167,10 +170,11 @@ struct UpdateUser {
     password: Option<String>,
 }
 
-fn some_or_null<'de, D: serde::Deserializer<'de>>(
+/// For `PATCH` fields: absent is `None` (unchanged), `null` is `Some(None)` (cleared).
+fn some_or_null<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
-) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// `PATCH /admin/v1/users/{name}`: role, team and/or password (a new password ends the
@@ -222,6 +226,63 @@ async fn create_team(
     let JsonBody(t) = body?;
     let t = store(&s)?.create_team(&t).await.map_err(err)?;
     Ok((axum::http::StatusCode::CREATED, Json(t)).into_response())
+}
+
+/// The limits a `PATCH` changes: each absent one stays, `null` removes it.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LimitsPatch {
+    #[serde(default, deserialize_with = "some_or_null")]
+    rpm: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "some_or_null")]
+    tpm: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "some_or_null")]
+    max_concurrent: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "some_or_null")]
+    monthly_tokens: Option<Option<u64>>,
+}
+
+impl LimitsPatch {
+    fn apply(self, l: &mut Limits) {
+        for (new, old) in [
+            (self.rpm, &mut l.rpm),
+            (self.tpm, &mut l.tpm),
+            (self.max_concurrent, &mut l.max_concurrent),
+            (self.monthly_tokens, &mut l.monthly_tokens),
+        ] {
+            if let Some(v) = new {
+                *old = v;
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateTeam {
+    #[serde(default)]
+    limits: LimitsPatch,
+    /// `null`: any model.
+    #[serde(default, deserialize_with = "some_or_null")]
+    models: Option<Option<Vec<String>>>,
+}
+
+/// `PATCH /admin/v1/teams/{name}`: limits and the model allow-list, in the shape of a team
+/// (`{"limits": {"rpm": 60, "tpm": null}, "models": ["smollm2"]}`). Checked as on create;
+/// they apply from the team's next request.
+async fn update_team(
+    State(s): State<SharedState>,
+    Path(name): Path<String>,
+    body: Result<JsonBody<UpdateTeam>, ApiError>,
+) -> Result<Response, ApiError> {
+    let JsonBody(b) = body?;
+    let st = store(&s)?;
+    let mut t = st.get_team(&name).await.map_err(err)?;
+    b.limits.apply(&mut t.limits);
+    if let Some(m) = b.models {
+        t.models = m;
+    }
+    Ok(Json(st.update_team(&t).await.map_err(err)?).into_response())
 }
 
 async fn delete_team(

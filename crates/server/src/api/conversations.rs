@@ -49,13 +49,6 @@ fn not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("No conversation '{id}'."))
 }
 
-fn conflict(msg: &str) -> ApiError {
-    let mut e = ApiError::bad_request(msg);
-    e.status = StatusCode::CONFLICT;
-    e.code = Some("conflict");
-    e
-}
-
 fn now() -> i64 {
     crate::ids::unix_now() as i64
 }
@@ -326,7 +319,7 @@ pub async fn send(
         .ok_or_else(|| not_found(&id))?;
     // Held until the generation is registered: a second send meanwhile gets 409 too.
     let _starting = state.generations.begin(&id).ok_or_else(|| {
-        conflict("A reply is still being generated in this conversation: stop it first.")
+        ApiError::conflict("A reply is still being generated in this conversation: stop it first.")
     })?;
     let messages = st.messages(&id).await.map_err(db)?;
     let find = |mid: &str, param: &str| {

@@ -1,6 +1,7 @@
 //! One module per endpoint, each with its request types and handler.
 
 pub mod admin;
+pub mod admin_models;
 pub mod auth;
 pub mod chat;
 pub mod common;
@@ -59,6 +60,7 @@ pub(crate) fn router_with_state(state: SharedState) -> Router {
         .route("/detokenize", post(tokenize::detokenize))
         .route("/metrics", get(metrics::metrics))
         .merge(admin::routes())
+        .merge(admin_models::routes())
         .merge(ui_routes())
         .fallback(crate::ui::fallback)
         .method_not_allowed_fallback(method_not_allowed)

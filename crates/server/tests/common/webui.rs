@@ -28,6 +28,19 @@ pub async fn temp_store() -> Store {
 
 /// A server with a database; `auth`: keys or sessions required (else local mode).
 pub async fn start(fake: FakeConfig, auth: bool, ui: UiMode) -> (TestServer, Store) {
+    start_with(
+        fake,
+        auth,
+        ServerConfig {
+            ui,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// [`start`] with more of the server's settings (`gateway` is replaced).
+pub async fn start_with(fake: FakeConfig, auth: bool, cfg: ServerConfig) -> (TestServer, Store) {
     let store = temp_store().await;
     for (name, role) in [
         ("alice", Role::User),
@@ -61,8 +74,7 @@ pub async fn start(fake: FakeConfig, auth: bool, ui: UiMode) -> (TestServer, Sto
         fake,
         ServerConfig {
             gateway: Some(Arc::new(gw)),
-            ui,
-            ..Default::default()
+            ..cfg
         },
     )
     .await;

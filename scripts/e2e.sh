@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end tests of the web UI in a real browser: Debian's Chromium driven by Playwright
-# (frontend/e2e), against a live `hearth serve` with SmolLM2 and Gemma 3 and authentication on.
+# (frontend/e2e), against a live `hearth serve` with SmolLM2 and Gemma 3, authentication on and
+# --models-dir set to their directory (the Models admin spec unloads and reloads SmolLM2).
 # Called by scripts/test.sh after `cargo test` (which builds target/debug/hearth with the UI
 # embedded, so scripts/build-ui.sh must have run before cargo). Installs Chromium from Debian
 # when it is missing (browsers cannot be downloaded by Playwright here).
@@ -28,7 +29,7 @@ ADMIN_PW="e2e-admin-$RANDOM$RANDOM"
 printf '%s\n' "$ADMIN_PW" | "$HEARTH" users create e2e-admin --role admin --password-stdin --data-dir "$DATA" >/dev/null
 
 "$HEARTH" serve "$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf" "$MODELS/gemma-3-270m-Q4_K_M.gguf" \
-  --alias smollm2,gemma3 --port "$PORT" --threads 2 --data-dir "$DATA" --require-auth \
+  --alias smollm2,gemma3 --models-dir "$MODELS" --port "$PORT" --threads 2 --data-dir "$DATA" --require-auth \
   2>"$DATA/serve.log" &
 PID=$!
 cleanup() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }

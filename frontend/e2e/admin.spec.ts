@@ -1,5 +1,5 @@
 import { expect, test } from '@playwright/test';
-import { csrfHeaders, serverMode, signIn } from './helpers';
+import { GEN_TIMEOUT, csrfHeaders, lastAssistant, modelIds, newChat, sendMessage, serverMode, signIn } from './helpers';
 
 test('as admin, create a key and use it from outside the browser', async ({ page, baseURL }) => {
   await signIn(page);
@@ -86,4 +86,49 @@ test('a user role cannot open admin pages or call admin APIs', async ({ page, br
   const post = await p2.request.post('/admin/v1/keys', { data: { name: 'nope' }, headers: await csrfHeaders(p2.request) });
   expect(post.status()).toBe(403);
   await ctx.close();
+});
+
+// Needs the server started with --models-dir holding the SmolLM2 file (scripts/e2e.sh does).
+test('as admin, unload the SmolLM2 model and load it again from its file; chat still works', async ({ page }) => {
+  await signIn(page);
+  await page.getByTestId('nav-admin').click();
+  await page.getByTestId('admin-tab-models').click();
+  const row = page.locator('[data-testid="model-row"][data-id="smollm2"]');
+  await expect(row).toHaveAttribute('data-state', 'ready');
+  const file = await row.locator('td.path').getAttribute('title');
+  expect(file).toMatch(/SmolLM2-135M-Instruct\.Q4_1\.gguf$/);
+  const wasDefault = (await row.getAttribute('data-default')) === 'true';
+  await expect(page.getByTestId('model-load-form')).toBeVisible();
+
+  // Unload (letting replies finish): gone from the page and from /v1/models.
+  page.once('dialog', (d) => void d.accept());
+  await row.getByTestId('model-unload').click();
+  await expect(row).toHaveCount(0);
+  expect(await modelIds(page.request)).not.toContain('smollm2');
+
+  // Load the same file again under the same id (and as the default if it was).
+  await page.getByTestId('model-path').fill(file!);
+  await page.getByTestId('model-id').fill('smollm2');
+  if (wasDefault) await page.getByTestId('model-make-default').check();
+  await page.getByTestId('model-load').click();
+  await expect(row).toHaveAttribute('data-state', 'ready', { timeout: GEN_TIMEOUT });
+  await expect(row).toHaveAttribute('data-default', wasDefault ? 'true' : 'false');
+  await expect(page.getByTestId('models-error')).toHaveCount(0);
+  await expect.poll(() => modelIds(page.request)).toContain('smollm2');
+
+  // A path outside the models directory is refused, and the page says so.
+  await page.getByTestId('model-path').fill('/etc/hostname');
+  await page.getByTestId('model-id').fill('not-a-model');
+  await page.getByTestId('model-load').click();
+  await expect(page.getByTestId('models-error')).toContainText('/etc/hostname');
+  await expect(page.locator('[data-testid="model-row"][data-id="not-a-model"]')).toHaveCount(0);
+
+  // The reloaded model answers in a chat.
+  await page.getByTestId('nav-chat').click();
+  await newChat(page, 16);
+  await page.getByTestId('model-select').selectOption('smollm2');
+  await sendMessage(page, 'Say hello.');
+  const a = lastAssistant(page);
+  await expect(a).toHaveAttribute('data-status', 'complete', { timeout: GEN_TIMEOUT });
+  await expect(a.getByTestId('message-content')).not.toBeEmpty();
 });

@@ -17,10 +17,18 @@ const now = () => Math.floor(Date.now() / 1000);
 const id = (p) => `${p}_${crypto.randomBytes(6).toString('hex')}`;
 const started = Date.now();
 
+// The files under the mock's models directory (what `POST /admin/v1/models` can load).
+const MODELS_DIR = '/models';
+const FILES = {
+  'SmolLM2-135M-Instruct.Q4_1.gguf': { context_length: 8192, architecture: 'llama', file_size: 96_000_000, quantization: 'Q4_1' },
+  'gemma-3-270m-Q4_K_M.gguf': { context_length: 32768, architecture: 'gemma3', file_size: 253_000_000, quantization: 'Q4_K_M' },
+};
+// Served models, the default first (changed by /admin/v1/models).
 const MODELS = [
-  { id: 'smollm2', context_length: 8192, architecture: 'llama', file_size: 96_000_000, quantization: 'Q4_1' },
-  { id: 'gemma3', context_length: 32768, architecture: 'gemma3', file_size: 253_000_000, quantization: 'Q4_K_M' },
+  { id: 'smollm2', path: `${MODELS_DIR}/SmolLM2-135M-Instruct.Q4_1.gguf`, ...FILES['SmolLM2-135M-Instruct.Q4_1.gguf'] },
+  { id: 'gemma3', path: `${MODELS_DIR}/gemma-3-270m-Q4_K_M.gguf`, ...FILES['gemma-3-270m-Q4_K_M.gguf'] },
 ];
+const modelLoads = new Map(); // id -> { path, started, error }
 const users = new Map([
   ['admin', { name: 'admin', role: 'admin', team: null, password: 'admin-pass', created: now() }],
   ['bob', { name: 'bob', role: 'user', team: null, password: 'bob-pass', created: now() }],
@@ -427,6 +435,44 @@ const server = http.createServer(async (req, res) => {
     users.set(u.name, u);
     const { password, ...out } = u;
     return send(res, 201, out);
+  }
+  if (p === '/admin/v1/models' && method === 'GET') {
+    const rows = MODELS.map((x, i) => ({ object: 'model', state: 'ready', default: i === 0, created: 0, ...x }));
+    for (const [mid, j] of modelLoads) rows.push({ id: mid, object: 'model', state: j.error ? 'failed' : 'loading', path: j.path, started: j.started, elapsed_s: now() - j.started, error: j.error });
+    return send(res, 200, { object: 'list', data: rows, default: MODELS[0]?.id ?? null, management: { enabled: true, models_dir: MODELS_DIR } });
+  }
+  if (p === '/admin/v1/models' && method === 'POST') {
+    const b = (await body(req)) ?? {};
+    if (!b.id || !/^[A-Za-z0-9\-_.:/@+]{1,128}$/.test(b.id) || b.id.startsWith('/')) return err(res, 400, `Invalid model id ${JSON.stringify(b.id)}.`, 'invalid_value');
+    const full = String(b.path ?? '').startsWith('/') ? String(b.path) : `${MODELS_DIR}/${b.path ?? ''}`;
+    const file = full.startsWith(`${MODELS_DIR}/`) ? full.slice(MODELS_DIR.length + 1) : null;
+    if (file === null) return err(res, 403, `\`${b.path}\` is outside the models directory ${MODELS_DIR}: only models under it can be loaded.`, 'path_not_allowed', 'permission_error');
+    if (!FILES[file]) return err(res, 400, `Cannot open the model path \`${b.path}\`: No such file or directory.`, 'model_load_failed');
+    if (MODELS.some((x) => x.id === b.id)) return err(res, 409, `A model with the id \`${b.id}\` is served already.`, 'model_exists');
+    if (modelLoads.get(b.id) && !modelLoads.get(b.id).error) return err(res, 409, `The model \`${b.id}\` is being loaded already.`, 'conflict');
+    modelLoads.set(b.id, { path: full, started: now(), error: null });
+    const loaded = new Promise((resolve) => setTimeout(() => {
+      modelLoads.delete(b.id);
+      MODELS.push({ id: b.id, path: full, ...FILES[file] });
+      if (b.default) MODELS.unshift(...MODELS.splice(MODELS.length - 1, 1));
+      resolve();
+    }, 300));
+    if (b.wait === false) return send(res, 202, { id: b.id, object: 'model', state: 'loading', path: full });
+    await loaded;
+    return send(res, 201, { id: b.id, object: 'model', state: 'ready', default: MODELS[0].id === b.id, path: full, ...FILES[file] });
+  }
+  if ((m = /^\/admin\/v1\/models\/(.+)$/.exec(p)) && ['GET', 'PATCH', 'DELETE'].includes(method)) {
+    const mid = m[1].split('/').map(decodeURIComponent).join('/');
+    if (method === 'DELETE' && modelLoads.get(mid)?.error) { modelLoads.delete(mid); return send(res, 200, { id: mid, deleted: true }); }
+    const i = MODELS.findIndex((x) => x.id === mid);
+    if (i < 0) return err(res, 404, `The model \`${mid}\` does not exist.`, 'model_not_found');
+    if (method === 'DELETE') { MODELS.splice(i, 1); return send(res, 200, { id: mid, unloaded: true, cancelled: url.searchParams.get('cancel') === 'true' }); }
+    if (method === 'PATCH') {
+      const b = (await body(req)) ?? {};
+      if (b.default === true) MODELS.unshift(...MODELS.splice(i, 1));
+    }
+    const x = MODELS.find((y) => y.id === mid);
+    return send(res, 200, { object: 'model', state: 'ready', default: MODELS[0] === x, ...x });
   }
   if ((m = /^\/admin\/v1\/users\/([^/]+)$/.exec(p)) && method === 'PATCH') {
     const u = users.get(decodeURIComponent(m[1]));

@@ -129,6 +129,10 @@ pub struct FileConfig {
     pub drain_seconds: Option<u64>,
     #[serde(alias = "no-ui")]
     pub no_ui: Option<bool>,
+    #[serde(alias = "models-dir")]
+    pub models_dir: Option<PathBuf>,
+    #[serde(alias = "no-model-admin")]
+    pub no_model_admin: Option<bool>,
     #[serde(default)]
     pub models: Vec<FileModel>,
     /// Model ids served by other OpenAI-compatible servers (`[[upstreams]]` tables; only in
@@ -213,6 +217,8 @@ pub struct ServeConfig {
     pub global_max_concurrent: Setting<Option<u64>>,
     pub drain_seconds: Setting<u64>,
     pub no_ui: Setting<bool>,
+    pub models_dir: Setting<Option<PathBuf>>,
+    pub no_model_admin: Setting<bool>,
 }
 
 impl ServeConfig {
@@ -283,6 +289,12 @@ impl ServeConfig {
             &self.drain_seconds.source,
         );
         line(&mut o, "no_ui", self.no_ui.value.into(), &self.no_ui.source);
+        line(
+            &mut o,
+            "no_model_admin",
+            self.no_model_admin.value.into(),
+            &self.no_model_admin.source,
+        );
         let key_state = if self.api_key.value.is_some() {
             "set (not shown)"
         } else {
@@ -298,7 +310,11 @@ impl ServeConfig {
             self.require_auth.value.into(),
             &self.require_auth.source,
         );
+        if self.models_dir.value.is_none() {
+            o.push_str("# models_dir: not set (the admin API cannot load models)  # default\n");
+        }
         for (k, s) in [
+            ("models_dir", &self.models_dir),
             ("guardrails", &self.guardrails),
             ("tls_cert", &self.tls_cert),
             ("tls_key", &self.tls_key),
@@ -616,6 +632,28 @@ pub fn resolve(a: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<ServeCo
         parse_bool,
         || false,
     )?;
+    let no_model_admin = pick(
+        (a.no_model_admin, "--no-model-admin"),
+        (file.no_model_admin, &fp),
+        env,
+        "HEARTH_NO_MODEL_ADMIN",
+        parse_bool,
+        || false,
+    )?;
+    let models_dir = pick(
+        (a.models_dir.clone().map(Some), "--models-dir"),
+        (
+            file.models_dir
+                .as_ref()
+                .zip(fp.as_ref())
+                .map(|(d, f)| Some(file_model_path(d, f))),
+            &fp,
+        ),
+        env,
+        "HEARTH_MODELS_DIR",
+        |s| Ok(Some(PathBuf::from(s))),
+        || None,
+    )?;
     let guardrails = pick(
         (a.guardrails.clone().map(Some), "--guardrails"),
         (file.guardrails.clone().map(Some), &fp),
@@ -835,6 +873,8 @@ pub fn resolve(a: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<ServeCo
         global_max_concurrent,
         drain_seconds,
         no_ui,
+        models_dir,
+        no_model_admin,
     })
 }
 
@@ -961,6 +1001,81 @@ mod tests {
         assert!(c
             .to_toml()
             .contains("no_ui = false  # command line --no-ui"));
+    }
+
+    #[test]
+    fn model_admin_from_flag_file_or_env() {
+        let c = resolve(&args(&[]), &env_of(&[])).unwrap();
+        assert_eq!(
+            (c.models_dir.value, c.models_dir.source),
+            (None, Source::Default)
+        );
+        assert_eq!(
+            (c.no_model_admin.value, c.no_model_admin.source),
+            (false, Source::Default)
+        );
+        let c = resolve(
+            &args(&[]),
+            &env_of(&[
+                ("HEARTH_MODELS_DIR", "/srv/models"),
+                ("HEARTH_NO_MODEL_ADMIN", "on"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.models_dir.value, Some(PathBuf::from("/srv/models")));
+        assert_eq!(c.models_dir.source, Source::Env("HEARTH_MODELS_DIR"));
+        assert_eq!(
+            (c.no_model_admin.value, c.no_model_admin.source),
+            (true, Source::Env("HEARTH_NO_MODEL_ADMIN"))
+        );
+        // A relative directory in the file is relative to the file, and beats the environment.
+        let f = write(
+            "admin.toml",
+            "models-dir = \"weights\"\nno_model_admin = false\n",
+        );
+        let c = resolve(
+            &args(&["--config", f.to_str().unwrap()]),
+            &env_of(&[
+                ("HEARTH_MODELS_DIR", "/srv/models"),
+                ("HEARTH_NO_MODEL_ADMIN", "1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.models_dir.value,
+            Some(f.parent().unwrap().join("weights"))
+        );
+        assert_eq!(c.models_dir.source, Source::File(f.clone()));
+        assert!(!c.no_model_admin.value);
+        // Flags beat the file.
+        let c = resolve(
+            &args(&[
+                "--config",
+                f.to_str().unwrap(),
+                "--models-dir",
+                "here",
+                "--no-model-admin",
+            ]),
+            &env_of(&[]),
+        )
+        .unwrap();
+        assert_eq!(c.models_dir.value, Some(PathBuf::from("here")));
+        assert_eq!(c.models_dir.source, Source::Flag("--models-dir"));
+        assert_eq!(
+            (c.no_model_admin.value, &c.no_model_admin.source),
+            (true, &Source::Flag("--no-model-admin"))
+        );
+        let toml = c.to_toml();
+        assert!(
+            toml.contains("models_dir = \"here\"  # command line --models-dir"),
+            "{toml}"
+        );
+        assert!(
+            toml.contains("no_model_admin = true  # command line --no-model-admin"),
+            "{toml}"
+        );
+        let e = resolve(&args(&[]), &env_of(&[("HEARTH_NO_MODEL_ADMIN", "maybe")])).unwrap_err();
+        assert!(e.to_string().contains("HEARTH_NO_MODEL_ADMIN"), "{e}");
     }
 
     #[test]

@@ -31,7 +31,7 @@ CONFIGURATION
   flags' names, in snake_case or kebab-case: host, port, threads, max_running,
   max_waiting, step_tokens, kv_cache_mb, kv_cache_type, no_prefix_caching, api_key,
   require_auth, guardrails, cors_origins, tls_cert, tls_key, data_dir, database, redis_url, audit_bodies, global_rpm, global_tpm,
-  global_max_concurrent, drain_seconds, no_ui. Models go in a [[models]] array of tables (path, optional alias);
+  global_max_concurrent, drain_seconds, no_ui, models_dir, no_model_admin. Models go in a [[models]] array of tables (path, optional alias);
   a relative path is relative to the config file's directory. MODEL arguments on the
   command line replace the file's [[models]]; --alias renames models in order.
   Unknown keys and mistyped values are errors that name the key, line and file.
@@ -182,6 +182,21 @@ pub struct Args {
         value_parser = config::parse_bool
     )]
     pub no_ui: Option<bool>,
+    /// Directory the admin API may load models from (`POST /admin/v1/models`; paths under
+    /// it only). [env: HEARTH_MODELS_DIR] [default: none: loading at run time is refused]
+    #[arg(long, value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Refuse loading, unloading and changing the default model from the admin API (the
+    /// list stays readable). [env: HEARTH_NO_MODEL_ADMIN] [default: false]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL",
+        value_parser = config::parse_bool
+    )]
+    pub no_model_admin: Option<bool>,
 }
 
 fn parse_kv_type(s: &str) -> Result<KvType, String> {
@@ -215,6 +230,17 @@ fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
                 cfg.host.value, cfg.host.source, cfg.port.value, cfg.port.source
             )
         })?;
+    // Likewise the models directory the admin API loads from: a typo should not surface
+    // only at the first load.
+    if let Some(d) = &cfg.models_dir.value {
+        if !d.is_dir() {
+            anyhow::bail!(
+                "models_dir {} (from {}) is not a directory",
+                d.display(),
+                cfg.models_dir.source
+            );
+        }
+    }
     let mut models = Vec::new();
     for m in &cfg.models {
         let lm = LoadedModel::load(&m.path)
@@ -307,8 +333,21 @@ fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             hearth_server::ui::UiMode::Embedded
         },
         upstreams,
+        model_admin: hearth_server::config::ModelAdminPolicy {
+            disabled: cfg.no_model_admin.value,
+            models_dir: cfg.models_dir.value.clone(),
+        },
         ..Default::default()
     };
+    match (&cfg.models_dir.value, cfg.no_model_admin.value) {
+        (_, true) => tracing::info!("admin API: model management is off (no_model_admin)"),
+        (Some(d), false) => {
+            tracing::info!("admin API: models can be loaded from under {}", d.display())
+        }
+        (None, false) => {
+            tracing::info!("admin API: models can be unloaded, but not loaded (no models_dir)")
+        }
+    }
     tracing::info!("listening on {scheme}://{addr} (OpenAI API under /v1)");
     if !cfg.no_ui.value {
         // On stderr whatever the log filter: the address to open is what a person looks for.

@@ -373,6 +373,90 @@ fn invalid_values_name_their_source() {
 }
 
 #[test]
+fn model_admin_knobs_from_every_source() {
+    // Defaults: management on, no directory to load from.
+    let (t, text) = print_config(hearth().arg("serve"));
+    assert_eq!(t["no_model_admin"].as_bool(), Some(false));
+    assert_eq!(source_of(&text, "no_model_admin"), "default");
+    assert!(t.get("models_dir").is_none(), "{text}");
+    assert!(text.contains("# models_dir: not set"), "{text}");
+
+    // The environment over the default.
+    let (t, text) = print_config(
+        hearth()
+            .arg("serve")
+            .env("HEARTH_MODELS_DIR", "/srv/models")
+            .env("HEARTH_NO_MODEL_ADMIN", "yes"),
+    );
+    assert_eq!(string(&t, "models_dir"), "/srv/models");
+    assert_eq!(
+        source_of(&text, "models_dir"),
+        "environment HEARTH_MODELS_DIR"
+    );
+    assert_eq!(t["no_model_admin"].as_bool(), Some(true));
+    assert_eq!(
+        source_of(&text, "no_model_admin"),
+        "environment HEARTH_NO_MODEL_ADMIN"
+    );
+
+    // The file over the environment; its relative directory is relative to the file.
+    let file = tmp_file(
+        "model-admin.toml",
+        "models-dir = \"weights\"\nno_model_admin = false\n",
+    );
+    let (t, text) = print_config(
+        hearth()
+            .args(["serve", "--config"])
+            .arg(&file)
+            .env("HEARTH_MODELS_DIR", "/srv/models")
+            .env("HEARTH_NO_MODEL_ADMIN", "1"),
+    );
+    assert_eq!(
+        Path::new(string(&t, "models_dir")),
+        file.parent().unwrap().join("weights")
+    );
+    assert!(source_of(&text, "models_dir").starts_with("config file"));
+    assert_eq!(t["no_model_admin"].as_bool(), Some(false));
+
+    // Flags over the file: a bare --no-model-admin is true.
+    let (t, text) = print_config(
+        hearth()
+            .args([
+                "serve",
+                "--models-dir",
+                "/opt/llm",
+                "--no-model-admin",
+                "--config",
+            ])
+            .arg(&file),
+    );
+    assert_eq!(string(&t, "models_dir"), "/opt/llm");
+    assert_eq!(source_of(&text, "models_dir"), "command line --models-dir");
+    assert_eq!(t["no_model_admin"].as_bool(), Some(true));
+    assert_eq!(
+        source_of(&text, "no_model_admin"),
+        "command line --no-model-admin"
+    );
+
+    // A malformed boolean names its variable.
+    let o = run(hearth()
+        .args(["serve", "--print-config"])
+        .env("HEARTH_NO_MODEL_ADMIN", "perhaps"));
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("HEARTH_NO_MODEL_ADMIN"),
+        "{}",
+        stderr(&o)
+    );
+    // So does a mistyped file value.
+    let file = tmp_file("model-admin-bad.toml", "no_model_admin = \"no\"\n");
+    let e = stderr(&run(hearth()
+        .args(["serve", "--print-config", "--config"])
+        .arg(&file)));
+    assert!(e.contains("no_model_admin") && e.contains("line 1"), "{e}");
+}
+
+#[test]
 fn serving_without_models_says_how_to_name_them() {
     let o = run(hearth().arg("serve"));
     assert!(!o.status.success());
@@ -401,6 +485,12 @@ fn help_documents_every_knob() {
         ),
         ("--api-key", "HEARTH_API_KEY", "api_key"),
         ("--drain-seconds", "HEARTH_DRAIN_SECONDS", "drain_seconds"),
+        ("--models-dir", "HEARTH_MODELS_DIR", "models_dir"),
+        (
+            "--no-model-admin",
+            "HEARTH_NO_MODEL_ADMIN",
+            "no_model_admin",
+        ),
         ("--config", "HEARTH_CONFIG", "[[models]]"),
     ] {
         assert!(h.contains(flag), "--help lacks {flag}");
@@ -708,4 +798,76 @@ fn web_ui_address_is_printed_and_no_ui_turns_it_off() {
         .read_to_string(&mut err)
         .unwrap();
     assert!(!err.contains("Web UI:"), "{err}");
+}
+
+#[test]
+fn models_dir_and_no_model_admin_reach_the_admin_api() {
+    let model = smollm2();
+    let dir = model.parent().unwrap().to_path_buf();
+
+    // A directory that does not exist fails before any model is loaded, naming its source.
+    let o = run(hearth()
+        .args(["serve", "--models-dir", "/nonexistent/hearth-models"])
+        .arg(&model));
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("/nonexistent/hearth-models") && e.contains("--models-dir"),
+        "{e}"
+    );
+
+    // From the environment: the admin API lists the directory and loads the file from it by
+    // its name; the new id then answers a chat.
+    let port = free_port();
+    let s = start(
+        hearth()
+            .args(["serve", "--threads", "1", "--kv-cache-mb", "8", "--port"])
+            .arg(port.to_string())
+            .arg(&model)
+            .args(["--alias", "smollm2"])
+            .env("HEARTH_MODELS_DIR", &dir),
+        port,
+    );
+    let (st, body) = http(port, "GET", "/admin/v1/models", None, None).unwrap();
+    assert_eq!(st, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["management"]["enabled"], true, "{body}");
+    assert_eq!(
+        v["management"]["models_dir"].as_str().map(Path::new),
+        Some(dir.as_path()),
+        "{body}"
+    );
+    assert_eq!(v["default"], "smollm2", "{body}");
+    let load = format!(r#"{{"id":"again","path":"{SMOLLM2}"}}"#);
+    let (st, body) = http(port, "POST", "/admin/v1/models", None, Some(&load)).unwrap();
+    assert_eq!(st, 201, "{body}");
+    let chat = r#"{"model":"again","messages":[{"role":"user","content":"Hi"}],"max_tokens":2}"#;
+    let (st, body) = http(port, "POST", "/v1/chat/completions", None, Some(chat)).unwrap();
+    assert_eq!(st, 200, "{body}");
+    drop(s);
+
+    // --no-model-admin: the list stays readable, changes are refused.
+    let port = free_port();
+    let _s = start(
+        hearth()
+            .args([
+                "serve",
+                "--threads",
+                "1",
+                "--kv-cache-mb",
+                "8",
+                "--no-model-admin",
+            ])
+            .args(["--port", &port.to_string(), "--models-dir"])
+            .arg(&dir)
+            .arg(&model),
+        port,
+    );
+    let (st, body) = http(port, "GET", "/admin/v1/models", None, None).unwrap();
+    assert_eq!(st, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["management"]["enabled"], false, "{body}");
+    let (st, body) = http(port, "POST", "/admin/v1/models", None, Some(&load)).unwrap();
+    assert_eq!(st, 403, "{body}");
+    assert!(body.contains("model_admin_disabled"), "{body}");
 }

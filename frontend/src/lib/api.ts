@@ -1,7 +1,7 @@
 // The HTTP client: same-origin fetch with the session cookie, the CSRF header on every
 // non-GET request, and OpenAI-shaped errors turned into ApiError.
 import type {
-  AdminStatus, AdminUser, AuditRecord, ChatSettings, Conversation, ExportDoc, KeyInfo,
+  AdminModel, AdminModels, AdminStatus, AdminUser, AuditRecord, ChatSettings, Conversation, ExportDoc, KeyInfo,
   LeaderRow, Me, ModelInfo, Run, SendResult, Team, UsageRow, UserInfo,
 } from './types';
 
@@ -150,6 +150,15 @@ export const api = {
   deleteUser: (name: string) => json<object>(`/admin/v1/users/${encodeURIComponent(name)}`, 'DELETE'),
   teams: () => json<{ data: Team[] }>('/admin/v1/teams'),
   createTeam: (body: { name: string; limits?: Record<string, number | null> }) => json<Team>('/admin/v1/teams', 'POST', body),
+  updateTeam: (name: string, body: { limits?: Record<string, number | null>; models?: string[] | null }) =>
+    json<Team>(`/admin/v1/teams/${encodeURIComponent(name)}`, 'PATCH', body),
+  adminModels: () => json<AdminModels>('/admin/v1/models'),
+  loadModel: (body: { id: string; path: string; wait?: boolean; default?: boolean }) =>
+    json<AdminModel>('/admin/v1/models', 'POST', body),
+  unloadModel: (id: string, cancel = false) =>
+    json<object>(`/admin/v1/models/${id.split('/').map(encodeURIComponent).join('/')}?cancel=${cancel}`, 'DELETE'),
+  setDefaultModel: (id: string) =>
+    json<AdminModel>(`/admin/v1/models/${id.split('/').map(encodeURIComponent).join('/')}`, 'PATCH', { default: true }),
   deleteTeam: (name: string) => json<object>(`/admin/v1/teams/${encodeURIComponent(name)}`, 'DELETE'),
   usage: (p: { group_by: string; since?: string; until?: string; user?: string; team?: string; model?: string }) =>
     json<{ data: UsageRow[] }>(`/admin/v1/usage${qs(p)}`),

@@ -181,7 +181,29 @@ export interface AdminUser {
 export interface Team {
   name: string;
   limits: Limits;
+  /** Models the team may use; null: any. */
+  models?: string[] | null;
   created: number;
+}
+
+/** A row of `GET /admin/v1/models`. */
+export interface AdminModel {
+  id: string;
+  state: 'ready' | 'loading' | 'failed';
+  default?: boolean;
+  path?: string | null;
+  architecture?: string | null;
+  context_length?: number;
+  file_size?: number | null;
+  quantization?: string | null;
+  error?: string | null;
+  elapsed_s?: number;
+}
+
+export interface AdminModels {
+  data: AdminModel[];
+  default: string | null;
+  management: { enabled: boolean; models_dir: string | null };
 }
 
 export interface UsageRow {

@@ -40,7 +40,7 @@ impl Tokenizer {
             syms.clear();
             heap.clear();
             let whole = (self.ignore_merges || (self.gemma4 && word.bytes().all(|b| b == b'\n')))
-                && self.token_to_id.contains_key(word.as_str());
+                && self.tokens.contains(word.as_str());
             if whole {
                 syms.push(Sym {
                     start: 0,
@@ -103,7 +103,7 @@ impl Tokenizer {
             }
             for s in syms.iter().filter(|s| s.n > 0) {
                 let piece = &word[s.start..s.start + s.n];
-                if let Some(&id) = self.token_to_id.get(piece) {
+                if let Some(id) = self.tokens.id(piece) {
                     out.push(id);
                     continue;
                 }
@@ -112,14 +112,12 @@ impl Tokenizer {
                         // llama.cpp looks up the single *byte* of the encoded text, which
                         // only exists as a token for ASCII.
                         if b < 0x80 {
-                            self.token_to_id
-                                .get((b as char).encode_utf8(&mut [0; 4]) as &str)
-                                .copied()
+                            self.tokens.id((b as char).encode_utf8(&mut [0; 4]))
                         } else {
                             None
                         }
                     } else {
-                        self.token_to_id.get(&format!("<0x{b:02X}>")).copied()
+                        self.tokens.id(&format!("<0x{b:02X}>"))
                     };
                     out.extend(id);
                 }

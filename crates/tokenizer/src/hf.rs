@@ -108,15 +108,10 @@ impl Tokenizer {
             tokens.push(text);
             attrs.push(attr);
         }
-        let mut token_to_id = FxMap::with_capacity_and_hasher(n, Default::default());
-        for (i, t) in tokens.iter().enumerate() {
-            token_to_id.insert(t.clone(), i as u32);
-        }
+        // Duplicate texts: the later id wins, as in llama.cpp's map assignment.
+        let tokens = vocab::Vocab::new(tokens);
 
-        let id_of = |v: Option<&Json>| {
-            v.and_then(token_name)
-                .and_then(|s| token_to_id.get(s).copied())
-        };
+        let id_of = |v: Option<&Json>| v.and_then(token_name).and_then(|s| tokens.id(s));
         let bos = id_of(cfg.get("bos_token"));
         let eos = id_of(cfg.get("eos_token"));
         let unk = id_of(cfg.get("unk_token"));
@@ -137,7 +132,7 @@ impl Tokenizer {
             _ => {}
         }
         for t in EOG_TEXTS {
-            if let Some(&id) = token_to_id.get(*t) {
+            if let Some(id) = tokens.id(*t) {
                 if attrs[id as usize] & (ATTR_CONTROL | ATTR_USER_DEFINED) != 0 {
                     eog.insert(id);
                 }
@@ -147,7 +142,7 @@ impl Tokenizer {
         let eot = EOG_TEXTS
             .iter()
             .filter(|t| **t != "</s>")
-            .find_map(|t| token_to_id.get(*t).copied());
+            .find_map(|t| tokens.id(*t));
 
         let mut tk = Tokenizer {
             model: format!("hf-{}", model_type.to_lowercase()),
@@ -158,9 +153,8 @@ impl Tokenizer {
             scores: vec![0.0; n],
             tokens,
             attrs,
-            token_to_id,
             merges: FxMap::default(),
-            pieces: Vec::new(),
+            pieces: vocab::Arena::default(),
             special_cache: Vec::new(),
             special_ac: None,
             add_space_prefix: false,
@@ -178,7 +172,10 @@ impl Tokenizer {
             eog,
             hf: Some(Box::new(HfParts { parse, plain })),
         };
-        tk.pieces = (0..n as u32).map(|i| tk.piece_uncached(i)).collect();
+        for i in 0..n as u32 {
+            let p = tk.piece_uncached(i);
+            tk.pieces.push(&p);
+        }
         Ok(tk)
     }
 

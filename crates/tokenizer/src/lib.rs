@@ -32,6 +32,7 @@ mod pretok;
 mod spm;
 mod stream;
 mod unicode;
+mod vocab;
 #[rustfmt::skip]
 mod unicode_table;
 
@@ -55,7 +56,7 @@ enum HfParts {}
 /// and merge maps: their keys come from the model file, not from users, and SipHash made
 /// building the 262k-entry Gemma map several times slower.
 #[derive(Default, Clone, Copy)]
-struct FxHasher(u64);
+pub(crate) struct FxHasher(u64);
 
 impl std::hash::Hasher for FxHasher {
     #[inline]
@@ -165,15 +166,14 @@ pub struct Tokenizer {
     pretok: Option<PreTokenizer>,
     /// gemma4 pre-tokenizer: runs of newlines are looked up whole before merging.
     gemma4: bool,
-    tokens: Vec<String>,
+    tokens: vocab::Vocab,
     scores: Vec<f32>,
     attrs: Vec<u32>,
-    token_to_id: FxMap<String, u32>,
     /// BPE merge ranks keyed by "left right" (the merge line split at its first space
     /// after position 0; the left part never contains a space when we look it up).
     merges: FxMap<String, u32>,
     /// Bytes of every token's piece as llama.cpp's `token_to_piece(special = true)`.
-    pieces: Vec<Vec<u8>>,
+    pieces: vocab::Arena,
     /// CONTROL / USER_DEFINED / UNKNOWN tokens, longest text first (partition order).
     special_cache: Vec<u32>,
     /// Automaton over `special_cache` texts, pattern i = `special_cache[i]`.
@@ -368,7 +368,7 @@ impl Tokenizer {
                 continue;
             }
             let gated = attr & (ATTR_CONTROL | ATTR_UNKNOWN) != 0;
-            let needle = self.tokens[id as usize].as_str();
+            let needle = &self.tokens[id as usize];
             let mut next = Vec::with_capacity(frags.len() + 2);
             for f in frags {
                 let Frag::Raw(mut off, mut len) = f else {
@@ -433,7 +433,10 @@ impl Tokenizer {
     /// `<0xXX>` → that byte; control and user-defined tokens give their text. Empty for
     /// ids outside the vocabulary.
     pub fn token_bytes(&self, id: u32) -> Vec<u8> {
-        self.pieces.get(id as usize).cloned().unwrap_or_default()
+        self.pieces
+            .get(id as usize)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default()
     }
 
     /// Whether `id` is a control or unknown token (rendered only when not skipping specials).
@@ -490,14 +493,11 @@ impl Tokenizer {
     }
     /// The vocabulary string as stored ("" for ids outside the vocabulary).
     pub fn token_text(&self, id: u32) -> &str {
-        self.tokens
-            .get(id as usize)
-            .map(String::as_str)
-            .unwrap_or("")
+        self.tokens.get(id as usize).unwrap_or("")
     }
     /// Id of a vocabulary string, exactly as stored.
     pub fn token_id(&self, text: &str) -> Option<u32> {
-        self.token_to_id.get(text).copied()
+        self.tokens.id(text)
     }
     /// `tokenizer.ggml.model`: "llama", "gpt2" or "gemma4".
     pub fn model_kind(&self) -> &str {

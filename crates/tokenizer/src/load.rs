@@ -170,11 +170,8 @@ impl Tokenizer {
                     .collect()
             }
         };
-        let mut token_to_id = FxMap::with_capacity_and_hasher(n, Default::default());
-        for (i, t) in tokens.iter().enumerate() {
-            // Duplicate texts: the later id wins, as in llama.cpp's map assignment.
-            token_to_id.insert(t.clone(), i as u32);
-        }
+        // Duplicate texts: the later id wins, as in llama.cpp's map assignment.
+        let tokens = vocab::Vocab::new(tokens);
 
         // Special token ids: defaults above, overridden by metadata when in range.
         let in_range = |id: Option<u32>| id.filter(|&i| (i as usize) < n);
@@ -231,11 +228,7 @@ impl Tokenizer {
                 if slot.is_some() {
                     return;
                 }
-                if let Some(id) = names
-                    .iter()
-                    .filter_map(|t| token_to_id.get(*t).copied())
-                    .min()
-                {
+                if let Some(id) = names.iter().filter_map(|t| tokens.id(*t)).min() {
                     *slot = Some(id);
                     attrs[id as usize] |= ATTR_CONTROL;
                 }
@@ -326,14 +319,14 @@ impl Tokenizer {
         eog.extend(fim_rep);
         eog.extend(fim_sep);
         for t in EOG_TEXTS {
-            if let Some(&id) = token_to_id.get(*t) {
+            if let Some(id) = tokens.id(*t) {
                 eog.insert(id);
                 attrs[id as usize] |= ATTR_CONTROL;
             }
         }
         // gpt-oss: these are always rendered.
         for t in ["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"] {
-            if let Some(&id) = token_to_id.get(t) {
+            if let Some(id) = tokens.id(t) {
                 attrs[id as usize] = ATTR_USER_DEFINED;
             }
         }
@@ -342,11 +335,11 @@ impl Tokenizer {
         eog.extend(eom);
         {
             // o200k_harmony / solar-open: "<|end|>" ends a message, not the generation.
-            let has = |eog: &BTreeSet<u32>, t: &str| eog.iter().any(|&i| tokens[i as usize] == t);
+            let has = |eog: &BTreeSet<u32>, t: &str| eog.iter().any(|&i| &tokens[i as usize] == t);
             let end_id = eog
                 .iter()
                 .copied()
-                .find(|&i| tokens[i as usize] == "<|end|>");
+                .find(|&i| &tokens[i as usize] == "<|end|>");
             if let Some(end_id) = end_id {
                 let has_return = has(&eog, "<|return|>");
                 let has_call = has(&eog, "<|call|>") || has(&eog, "<|calls|>");
@@ -359,7 +352,7 @@ impl Tokenizer {
             // gemma4 / plamo: "</s>" is a normal token there.
             let normal_s = has(&eog, "<|tool_response>") || has(&eog, "<|plamo:eos|>");
             if normal_s {
-                if let Some(s_id) = eog.iter().copied().find(|&i| tokens[i as usize] == "</s>") {
+                if let Some(s_id) = eog.iter().copied().find(|&i| &tokens[i as usize] == "</s>") {
                     eog.remove(&s_id);
                     attrs[s_id as usize] = ATTR_NORMAL;
                 }
@@ -383,9 +376,8 @@ impl Tokenizer {
             tokens,
             scores,
             attrs,
-            token_to_id,
             merges,
-            pieces: Vec::new(),
+            pieces: vocab::Arena::default(),
             special_cache,
             special_ac: None,
             add_space_prefix,
@@ -403,7 +395,10 @@ impl Tokenizer {
             eog,
             hf: None,
         };
-        tk.pieces = (0..n as u32).map(|i| tk.piece_uncached(i)).collect();
+        for i in 0..n as u32 {
+            let p = tk.piece_uncached(i);
+            tk.pieces.push(&p);
+        }
 
         // Per-token strip attributes llama.cpp sets by model name (after the caches).
         let name = g.get_str("general.name").unwrap_or("").to_lowercase();
@@ -416,23 +411,23 @@ impl Tokenizer {
                 .iter()
                 .any(|a| arch.contains(a))
         {
-            if let Some(&id) = tk.token_to_id.get("<mask>") {
+            if let Some(id) = tk.tokens.id("<mask>") {
                 tk.attrs[id as usize] |= ATTR_LSTRIP;
             }
         } else if name.contains("phi-3") || name.contains("phi3") {
             for &id in &tk.special_cache {
                 tk.attrs[id as usize] |= ATTR_RSTRIP;
             }
-            if let Some(&id) = tk.token_to_id.get("</s>") {
+            if let Some(id) = tk.tokens.id("</s>") {
                 tk.attrs[id as usize] |= ATTR_RSTRIP;
             }
             for t in ["<unk>", "<s>", "<|endoftext|>"] {
-                if let Some(&id) = tk.token_to_id.get(t) {
+                if let Some(id) = tk.tokens.id(t) {
                     tk.attrs[id as usize] &= !ATTR_RSTRIP;
                 }
             }
         } else if name.contains("modern-bert") {
-            if let Some(&id) = tk.token_to_id.get("[MASK]") {
+            if let Some(id) = tk.tokens.id("[MASK]") {
                 tk.attrs[id as usize] |= ATTR_LSTRIP;
             }
         }
@@ -441,7 +436,7 @@ impl Tokenizer {
             let pats: Vec<&str> = tk
                 .special_cache
                 .iter()
-                .map(|&i| tk.tokens[i as usize].as_str())
+                .map(|&i| &tk.tokens[i as usize])
                 .collect();
             tk.special_ac = AhoCorasick::new(&pats).ok();
         }

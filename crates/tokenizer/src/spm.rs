@@ -5,14 +5,11 @@ use super::*;
 impl Tokenizer {
     pub(crate) fn byte_token_spm(&self, b: u8) -> Option<u32> {
         let hex = format!("<0x{b:02X}>");
-        if let Some(&id) = self.token_to_id.get(&hex) {
+        if let Some(id) = self.tokens.id(&hex) {
             return Some(id);
         }
         if b < 0x80 {
-            if let Some(&id) = self
-                .token_to_id
-                .get((b as char).encode_utf8(&mut [0; 4]) as &str)
-            {
+            if let Some(id) = self.tokens.id((b as char).encode_utf8(&mut [0; 4])) {
                 return Some(id);
             }
         }
@@ -82,7 +79,7 @@ impl Tokenizer {
             let (l, r) = (l as usize, r as usize);
             let s = syms[l].start;
             let size = syms[l].n + syms[r].n;
-            if let Some(&id) = self.token_to_id.get(&text[s..s + size]) {
+            if let Some(id) = self.tokens.id(&text[s..s + size]) {
                 heap.push(Bigram {
                     left: l,
                     right: r,
@@ -113,7 +110,7 @@ impl Tokenizer {
         while i != -1 {
             let s = syms[i as usize];
             let piece = &text[s.start..s.start + s.n];
-            if let Some(&id) = self.token_to_id.get(piece) {
+            if let Some(id) = self.tokens.id(piece) {
                 out.push(id);
             } else {
                 for &b in piece.as_bytes() {

@@ -27,6 +27,17 @@ pub struct LoadedModel {
     pub load_s: f64,
 }
 
+/// Give freed heap pages back to the OS. glibc's `free` returns only the top of the heap, so the
+/// thousands of small vocabulary strings freed by `release_vocab` would stay resident below
+/// the tokenizer's newer allocations; `malloc_trim` releases every whole free page.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own allocator state; no Rust invariant involved.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 impl LoadedModel {
     /// Load a `.gguf` file, a Hugging Face directory (config.json + safetensors), or a
     /// directory holding exactly one `.gguf` file.
@@ -42,15 +53,20 @@ impl LoadedModel {
     ) -> Result<Self, EngineError> {
         let t0 = Instant::now();
         let path = path.as_ref().to_path_buf();
-        let file = Arc::new(open_source(&path)?);
-        let model = models::load(file.clone(), quantize)?;
-        let mut tokenizer = match file.gguf() {
+        let mut src = open_source(&path)?;
+        let mut tokenizer = match src.gguf() {
             Some(g) => Tokenizer::from_gguf(g),
             // tokenizer.json, with BOS/EOS and the end-of-generation set from
             // tokenizer_config.json and generation_config.json beside it.
-            None => Tokenizer::from_tokenizer_json(&file.path),
+            None => Tokenizer::from_tokenizer_json(&src.path),
         }
-        .map_err(|e| EngineError::Tokenizer(format!("{}: {e}", file.path.display())))?;
+        .map_err(|e| EngineError::Tokenizer(format!("{}: {e}", src.path.display())))?;
+        // Before the weights are touched, so the parsed vocabulary's pages are given back
+        // before the mapped weights become resident (peak RSS, not just final RSS).
+        src.release_vocab();
+        trim_heap();
+        let file = Arc::new(src);
+        let model = models::load(file.clone(), quantize)?;
         let arch = model.info().arch.clone();
         for t in models::extra_stop_tokens(&arch) {
             if let Some(id) = tokenizer.token_id(t) {

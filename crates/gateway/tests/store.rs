@@ -332,7 +332,11 @@ async fn crud_and_filtered_usage() {
         };
         let got = s.update_team(&ops).await.unwrap();
         assert_eq!((got.limits, got.models.clone()), (lim, ops.models.clone()));
-        assert_eq!(s.get_team("ops").await.unwrap().models, ops.models, "{kind}");
+        assert_eq!(
+            s.get_team("ops").await.unwrap().models,
+            ops.models,
+            "{kind}"
+        );
         assert_eq!(s.get_team("ops").await.unwrap().limits, lim, "{kind}");
         let nope = Team {
             name: "nope".into(),

@@ -132,7 +132,11 @@ impl ModelAdmin for LocalBackend {
         }
         tracing::info!(
             "model '{id}' unloaded{}",
-            if cancel { " (its generations cancelled)" } else { "" }
+            if cancel {
+                " (its generations cancelled)"
+            } else {
+                ""
+            }
         );
         // Dropping the last `Arc` drops the scheduler's channel: its engine thread finishes
         // what it runs, then ends and frees the weights and the KV cache.

@@ -49,8 +49,10 @@ async fn chat(s: &TestServer, sess: &Session, model: &str) -> (u16, Value) {
         sess,
         Method::POST,
         "/v1/chat/completions",
-        Some(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}],
-                     "max_tokens": 3})),
+        Some(
+            &json!({"model": model, "messages": [{"role": "user", "content": "hi"}],
+                     "max_tokens": 3}),
+        ),
     )
     .await
 }
@@ -77,7 +79,10 @@ async fn load_use_set_default_unload_then_model_not_found() {
     )
     .await;
     assert_eq!(st, 201, "{v}");
-    assert_eq!((v["id"].as_str(), v["state"].as_str()), (Some("m2"), Some("ready")));
+    assert_eq!(
+        (v["id"].as_str(), v["state"].as_str()),
+        (Some("m2"), Some("ready"))
+    );
     assert_eq!(v["default"], false);
     // The same id twice is a conflict.
     let (st, v) = ui(
@@ -161,7 +166,13 @@ async fn bad_paths_and_corrupt_files_are_400s_naming_the_path() {
     assert_eq!(st, 400, "{v}");
     assert_error(&v, "model_load_failed");
     assert_eq!(v["error"]["param"], "path");
-    assert!(v["error"]["message"].as_str().unwrap().contains("missing/nope.gguf"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing/nope.gguf"),
+        "{v}"
+    );
 
     // A corrupt file: the engine's message, naming the file; listed as failed until dismissed.
     let (st, v) = post(json!({"id": "broken", "path": "bad.gguf"})).await;
@@ -183,7 +194,10 @@ async fn bad_paths_and_corrupt_files_are_400s_naming_the_path() {
         let (st, v) = post(json!({"id": "x", "path": path})).await;
         if st == 400 {
             // `../outside.gguf` does not exist: refused before any check of where it is.
-            assert!(v["error"]["message"].as_str().unwrap().contains(path), "{v}");
+            assert!(
+                v["error"]["message"].as_str().unwrap().contains(path),
+                "{v}"
+            );
         } else {
             assert_eq!(st, 403, "{path}: {v}");
             assert_error(&v, "path_not_allowed");
@@ -213,14 +227,25 @@ async fn only_admins_with_csrf_and_only_when_allowed() {
             (Method::GET, "/admin/v1/models", None),
             (Method::POST, "/admin/v1/models", Some(&load)),
             (Method::DELETE, "/admin/v1/models/fake-model", None),
-            (Method::PATCH, "/admin/v1/models/fake-model", Some(&json!({"default": true}))),
+            (
+                Method::PATCH,
+                "/admin/v1/models/fake-model",
+                Some(&json!({"default": true})),
+            ),
         ] {
             let (st, v) = ui(&s, &sess, m.clone(), path, body).await;
             assert_eq!(st, 403, "{user} {m} {path}: {v}");
         }
     }
     let root = login(&s, "root").await;
-    let (st, _, v) = raw(&s, Method::POST, "/admin/v1/models", Some((&root, false)), Some(&load)).await;
+    let (st, _, v) = raw(
+        &s,
+        Method::POST,
+        "/admin/v1/models",
+        Some((&root, false)),
+        Some(&load),
+    )
+    .await;
     assert_eq!(st, 403, "{v}");
     assert_error(&v, "csrf_failed");
     // Nothing was loaded or unloaded by any of these.
@@ -234,7 +259,10 @@ async fn only_admins_with_csrf_and_only_when_allowed() {
     assert_eq!(st, 403, "{v}");
     assert_error(&v, "model_loading_disabled");
     let (_, v) = ui(&s, &root, Method::GET, "/admin/v1/models", None).await;
-    assert_eq!(v["management"], json!({"enabled": true, "models_dir": null}));
+    assert_eq!(
+        v["management"],
+        json!({"enabled": true, "models_dir": null})
+    );
 
     // --no-model-admin: the list only.
     let off = ModelAdminPolicy {
@@ -249,7 +277,11 @@ async fn only_admins_with_csrf_and_only_when_allowed() {
     for (m, path, body) in [
         (Method::POST, "/admin/v1/models", Some(&load)),
         (Method::DELETE, "/admin/v1/models/fake-model", None),
-        (Method::PATCH, "/admin/v1/models/fake-model", Some(&json!({"default": true}))),
+        (
+            Method::PATCH,
+            "/admin/v1/models/fake-model",
+            Some(&json!({"default": true})),
+        ),
     ] {
         let (st, v) = ui(&s, &root, m, path, body).await;
         assert_eq!(st, 403, "{v}");
@@ -319,8 +351,10 @@ async fn unloading_with_cancel_ends_running_generations_with_an_error() {
             .post(s.url("/v1/chat/completions"))
             .header("cookie", &root.cookie)
             .header("x-csrf-token", &root.csrf)
-            .json(&json!({"model": "fake-model", "stream": true, "max_tokens": 200,
-                          "messages": [{"role": "user", "content": "go"}]}));
+            .json(
+                &json!({"model": "fake-model", "stream": true, "max_tokens": 200,
+                          "messages": [{"role": "user", "content": "go"}]}),
+            );
         tokio::spawn(async move { req.send().await.unwrap().text().await.unwrap() })
     };
     s.eventually("a generation runs", |f| {
@@ -344,7 +378,10 @@ async fn unloading_with_cancel_ends_running_generations_with_an_error() {
     assert!(body.contains("was unloaded"), "{body}");
     s.eventually("the generation was cancelled", |f| {
         f.counters.active.load(std::sync::atomic::Ordering::SeqCst) == 0
-            && f.counters.cancelled.load(std::sync::atomic::Ordering::SeqCst) == 1
+            && f.counters
+                .cancelled
+                .load(std::sync::atomic::Ordering::SeqCst)
+                == 1
     })
     .await;
     assert_eq!(chat(&s, &root, "fake-model").await.0, 404);

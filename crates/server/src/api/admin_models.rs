@@ -148,7 +148,9 @@ fn admin_err(e: ModelAdminError) -> ApiError {
             ApiError::conflict(format!("A model with the id `{id}` is served already."))
                 .with_code("model_exists")
         }
-        ModelAdminError::Load(m) => ApiError::invalid_param("path", m).with_code("model_load_failed"),
+        ModelAdminError::Load(m) => {
+            ApiError::invalid_param("path", m).with_code("model_load_failed")
+        }
     }
 }
 
@@ -190,7 +192,10 @@ fn entry(s: &SharedState, id: &str) -> Result<Value, ApiError> {
         .ok_or_else(|| ApiError::model_not_found(id))
 }
 
-async fn get_one(State(s): State<SharedState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn get_one(
+    State(s): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     Ok(Json(entry(&s, &id)?).into_response())
 }
 
@@ -248,11 +253,17 @@ fn resolve(dir: &FsPath, given: &str) -> Result<PathBuf, ApiError> {
         dir.join(p)
     };
     let real = std::fs::canonicalize(&joined).map_err(|e| {
-        ApiError::invalid_param("path", format!("Cannot open the model path `{given}`: {e}."))
-            .with_code("model_load_failed")
+        ApiError::invalid_param(
+            "path",
+            format!("Cannot open the model path `{given}`: {e}."),
+        )
+        .with_code("model_load_failed")
     })?;
     let root = std::fs::canonicalize(dir).map_err(|e| {
-        tracing::error!("the models directory {} cannot be opened: {e}", dir.display());
+        tracing::error!(
+            "the models directory {} cannot be opened: {e}",
+            dir.display()
+        );
         ApiError::internal("The models directory cannot be opened; see the server log.")
     })?;
     if !real.starts_with(&root) {
@@ -315,7 +326,8 @@ async fn load(
         if let Err(e) = &r {
             tracing::warn!("admin: loading model '{id}' failed: {e}");
         }
-        st.model_jobs.finish(&id, r.as_ref().err().map(ToString::to_string));
+        st.model_jobs
+            .finish(&id, r.as_ref().err().map(ToString::to_string));
         r
     });
     if !b.wait {
@@ -407,7 +419,8 @@ mod tests {
 
     #[test]
     fn paths_stay_under_the_models_directory() {
-        let root = std::env::temp_dir().join(format!("hearth-models-{}", uuid::Uuid::new_v4().simple()));
+        let root =
+            std::env::temp_dir().join(format!("hearth-models-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(root.join("sub")).unwrap();
         std::fs::write(root.join("sub/m.gguf"), b"GGUF").unwrap();
         let outside = root.with_extension("outside.gguf");
@@ -418,14 +431,20 @@ mod tests {
         let e = resolve(&root, "sub/missing.gguf").unwrap_err();
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
         assert!(e.message.contains("sub/missing.gguf"), "{}", e.message);
-        for escape in ["../".to_string() + outside.file_name().unwrap().to_str().unwrap(), outside.display().to_string()] {
+        for escape in [
+            "../".to_string() + outside.file_name().unwrap().to_str().unwrap(),
+            outside.display().to_string(),
+        ] {
             let e = resolve(&root, &escape).unwrap_err();
             assert_eq!(e.code, Some("path_not_allowed"), "{escape}");
         }
         #[cfg(unix)]
         {
             std::os::unix::fs::symlink(&outside, root.join("link.gguf")).unwrap();
-            assert_eq!(resolve(&root, "link.gguf").unwrap_err().code, Some("path_not_allowed"));
+            assert_eq!(
+                resolve(&root, "link.gguf").unwrap_err().code,
+                Some("path_not_allowed")
+            );
         }
         assert!(resolve(&root, " ").is_err());
         let _ = std::fs::remove_dir_all(&root);

@@ -31,6 +31,8 @@ eval "$(bash scripts/redis.sh)"
 # A throwaway PostgreSQL for the store tests (crates/gateway/tests/store.rs).
 eval "$(bash scripts/postgres.sh)"
 cargo test --workspace --locked "$@"
+# The AArch64 NEON kernels, cross-compiled and run under qemu-user.
+scripts/test-aarch64.sh
 # The official openai SDK against the server: the fake backend and a live SmolLM2.
 "$PY" -m pytest -q crates/server/tests/python
 # The web UI end to end in Debian's Chromium against a live `hearth serve` (SmolLM2, Gemma 3).

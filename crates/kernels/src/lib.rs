@@ -61,6 +61,12 @@
 //!   decoding and dot; prefill decodes 8 super-blocks of a row once and reuses them for all tokens.
 //! * F32/F16/BF16: FMA over converted weights, 1 row × 4 tokens.
 //!
+//! # AArch64 NEON (`neon.rs`)
+//! The 32-value block formats decode to signed int8 values and use `smull`/`smlal2` + pairwise
+//! adds for an exact integer sum per block, one FMA per (row, token, block); tokens are taken 4
+//! at a time per decoded weight block. K-quants and float weights use the scalar reference on
+//! AArch64 for now. Tested on x86 hosts under qemu-aarch64 (`scripts/test-aarch64.sh`).
+//!
 //! # AVX-512 VNNI prefill (`avx512.rs`)
 //! On CPUs with AVX-512 F/BW/VNNI, calls of 8 or more tokens on Q4_0, Q4_1, Q5_0, Q5_1 and
 //! MXFP4 weights convert 16 weight rows at a time into a row-interleaved int8 tile (kept in a
@@ -100,6 +106,8 @@ pub mod scalar;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 
 use std::sync::OnceLock;
 
@@ -212,6 +220,8 @@ pub enum Isa {
     Scalar,
     /// x86-64 AVX2 + FMA + F16C.
     Avx2,
+    /// AArch64 NEON (32-value block formats; other types use the scalar reference).
+    Neon,
 }
 
 /// The implementation selected for this process (detected once). Setting the environment
@@ -232,6 +242,13 @@ pub fn isa() -> Isa {
                 && is_x86_feature_detected!("f16c")
             {
                 return Isa::Avx2;
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            // NEON (Advanced SIMD) is mandatory in AArch64; detected anyway for clarity.
+            if std::arch::is_aarch64_feature_detected!("neon") {
+                return Isa::Neon;
             }
         }
         Isa::Scalar
@@ -368,6 +385,11 @@ pub fn matmul(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: isa() verified the CPU features; all slice sizes were checked above.
         Isa::Avx2 => unsafe { avx2::matmul(wtype, k, w, n_rows, act, n_tok, out, out_stride) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: NEON is present (isa()); all slice sizes were checked above.
+        Isa::Neon if neon::supports(wtype) => unsafe {
+            neon::matmul(wtype, k, w, n_rows, act, n_tok, out, out_stride)
+        },
         _ => scalar::matmul(wtype, k, w, n_rows, act, n_tok, out, out_stride),
     }
 }

@@ -453,6 +453,10 @@ fn check_weight_reports_problems() {
 
 #[test]
 fn simd_path_is_active_where_supported() {
+    #[cfg(target_arch = "aarch64")]
+    if std::env::var("HEARTH_KERNELS").is_err() {
+        assert_eq!(hk::isa(), hk::Isa::Neon);
+    }
     // Otherwise the simd-vs-scalar tests would silently compare scalar with itself.
     #[cfg(target_arch = "x86_64")]
     if std::env::var("HEARTH_KERNELS").is_err()

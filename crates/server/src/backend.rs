@@ -226,9 +226,10 @@ pub enum ChatFormat {
     /// parser reads the message structure from them, and must end the generation at
     /// `<|return|>` / `<|call|>` (the server also stops there, should a backend not).
     Harmony,
-    /// GLM-4 (`glm4`, or a `[gMASK]<sop>` template): the Jinja template as for `Jinja`, but
-    /// a tool call is the function name alone on the first line of the answer and then its
-    /// JSON arguments (`toolcall::parse_glm4`), and an answer's leading "\n" (GLM-4's
+    /// GLM-4 and ChatGLM3 (`glm4` / `chatglm`, or a `[gMASK]<sop>` / `[gMASK]sop` template):
+    /// the Jinja template as for `Jinja`, but a tool call is the function name alone on the
+    /// first line of the answer and then its JSON arguments, or ChatGLM3's
+    /// "```python\ntool_call(...)\n```" (`toolcall::parse_glm4`), and an answer's leading "\n" (GLM-4's
     /// generation prompt is a bare `<|assistant|>`) is dropped.
     Glm4,
 }

@@ -740,6 +740,19 @@ mod tests {
         // No tools in the request: only the "\n" handling.
         let c = run_glm4(vec![tok("\nHi")], &[]).await;
         assert_eq!(c.text, "Hi");
+        // ChatGLM3: the arguments as a Python call in a code block.
+        let c = run_glm4(
+            vec![
+                tok("get_weather"),
+                tok("\n ```python\ntool_call(city="),
+                tok("'Paris', days=2)\n```"),
+            ],
+            &names,
+        )
+        .await;
+        assert_eq!(c.finish, Some(Finish::ToolCalls));
+        assert_eq!(c.tool_calls[0].arguments, r#"{"city": "Paris", "days": 2}"#);
+        assert_eq!(c.text, "");
     }
 
     async fn run_harmony(events: Vec<GenerateEvent>, max_tokens: usize) -> Collected {

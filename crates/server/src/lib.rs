@@ -26,6 +26,7 @@ pub mod ids;
 pub mod json;
 pub mod local;
 pub mod metrics;
+pub mod pycall;
 pub mod serve;
 pub mod state;
 pub mod stop;

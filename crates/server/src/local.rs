@@ -96,7 +96,8 @@ impl ModelAdmin for LocalBackend {
         }
         // Outside the admin lock: loading takes seconds, and unloads or other loads need not
         // wait for it (the id is checked again before the list changes).
-        let lm = LoadedModel::load(path).map_err(|e| ModelAdminError::Load(e.to_string()))?;
+        let lm = LoadedModel::load_quantized(path, self.quantize)
+            .map_err(|e| ModelAdminError::Load(e.to_string()))?;
         tracing::info!(
             "model '{id}': {} ({}, {} layers, context {}) loaded in {:.2}s",
             lm.path.display(),
@@ -335,13 +336,18 @@ impl Sink {
 
 /// [`ChatFormat::Harmony`] for gpt-oss (by architecture, or a template that writes harmony's
 /// `<|channel|>` token, e.g. a fine-tune under another architecture name); [`ChatFormat::Glm4`]
-/// for GLM-4 (by architecture, or GLM-4-9B-Chat's `[gMASK]<sop>` template in a `chatglm` file).
+/// for GLM-4 and ChatGLM3 (by architecture `glm4` / `chatglm`, or their `[gMASK]<sop>` /
+/// `[gMASK]sop` templates): both answer after a bare `<|assistant|>` and name a called tool on
+/// the turn's first line.
 pub fn chat_format_of(lm: &LoadedModel) -> ChatFormat {
     let arch = lm.file.architecture().unwrap_or("");
     let template = lm.template_source.as_deref().unwrap_or("");
     if arch == "gpt-oss" || template.contains(hearth_harmony::tokens::CHANNEL) {
         ChatFormat::Harmony
-    } else if arch == "glm4" || template.contains("[gMASK]<sop>") {
+    } else if matches!(arch, "glm4" | "chatglm")
+        || template.contains("[gMASK]<sop>")
+        || template.contains("[gMASK]sop")
+    {
         ChatFormat::Glm4
     } else {
         ChatFormat::Jinja

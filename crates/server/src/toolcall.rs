@@ -1,5 +1,6 @@
 //! Tool calls in generated text → OpenAI `tool_calls`: Hermes `<tool_call>` blocks, and
-//! GLM-4's "NAME\nJSON" turns ([`parse_glm4`]).
+//! GLM-4's "NAME\nJSON" turns and ChatGLM3's "NAME\n```python\ntool_call(...)\n```" turns
+//! ([`parse_glm4`]).
 //!
 //! Hermes 2 Pro, Qwen 2.5/3 and SmolLM3 chat templates ask the model to
 //! answer a tool call as
@@ -86,6 +87,8 @@ pub const GLM4_ASSISTANT: &str = "<|assistant|>";
 /// the generation prompt `<|assistant|>` the model writes either "\n" + an answer, or a
 /// function name alone on the first line followed by its arguments as a JSON object; a
 /// further call starts with another `<|assistant|>`, and the turn ends with `<|observation|>`.
+/// ChatGLM3 writes the same turns with its arguments as a Python call in a code block
+/// ([`crate::pycall`]); both forms are read.
 /// `names` are the request's tool names: a first line that is not one of them is content
 /// (so an answer that happens to start with a word and a JSON line is not taken for a call).
 /// Returns `None` when there is no call, or when text after a call is not a call either.
@@ -119,7 +122,8 @@ pub fn parse_glm4(text: &str, names: &[&str]) -> Option<Parsed> {
     })
 }
 
-/// One "NAME\n{...}" call at the start of `s` (after whitespace), and the text after it.
+/// One "NAME\n{...}" (GLM-4) or "NAME\n```python\ntool_call(...)\n```" (ChatGLM3) call at
+/// the start of `s` (after whitespace), and the text after it.
 fn glm4_call<'a>(s: &'a str, names: &[&str]) -> Option<(ToolCall, &'a str)> {
     let (name, rest) = s.trim_start().split_once('\n')?;
     let name = name.trim();
@@ -127,19 +131,24 @@ fn glm4_call<'a>(s: &'a str, names: &[&str]) -> Option<(ToolCall, &'a str)> {
         return None;
     }
     let rest = rest.trim_start();
-    let mut values = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
-    match values.next() {
-        Some(Ok(v)) if v.is_object() => {}
-        _ => return None,
-    }
-    let end = values.byte_offset();
+    let (arguments, after) = if rest.starts_with('{') {
+        let mut values = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
+        match values.next() {
+            Some(Ok(v)) if v.is_object() => {}
+            _ => return None,
+        }
+        let end = values.byte_offset();
+        (rest[..end].to_string(), &rest[end..])
+    } else {
+        crate::pycall::parse_tool_call(rest)?
+    };
     Some((
         ToolCall {
             id: crate::ids::tool_call_id(),
             name: name.to_string(),
-            arguments: rest[..end].to_string(),
+            arguments,
         },
-        &rest[end..],
+        after,
     ))
 }
 
@@ -181,6 +190,38 @@ mod tests {
         // Text after a call that is not a call.
         assert_eq!(
             parse_glm4("get_weather\n{}<|assistant|>\nDone.", &names),
+            None
+        );
+    }
+
+    #[test]
+    fn chatglm3_python_calls() {
+        // ChatGLM3's tool demo output: the name on the assistant's first line, then the call.
+        let names = ["get_weather", "get_time"];
+        let p = parse_glm4(
+            "get_weather\n ```python\ntool_call(city='北京', days=2)\n```",
+            &names,
+        )
+        .unwrap();
+        assert_eq!(p.content, None);
+        assert_eq!(p.calls[0].name, "get_weather");
+        assert_eq!(p.calls[0].arguments, r#"{"city": "北京", "days": 2}"#);
+        let p = parse_glm4(
+            "get_time\n```python\ntool_call(tz=\"Asia/Tokyo\")\n```<|assistant|>get_weather\n```python\ntool_call(city=\"Lima\", metric=False)\n```",
+            &names,
+        )
+        .unwrap();
+        let args: Vec<_> = p.calls.iter().map(|c| c.arguments.as_str()).collect();
+        assert_eq!(
+            args,
+            [
+                r#"{"tz": "Asia/Tokyo"}"#,
+                r#"{"city": "Lima", "metric": false}"#
+            ]
+        );
+        // A code block that is not a tool_call(...) is no call.
+        assert_eq!(
+            parse_glm4("get_weather\n```python\nprint(1)\n```", &names),
             None
         );
     }

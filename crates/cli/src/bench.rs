@@ -3,6 +3,7 @@
 //! cache. Token ids are pseudo-random (fixed seed) so no tokenizer work is timed.
 
 use hearth_engine::sample::Rng;
+use hearth_engine::weights::Quantize;
 use hearth_engine::{Generator, LoadedModel};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -27,6 +28,11 @@ pub struct Args {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Quantize F32/F16/BF16 weight matrices once at load: q8_0, q4_k (rows that are not a
+    /// multiple of 256 values fall back to q8_0), or mxfp4 (MoE experts MXFP4, other matrices
+    /// q8_0, as llama.cpp's MXFP4_MOE). Tensors that are already quantized are kept as they are.
+    #[arg(long, value_name = "TYPE")]
+    pub quantize: Option<Quantize>,
 }
 
 fn tokens(lm: &LoadedModel, n: usize, seed: u64) -> Vec<u32> {
@@ -48,7 +54,7 @@ fn mean_sd(x: &[f64]) -> (f64, f64) {
 }
 
 pub fn main(a: Args) -> anyhow::Result<()> {
-    let lm = LoadedModel::load(&a.model)?;
+    let lm = LoadedModel::load_quantized(&a.model, a.quantize)?;
     let threads = a.threads.unwrap_or_else(crate::sys::physical_cores);
     let mut gen = Generator::new(&lm, threads);
     let mut pp = Vec::new();
@@ -89,7 +95,14 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     };
     let par = if a.parallel > 0 && a.gen_tokens > 0 {
         drop(gen);
-        Some(parallel(&lm, threads, a.parallel, a.gen_tokens, a.reps)?)
+        Some(parallel(
+            &lm,
+            a.quantize,
+            threads,
+            a.parallel,
+            a.gen_tokens,
+            a.reps,
+        )?)
     } else {
         None
     };
@@ -143,6 +156,7 @@ fn hearth_kernels_isa() -> hearth_engine::kernels::Isa {
 /// Aggregate tokens/s of `n` sequences decoding `gen` tokens each through the scheduler.
 fn parallel(
     lm: &LoadedModel,
+    quantize: Option<Quantize>,
     threads: usize,
     n: usize,
     gen: usize,
@@ -161,8 +175,8 @@ fn parallel(
         }
     }
     // The scheduler needs an owned model: load a second handle (weights stay mmapped, shared
-    // through the page cache).
-    let lm2 = Arc::new(LoadedModel::load(&lm.path)?);
+    // through the page cache; quantized ones are quantized again).
+    let lm2 = Arc::new(LoadedModel::load_quantized(&lm.path, quantize)?);
     let sched = Scheduler::start(
         lm2.clone(),
         SchedulerConfig {

@@ -10,6 +10,7 @@
 use crate::serve::Args;
 use hearth_engine::kv::KvType;
 use hearth_engine::scheduler::SchedulerConfig;
+use hearth_engine::weights::Quantize;
 use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -99,6 +100,8 @@ pub struct FileConfig {
     pub kv_cache_mb: Option<usize>,
     #[serde(alias = "kv-cache-type", default, deserialize_with = "de_kv_type")]
     pub kv_cache_type: Option<KvType>,
+    #[serde(default, deserialize_with = "de_quantize")]
+    pub quantize: Option<Quantize>,
     #[serde(alias = "no-prefix-caching")]
     pub no_prefix_caching: Option<bool>,
     #[serde(alias = "api-key")]
@@ -156,6 +159,11 @@ fn de_kv_type<'de, D: Deserializer<'de>>(d: D) -> Result<Option<KvType>, D::Erro
         .map_err(serde::de::Error::custom)
 }
 
+fn de_quantize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Quantize>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
 impl FileConfig {
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
@@ -201,6 +209,8 @@ pub struct ServeConfig {
     pub step_tokens: Setting<usize>,
     pub kv_cache_mb: Setting<usize>,
     pub kv_cache_type: Setting<KvType>,
+    /// `None`: weights as the file has them.
+    pub quantize: Setting<Option<Quantize>>,
     pub no_prefix_caching: Setting<bool>,
     pub api_key: Setting<Option<String>>,
     pub require_auth: Setting<bool>,
@@ -276,6 +286,15 @@ impl ServeConfig {
             self.kv_cache_type.value.to_string().into(),
             &self.kv_cache_type.source,
         );
+        match self.quantize.value {
+            Some(q) => line(
+                &mut o,
+                "quantize",
+                q.to_string().into(),
+                &self.quantize.source,
+            ),
+            None => o.push_str("# quantize: none (weights as the file has them)  # default\n"),
+        }
         line(
             &mut o,
             "no_prefix_caching",
@@ -600,6 +619,14 @@ pub fn resolve(a: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<ServeCo
         |s| KvType::from_str(s.trim()),
         || d.kv_type,
     )?;
+    let quantize = pick(
+        (a.quantize.map(Some), "--quantize"),
+        (file.quantize.map(Some), &fp),
+        env,
+        "HEARTH_QUANTIZE",
+        |s| s.parse::<Quantize>().map(Some),
+        || None,
+    )?;
     let no_prefix_caching = pick(
         (a.no_prefix_caching, "--no-prefix-caching"),
         (file.no_prefix_caching, &fp),
@@ -857,6 +884,7 @@ pub fn resolve(a: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<ServeCo
         step_tokens,
         kv_cache_mb,
         kv_cache_type,
+        quantize,
         no_prefix_caching,
         api_key,
         require_auth,
@@ -937,6 +965,43 @@ mod tests {
         );
         assert_eq!(c.port.source, Source::Default);
         assert!(c.models.is_empty());
+    }
+
+    #[test]
+    fn quantize_from_each_source_and_bad_values_name_the_choices() {
+        let c = resolve(&args(&[]), &env_of(&[])).unwrap();
+        assert_eq!(
+            (c.quantize.value, &c.quantize.source),
+            (None, &Source::Default)
+        );
+        assert!(c.to_toml().contains("# quantize: none"));
+        let env = env_of(&[("HEARTH_QUANTIZE", "q4_k")]);
+        let c = resolve(&args(&[]), &env).unwrap();
+        assert_eq!(c.quantize.value, Some(Quantize::Q4_K));
+        let f = write("quant.toml", "quantize = \"mxfp4\"\n");
+        let c = resolve(&args(&["--config", f.to_str().unwrap()]), &env).unwrap();
+        assert_eq!(c.quantize.value, Some(Quantize::Mxfp4));
+        let back: FileConfig = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(back.quantize, Some(Quantize::Mxfp4));
+        let c = resolve(
+            &args(&["--config", f.to_str().unwrap(), "--quantize", "Q8_0"]),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.quantize.value, Some(Quantize::Q8_0));
+        assert_eq!(c.quantize.source, Source::Flag("--quantize"));
+        let e = resolve(&args(&[]), &env_of(&[("HEARTH_QUANTIZE", "q3")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("HEARTH_QUANTIZE") && e.contains("q8_0, q4_k, mxfp4"),
+            "{e}"
+        );
+        let f = write("quant_bad.toml", "quantize = \"int4\"\n");
+        let e = resolve(&args(&["--config", f.to_str().unwrap()]), &env_of(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("quantize") && e.contains("int4"), "{e}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use hearth_engine::template::{Message, RenderOptions};
+use hearth_engine::weights::Quantize;
 use hearth_engine::{FinishReason, Generator, LoadedModel, SamplingParams};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -41,6 +42,11 @@ pub struct Args {
     /// metadata asks for it, as llama.cpp's /completion does.
     #[arg(long)]
     pub raw: bool,
+    /// Quantize F32/F16/BF16 weight matrices once at load: q8_0, q4_k (rows that are not a
+    /// multiple of 256 values fall back to q8_0), or mxfp4 (MoE experts MXFP4, other matrices
+    /// q8_0, as llama.cpp's MXFP4_MOE). Tensors that are already quantized are kept as they are.
+    #[arg(long, value_name = "TYPE")]
+    pub quantize: Option<Quantize>,
 }
 
 fn params(a: &Args) -> SamplingParams {
@@ -56,8 +62,8 @@ fn params(a: &Args) -> SamplingParams {
 }
 
 pub fn main(a: Args) -> anyhow::Result<()> {
-    let lm =
-        LoadedModel::load(&a.model).with_context(|| format!("loading {}", a.model.display()))?;
+    let lm = LoadedModel::load_quantized(&a.model, a.quantize)
+        .with_context(|| format!("loading {}", a.model.display()))?;
     let threads = a.threads.unwrap_or_else(crate::sys::physical_cores);
     tracing::info!(
         "{}: {} ({} layers) loaded in {:.2}s, {} threads",

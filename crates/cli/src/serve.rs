@@ -3,6 +3,7 @@
 use crate::config::{self, ServeConfig};
 use anyhow::Context;
 use hearth_engine::kv::KvType;
+use hearth_engine::weights::Quantize;
 use hearth_engine::LoadedModel;
 use hearth_gateway::limits::{Limiter, Limits};
 use hearth_gateway::limits_redis::RedisLimiter;
@@ -29,7 +30,7 @@ CONFIGURATION
 
   The config file is named by --config FILE or HEARTH_CONFIG. Its keys are the long
   flags' names, in snake_case or kebab-case: host, port, threads, max_running,
-  max_waiting, step_tokens, kv_cache_mb, kv_cache_type, no_prefix_caching, api_key,
+  max_waiting, step_tokens, kv_cache_mb, kv_cache_type, quantize, no_prefix_caching, api_key,
   require_auth, guardrails, cors_origins, tls_cert, tls_key, data_dir, database, redis_url, audit_bodies, global_rpm, global_tpm,
   global_max_concurrent, drain_seconds, no_ui, models_dir, no_model_admin. Models go in a [[models]] array of tables (path, optional alias);
   a relative path is relative to the config file's directory. MODEL arguments on the
@@ -99,6 +100,12 @@ pub struct Args {
     /// [env: HEARTH_KV_CACHE_TYPE] [default: f16]
     #[arg(long, value_name = "f16|q8_0", value_parser = parse_kv_type)]
     pub kv_cache_type: Option<KvType>,
+    /// Quantize the models' F32/F16/BF16 weight matrices once at load (models the admin API
+    /// loads too): q8_0, q4_k (rows not a multiple of 256 values fall back to q8_0), or mxfp4
+    /// (MoE experts MXFP4, other matrices q8_0). Quantized tensors are kept as they are.
+    /// [env: HEARTH_QUANTIZE] [default: none]
+    #[arg(long, value_name = "q8_0|q4_k|mxfp4")]
+    pub quantize: Option<Quantize>,
     /// Don't reuse cached KV blocks across requests that share a prompt prefix
     /// (`--no-prefix-caching=false` turns caching back on over the file or environment).
     /// [env: HEARTH_NO_PREFIX_CACHING] [default: false]
@@ -243,7 +250,7 @@ fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     let mut models = Vec::new();
     for m in &cfg.models {
-        let lm = LoadedModel::load(&m.path)
+        let lm = LoadedModel::load_quantized(&m.path, cfg.quantize.value)
             .with_context(|| format!("loading model '{}' from {}", m.id, m.path.display()))?;
         tracing::info!(
             "model '{}': {} ({}, {} layers, context {}) loaded in {:.2}s",
@@ -291,7 +298,7 @@ fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         }
         Some(Arc::new(u))
     };
-    let backend = Arc::new(LocalBackend::new(models, sched));
+    let backend = Arc::new(LocalBackend::new(models, sched).with_quantize(cfg.quantize.value));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -194,3 +194,42 @@ fn template_renders_harmony_with_effort_and_tools() {
     assert!(with_tools >= 5, "only {with_tools} cases with tools");
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// `--quantize` reaches the loader from `hearth run` (its accuracy against transformers is
+/// crates/engine/tests/hf_dir.rs's `quantize_at_load_matches_transformers`), and a type it
+/// does not know is refused with the list of those it does.
+#[test]
+fn run_quantize_flag_quantizes_at_load() {
+    let dir = models_dir().join("tiny-llama-f32");
+    let out = hearth()
+        .args(["run", "--raw", "--temperature", "0", "--threads", "2"])
+        .args([
+            "--max-tokens",
+            "4",
+            "--prompt",
+            "Hello",
+            "--quantize",
+            "q8_0",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("float weight matrices quantized to q8_0 at load"),
+        "{err}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
+    let out = hearth()
+        .args(["run", "--prompt", "x", "--quantize", "q3_k"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("q3_k") && err.contains("supported: q8_0, q4_k, mxfp4"),
+        "{err}"
+    );
+}

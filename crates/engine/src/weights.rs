@@ -114,6 +114,25 @@ pub enum Quantize {
     Mxfp4,
 }
 
+impl std::fmt::Display for Quantize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Quantize::Q8_0 => "q8_0",
+            Quantize::Q4_K => "q4_k",
+            Quantize::Mxfp4 => "mxfp4",
+        })
+    }
+}
+
+impl std::str::FromStr for Quantize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Quantize::parse(s.trim()).ok_or_else(|| {
+            format!("unknown quantization type '{s}' (supported: q8_0, q4_k, mxfp4)")
+        })
+    }
+}
+
 impl Quantize {
     pub fn parse(s: &str) -> Option<Self> {
         match s.to_ascii_lowercase().as_str() {
@@ -144,6 +163,8 @@ pub struct WeightLoader {
     pub file: Arc<ModelSource>,
     /// Quantize float matrices as they are loaded.
     pub quantize: Option<Quantize>,
+    /// How many matrices `quantize` has converted so far.
+    quantized: std::sync::atomic::AtomicUsize,
 }
 
 impl WeightLoader {
@@ -151,7 +172,13 @@ impl WeightLoader {
         WeightLoader {
             file,
             quantize: None,
+            quantized: Default::default(),
         }
+    }
+
+    /// The number of matrices quantized at load so far.
+    pub fn quantized_count(&self) -> usize {
+        self.quantized.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// `w` requantized under `self.quantize` when it is a float matrix (more than one row, not
@@ -183,6 +210,8 @@ impl WeightLoader {
                 });
             }
         });
+        self.quantized
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Weight {
             name: w.name,
             dtype: t,

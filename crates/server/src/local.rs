@@ -13,6 +13,7 @@ use hearth_engine::scheduler::{
     Event, EventSink, Request, Scheduler, SchedulerConfig, SubmitError,
 };
 use hearth_engine::template::{Message, RenderOptions};
+use hearth_engine::weights::Quantize;
 use hearth_engine::LoadedModel;
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +53,8 @@ pub struct LocalBackend {
     models: ArcSwap<Vec<Arc<LocalModel>>>,
     cfg: SchedulerConfig,
     admin: Mutex<()>,
+    /// How models loaded through the admin API are quantized (`hearth serve --quantize`).
+    quantize: Option<Quantize>,
 }
 
 impl LocalBackend {
@@ -65,7 +68,14 @@ impl LocalBackend {
             models: ArcSwap::from_pointee(models),
             cfg,
             admin: Mutex::new(()),
+            quantize: None,
         }
+    }
+
+    /// Quantize the models the admin API loads as the command line's models were.
+    pub fn with_quantize(mut self, quantize: Option<Quantize>) -> Self {
+        self.quantize = quantize;
+        self
     }
 
     fn model(&self, id: &str) -> Result<Arc<LocalModel>, BackendError> {

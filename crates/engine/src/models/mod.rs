@@ -236,7 +236,15 @@ pub fn load(
         })?;
     let mut l = WeightLoader::new(file);
     l.quantize = quantize;
-    loader(&l)
+    let model = loader(&l)?;
+    if let Some(q) = quantize {
+        let n = l.quantized_count();
+        tracing::info!(
+            "{}: {n} float weight matrices quantized to {q} at load",
+            l.file.path.display()
+        );
+    }
+    Ok(model)
 }
 
 /// Total parameter count of the source's tensors.

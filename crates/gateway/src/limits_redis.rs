@@ -20,7 +20,9 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::Script;
 
-use crate::limits::{Ask, LimitKind, Limits, MonthIndex, Permit, RateHeaders, Refusal, Scope};
+use crate::limits::{
+    Ask, LimitKind, Limits, MonthIndex, Permit, RateHeaders, Refusal, Remaining, Scope,
+};
 
 /// How long a running request holds a concurrency slot if its replica never releases it.
 const LEASE_MS: u64 = 3_600_000;
@@ -40,6 +42,7 @@ pub struct RedisLimiter {
     prefix: String,
     admit: Script,
     release: Script,
+    explain: Script,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
@@ -154,6 +157,32 @@ end
 return 1
 "#;
 
+/// What is used of each limit now, per scope, without changing anything: the same windows as
+/// `ADMIT` (an entry expires when its score reaches now - window; a running lease when it
+/// reaches now), read instead of pruned. Returns 4 numbers per scope: requests in the window,
+/// tokens charged in the window, running requests, and billed + reserved tokens this month.
+const EXPLAIN: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local win = tonumber(ARGV[1]); local month = ARGV[2]; local n = tonumber(ARGV[3])
+local out = {}
+for i = 0, n - 1 do
+  local p = ARGV[4 + i]
+  local after = '(' .. tostring(now - win)
+  local req = redis.call('ZCOUNT', p..':req', after, '+inf')
+  local tok = 0
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', p..':tok', after, '+inf')) do
+    tok = tok + tonumber(redis.call('HGET', p..':tokn', m) or '0')
+  end
+  local run = redis.call('ZCOUNT', p..':run', '(' .. tostring(now), '+inf')
+  local used = tonumber(redis.call('GET', p..':m:'..month..':used') or '0')
+  local res = tonumber(redis.call('GET', p..':res') or '0')
+  table.insert(out, req); table.insert(out, tok); table.insert(out, run)
+  table.insert(out, used + res)
+end
+return out
+"#;
+
 fn opt(v: Option<u64>) -> i64 {
     v.map_or(-1, |n| n.min(i64::MAX as u64) as i64)
 }
@@ -173,7 +202,46 @@ impl RedisLimiter {
             prefix: prefix.to_string(),
             admit: Script::new(ADMIT),
             release: Script::new(RELEASE),
+            explain: Script::new(EXPLAIN),
         })
+    }
+
+    /// What remains of each limit for these scopes now, read from the shared counters (the
+    /// same rows, in the same order, as [`crate::limits::Limiter::explain`]).
+    pub async fn explain(
+        &self,
+        scopes: &[(Scope, Limits)],
+        month: MonthIndex,
+    ) -> Result<Vec<Remaining>, RedisLimitError> {
+        let mut inv = self.explain.prepare_invoke();
+        inv.arg(crate::limits::WINDOW.as_millis() as u64)
+            .arg(month)
+            .arg(scopes.len());
+        for (scope, _) in scopes {
+            inv.arg(self.key(scope));
+        }
+        let mut con = self.con.clone();
+        let r: Vec<i64> = inv.invoke_async(&mut con).await?;
+        let mut out = Vec::new();
+        for (i, (scope, l)) in scopes.iter().enumerate() {
+            let used = |j: usize| r.get(i * 4 + j).copied().unwrap_or(0).max(0) as u64;
+            for (kind, limit, used) in [
+                (LimitKind::RequestsPerMinute, l.rpm, used(0)),
+                (LimitKind::TokensPerMinute, l.tpm, used(1)),
+                (LimitKind::Concurrency, l.max_concurrent, used(2)),
+                (LimitKind::MonthlyTokens, l.monthly_tokens, used(3)),
+            ] {
+                if let Some(limit) = limit {
+                    out.push(Remaining {
+                        scope: scope.clone(),
+                        kind,
+                        limit,
+                        remaining: limit.saturating_sub(used),
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn key(&self, scope: &Scope) -> String {

@@ -144,3 +144,86 @@ async fn budget_is_shared_and_clamps_max_tokens() {
     // 900 + 40 billed: 60 left, so a 10-token prompt may generate 50.
     assert_eq!(got.expect("budget left").max_tokens, 50);
 }
+
+/// `explain` (GET /v1/limits) reads the shared counters back: after the same admissions and
+/// releases, the Redis limiter (asked through the *other* replica) reports exactly what the
+/// in-process `Limiter` reports — an independent implementation of the same rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_reads_the_shared_counters_like_the_local_limiter() {
+    use hearth_gateway::limits::Limiter;
+    use std::time::Instant;
+    let Some((a, b)) = replicas().await else {
+        return;
+    };
+    let key = Limits {
+        rpm: Some(5),
+        tpm: Some(10_000),
+        max_concurrent: Some(3),
+        monthly_tokens: Some(50_000),
+    };
+    let team = Limits {
+        rpm: Some(100),
+        ..Default::default()
+    };
+    let scopes = vec![
+        (Scope::Team("t".into()), team),
+        (Scope::Key("k".into()), key),
+    ];
+    let ask = |prompt, max| Ask {
+        scopes: scopes.clone(),
+        prompt_tokens: prompt,
+        max_tokens: max,
+    };
+    let local = Limiter::new();
+    let month = 3;
+    let (mut remote_permits, mut local_permits) = (Vec::new(), Vec::new());
+    for (prompt, max) in [(100, 400), (30, 70), (7, 3)] {
+        remote_permits.push(a.admit(&ask(prompt, max), month).await.unwrap().unwrap());
+        local_permits.push(
+            local
+                .admit(&ask(prompt, max), Instant::now(), month)
+                .unwrap(),
+        );
+    }
+    let view = |rows: Vec<hearth_gateway::limits::Remaining>| {
+        rows.into_iter()
+            .map(|r| (r.scope.to_string(), r.kind, r.limit, r.remaining))
+            .collect::<Vec<_>>()
+    };
+    let want = view(local.explain(&scopes, Instant::now(), month));
+    assert_eq!(view(b.explain(&scopes, month).await.unwrap()), want);
+    // Spot check of the numbers themselves: 3 of 5 requests, 610 tokens reserved, 3 running.
+    assert!(
+        want.contains(&("key 'k'".into(), LimitKind::RequestsPerMinute, 5, 2)),
+        "{want:?}"
+    );
+    assert!(
+        want.contains(&("key 'k'".into(), LimitKind::Concurrency, 3, 0)),
+        "{want:?}"
+    );
+    assert!(
+        want.contains(&("key 'k'".into(), LimitKind::MonthlyTokens, 50_000, 49_390)),
+        "{want:?}"
+    );
+    // The first request ends after 20 tokens: its slot and unused reservation come back.
+    for permits in [&mut remote_permits, &mut local_permits] {
+        let mut p = permits.remove(0);
+        p.record(100, 20);
+        drop(p);
+    }
+    let want = view(local.explain(&scopes, Instant::now(), month));
+    let mut got = Vec::new();
+    for _ in 0..50 {
+        // The remote release runs on a spawned task.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        got = view(b.explain(&scopes, month).await.unwrap());
+        if got == want {
+            break;
+        }
+    }
+    assert_eq!(got, want);
+    assert!(
+        want.contains(&("key 'k'".into(), LimitKind::Concurrency, 3, 1)),
+        "{want:?}"
+    );
+}

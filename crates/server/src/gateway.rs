@@ -242,42 +242,35 @@ pub async fn explain(State(state): State<SharedState>) -> Response {
         return ApiError::unauthorized("Missing API key.").into_response();
     };
     let (month, _) = month_now();
+    // A budget nobody has spent from since this process (or the Redis server) started is
+    // loaded from the usage store first, as admission does, so the reply is the real one.
+    if let Err(e) = seed_budgets(&state.gateway, &meter, month).await {
+        return e.into_response();
+    }
     let scopes = scopes_of(&state.gateway, p);
-    let rows: Vec<serde_json::Value> = match &state.gateway.limiter {
-        SharedLimiter::Local(l) => l
-            .explain(&scopes, Instant::now(), month)
-            .into_iter()
-            .map(|r| {
-                serde_json::json!({
-                    "scope": r.scope.to_string(),
-                    "limit": r.kind.to_string(),
-                    "value": r.limit,
-                    "remaining": r.remaining,
-                })
-            })
-            .collect(),
-        // Counters shared through Redis are not read back here yet: the limits alone.
-        SharedLimiter::Redis(_) => scopes
-            .iter()
-            .flat_map(|(scope, l)| {
-                [
-                    (LimitKind::RequestsPerMinute, l.rpm),
-                    (LimitKind::TokensPerMinute, l.tpm),
-                    (LimitKind::Concurrency, l.max_concurrent),
-                    (LimitKind::MonthlyTokens, l.monthly_tokens),
-                ]
-                .into_iter()
-                .filter_map(move |(k, v)| {
-                    v.map(|v| {
-                        serde_json::json!({
-                            "scope": scope.to_string(), "limit": k.to_string(),
-                            "value": v, "remaining": null,
-                        })
-                    })
-                })
-            })
-            .collect(),
+    let remaining = match &state.gateway.limiter {
+        SharedLimiter::Local(l) => l.explain(&scopes, Instant::now(), month),
+        // Read back from the counters every replica shares.
+        SharedLimiter::Redis(r) => match r.explain(&scopes, month).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!("{e}");
+                return ApiError::unavailable("The rate-limit store is unavailable.")
+                    .into_response();
+            }
+        },
     };
+    let rows: Vec<serde_json::Value> = remaining
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({
+                "scope": r.scope.to_string(),
+                "limit": r.kind.to_string(),
+                "value": r.limit,
+                "remaining": r.remaining,
+            })
+        })
+        .collect();
     axum::Json(serde_json::json!({
         "object": "list",
         "key_id": p.key_id,

@@ -4,7 +4,8 @@
 # --models-dir set to their directory (the Models admin spec unloads and reloads SmolLM2).
 # Called by scripts/test.sh after `cargo test` (which builds target/debug/hearth with the UI
 # embedded, so scripts/build-ui.sh must have run before cargo). Installs Chromium from Debian
-# when it is missing (browsers cannot be downloaded by Playwright here).
+# when it is missing (browsers cannot be downloaded by Playwright here), and poppler-utils
+# (pdftotext, pdffonts) for the print-to-PDF spec.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HEARTH_CACHE="${HEARTH_CACHE:-$HOME/.cache/hearth}"
@@ -16,7 +17,13 @@ if ! command -v chromium >/dev/null; then
   echo "installing Debian's chromium for the browser tests..." >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >&2
-  apt-get install -y -q chromium fonts-noto-cjk >&2
+  apt-get install -y -q chromium fonts-noto-cjk poppler-utils >&2
+fi
+# pdftotext and pdffonts check the print view's PDF (frontend/e2e/print.spec.ts).
+if ! command -v pdftotext >/dev/null || ! command -v pdffonts >/dev/null; then
+  echo "installing Debian's poppler-utils for the PDF checks..." >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q poppler-utils >&2 || { apt-get update -q >&2 && apt-get install -y -q poppler-utils >&2; }
 fi
 [ -x "$HEARTH" ] || cargo build --quiet -p hearth-cli
 [ -f frontend/dist/index.html ] || { echo "frontend/dist is missing: run scripts/build-ui.sh before building hearth" >&2; exit 1; }
@@ -44,7 +51,8 @@ export HEARTH_UI_URL="http://127.0.0.1:$PORT"
 export HEARTH_UI_ADMIN_USER=e2e-admin HEARTH_UI_ADMIN_PASSWORD="$ADMIN_PW"
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 status=0
-(cd frontend && npm run --silent e2e) || status=$?
+# Arguments go to Playwright: `scripts/e2e.sh e2e/print.spec.ts` runs one spec, `-g NAME` one test.
+(cd frontend && npm run --silent e2e -- "$@") || status=$?
 if [ "$status" -ne 0 ]; then
   echo "--- hearth serve log (last 80 lines) ---" >&2
   tail -n 80 "$DATA/serve.log" >&2

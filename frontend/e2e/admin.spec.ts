@@ -88,6 +88,71 @@ test('a user role cannot open admin pages or call admin APIs', async ({ page, br
   await ctx.close();
 });
 
+test("as admin, edit a team's limits and models; its users' keys get only the allowed model", async ({ page, baseURL }) => {
+  await signIn(page);
+  test.skip((await serverMode(page.request)) === 'local', 'local mode: every request is the local admin');
+  const models = await modelIds(page.request);
+  test.skip(models.length < 2, 'needs two served models (scripts/e2e.sh serves smollm2 and gemma3)');
+  // scripts/e2e.sh: allow gemma3, refuse smollm2.
+  const allowed = models.includes('gemma3') ? 'gemma3' : models[1];
+  const refusedModel = models.find((m) => m !== allowed)!;
+  const team = `e2e-team-${Date.now()}`;
+
+  // The team, made on the page; then a user in it and a key of that user (through the API).
+  await page.getByTestId('nav-admin').click();
+  await page.getByTestId('admin-tab-teams').click();
+  await page.getByTestId('team-name').fill(team);
+  await page.getByTestId('team-tpm').fill('100000');
+  await page.getByTestId('team-create').click();
+  const row = page.locator(`[data-testid="team-row"][data-name="${team}"]`);
+  await expect(row.getByTestId('team-models')).toHaveText('all models');
+  await expect(row.getByTestId('team-limits')).toHaveText('100,000 tpm');
+  const user = `${team}-user`;
+  const headers = await csrfHeaders(page.request);
+  expect((await page.request.post('/admin/v1/users', { data: { name: user, role: 'user', team }, headers })).status()).toBe(201);
+  const made = await page.request.post('/admin/v1/keys', { data: { name: `${user}-key`, user }, headers });
+  expect(made.status()).toBe(201);
+  const key = await made.json();
+  expect(key.team).toBe(team);
+
+  // Edit: 7 requests a minute, and only the allowed model.
+  await row.getByTestId('team-edit').click();
+  const form = page.locator(`[data-testid="team-edit-form"][data-name="${team}"]`);
+  await expect(form.getByTestId('team-models-hint')).toContainText('every model is allowed');
+  await expect(form.getByTestId('team-edit-tpm')).toHaveValue('100000');
+  await form.getByTestId('team-edit-rpm').fill('7');
+  await form.locator(`[data-testid="team-model"][data-id="${allowed}"] input`).check();
+  await expect(form.locator(`[data-testid="team-model"][data-id="${refusedModel}"] input`)).not.toBeChecked();
+  await form.getByTestId('team-save').click();
+  await expect(form).toHaveCount(0);
+  await expect(page.getByTestId('teams-error')).toHaveCount(0);
+  await expect(row.getByTestId('team-models')).toHaveText(allowed);
+  await expect(row.getByTestId('team-limits')).toHaveText('7 rpm, 100,000 tpm');
+
+  // The admin API has the new limit and allow-list (the unchanged tpm kept).
+  const teams = (await (await page.request.get('/admin/v1/teams')).json()).data as { name: string; limits: Record<string, number | null>; models: string[] | null }[];
+  const saved = teams.find((x) => x.name === team)!;
+  expect(saved.limits.rpm).toBe(7);
+  expect(saved.limits.tpm).toBe(100000);
+  expect(saved.models).toEqual([allowed]);
+
+  // The user's key: the other model is refused (403 model_not_allowed), the allowed one answers.
+  const chat = (model: string) =>
+    fetch(`${baseURL}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 1 }),
+    });
+  const refused = await chat(refusedModel);
+  expect(refused.status).toBe(403);
+  const e = await refused.json();
+  expect(e.error.code).toBe('model_not_allowed');
+  expect(e.error.message).toBe(`This key may not use model '${refusedModel}'.`);
+  const ok = await chat(allowed);
+  expect(ok.status).toBe(200);
+  expect((await ok.json()).model).toBe(allowed);
+});
+
 // Needs the server started with --models-dir holding the SmolLM2 file (scripts/e2e.sh does).
 test('as admin, unload the SmolLM2 model and load it again from its file; chat still works', async ({ page }) => {
   await signIn(page);

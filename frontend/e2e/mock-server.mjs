@@ -252,6 +252,11 @@ const server = http.createServer(async (req, res) => {
     const b = (await body(req)) ?? {};
     const model = MODELS.find((m) => m.id === b.model);
     if (!model) return err(res, 404, `The model '${b.model}' does not exist.`, 'model_not_found');
+    // The key's and its team's allow-lists, as gateway::admit checks them.
+    const teamModels = who.user.team ? teams.get(who.user.team)?.models ?? null : null;
+    for (const allowed of [who.key?.models, who.key ? teamModels : null]) {
+      if (allowed && !allowed.includes(model.id)) return err(res, 403, `This key may not use model '${model.id}'.`, 'model_not_allowed');
+    }
     const last = [...(b.messages ?? [])].reverse().find((m) => m.role === 'user')?.content ?? '';
     const pieces = reply(String(last), Math.min(b.max_tokens ?? 30, 2000));
     const cid = id('chatcmpl');
@@ -488,9 +493,17 @@ const server = http.createServer(async (req, res) => {
   if (p === '/admin/v1/teams' && method === 'GET') return list([...teams.values()]);
   if (p === '/admin/v1/teams' && method === 'POST') {
     const b = (await body(req)) ?? {};
-    const tm = { name: b.name, limits: b.limits ?? {}, created: now() };
+    const tm = { name: b.name, limits: b.limits ?? {}, models: b.models ?? null, created: now() };
     teams.set(tm.name, tm);
     return send(res, 201, tm);
+  }
+  if ((m = /^\/admin\/v1\/teams\/([^/]+)$/.exec(p)) && method === 'PATCH') {
+    const tm = teams.get(decodeURIComponent(m[1]));
+    if (!tm) return err(res, 404, `no team named '${decodeURIComponent(m[1])}'`, 'not_found');
+    const b = (await body(req)) ?? {};
+    Object.assign(tm.limits, b.limits ?? {});
+    if ('models' in b) tm.models = b.models;
+    return send(res, 200, tm);
   }
   if ((m = /^\/admin\/v1\/teams\/([^/]+)$/.exec(p)) && method === 'DELETE') { teams.delete(decodeURIComponent(m[1])); return send(res, 200, { name: m[1], deleted: true }); }
   if (p === '/admin/v1/keys' && method === 'GET') return list([...keys.values()].map(({ secret, ...k }) => k));
@@ -498,7 +511,7 @@ const server = http.createServer(async (req, res) => {
     const b = (await body(req)) ?? {};
     if (!b.name) return err(res, 400, '`name` is required');
     const secret = `hk-${crypto.randomBytes(20).toString('hex')}`;
-    const k = { id: id('key'), name: b.name, prefix: secret.slice(0, 10), user: b.user ?? null, team: b.team ?? null, role: b.role ?? 'user', models: b.models ?? null, limits: { rpm: b.rpm ?? null, tpm: b.tpm ?? null, max_concurrent: b.max_concurrent ?? null, monthly_tokens: b.monthly_tokens ?? null }, expires: b.expires ?? null, revoked: null, created: now(), secret };
+    const k = { id: id('key'), name: b.name, prefix: secret.slice(0, 10), user: b.user ?? null, team: b.team ?? users.get(b.user)?.team ?? null, role: b.role ?? 'user', models: b.models ?? null, limits: { rpm: b.rpm ?? null, tpm: b.tpm ?? null, max_concurrent: b.max_concurrent ?? null, monthly_tokens: b.monthly_tokens ?? null }, expires: b.expires ?? null, revoked: null, created: now(), secret };
     keys.set(k.id, k);
     const { secret: _s, ...out } = k;
     return send(res, 201, { ...out, key: secret });

@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import en from './i18n/en';
-import { MODEL_ERROR_CODES, actionsOf, anyLoading, fieldsOf, idFromPath, limitOf, limitsOf, modelErrorCode, modelsOf, underDir, validModelId } from './admin';
+import {
+  MODEL_ERROR_CODES, actionsOf, allowListOf, anyLoading, fieldsOf, idFromPath, limitOf, limitsOf, modelChoices, modelErrorCode, modelsOf,
+  sameAllowList, teamPatchOf, underDir, validModelId,
+} from './admin';
+import type { Team } from './types';
 
 describe('admin form helpers', () => {
   it('reads limits: empty is unlimited, whole numbers from 1', () => {
@@ -60,5 +64,51 @@ describe('admin form helpers', () => {
     expect(modelErrorCode('invalid_value')).toBeNull();
     expect(modelErrorCode(null)).toBeNull();
     for (const c of MODEL_ERROR_CODES) expect(Object.keys(en), c).toContain(`models.err.${c}`);
+  });
+});
+
+describe('team edits', () => {
+  const team: Team = { name: 'research', limits: { rpm: 60, tpm: null, max_concurrent: 4, monthly_tokens: 1000 }, models: ['smollm2'], created: 1 };
+  const form = () => fieldsOf(team.limits);
+
+  it('sends nothing when nothing changed', () => {
+    expect(teamPatchOf(team, form(), ['smollm2'])).toEqual({ body: {} });
+    // The limits may come back without the unset fields at all.
+    expect(teamPatchOf({ ...team, limits: { rpm: 60, max_concurrent: 4, monthly_tokens: 1000 } }, form(), ['smollm2'])).toEqual({ body: {} });
+    expect(teamPatchOf({ ...team, models: null }, form(), [])).toEqual({ body: {} });
+  });
+
+  it('omits unchanged limits, sends changed ones and null for cleared ones', () => {
+    const f = { ...form(), rpm: ' 30 ', max_concurrent: '', tpm: '5000' };
+    expect(teamPatchOf(team, f, ['smollm2'])).toEqual({ body: { limits: { rpm: 30, tpm: 5000, max_concurrent: null } } });
+  });
+
+  it('sends the allow-list only when it changed, null when no model is checked', () => {
+    expect(teamPatchOf(team, form(), ['gemma3'])).toEqual({ body: { models: ['gemma3'] } });
+    expect(teamPatchOf(team, form(), [])).toEqual({ body: { models: null } });
+    expect(teamPatchOf({ ...team, models: null }, form(), ['smollm2', 'gemma3'])).toEqual({ body: { models: ['smollm2', 'gemma3'] } });
+    expect(teamPatchOf({ ...team, models: ['a', 'b'] }, form(), ['b', 'a'])).toEqual({ body: {} });
+    expect(teamPatchOf(team, { ...form(), rpm: '' }, [])).toEqual({ body: { limits: { rpm: null }, models: null } });
+  });
+
+  it('names the first invalid limit and sends nothing', () => {
+    expect(teamPatchOf(team, { ...form(), tpm: '0' }, [])).toEqual({ invalid: 'tpm' });
+    expect(teamPatchOf(team, { ...form(), monthly_tokens: '1.5' }, [])).toEqual({ invalid: 'monthly_tokens' });
+  });
+
+  it('compares and reads allow-lists', () => {
+    expect(allowListOf([])).toBeNull();
+    expect(allowListOf(['a', ' a ', 'b', ''])).toEqual(['a', 'b']);
+    expect(sameAllowList(null, [])).toBe(true);
+    expect(sameAllowList(undefined, null)).toBe(true);
+    expect(sameAllowList(['a'], null)).toBe(false);
+    expect(sameAllowList(['a', 'b'], ['b', 'a'])).toBe(true);
+    expect(sameAllowList(['a', 'b'], ['a', 'c'])).toBe(false);
+    expect(sameAllowList(['a'], ['a', 'b'])).toBe(false);
+  });
+
+  it('offers the served models, then allowed ones that are not served', () => {
+    expect(modelChoices(['smollm2', 'gemma3'], null)).toEqual([{ id: 'smollm2', served: true }, { id: 'gemma3', served: true }]);
+    expect(modelChoices(['smollm2'], ['gone', 'smollm2'])).toEqual([{ id: 'smollm2', served: true }, { id: 'gone', served: false }]);
   });
 });

@@ -1,6 +1,6 @@
 // Pure helpers of the admin pages: limit fields as the forms hold them (strings) and as the
 // admin API takes them, and the model list's states.
-import type { AdminModel, Limits } from './types';
+import type { AdminModel, Limits, Team } from './types';
 
 /** A form field as a limit: empty is `null` (unlimited); otherwise a whole number ≥ 1. */
 export function limitOf(s: string): number | null | 'invalid' {
@@ -33,6 +33,57 @@ export function limitsOf(f: LimitFields): { limits: Limits } | { invalid: keyof 
 export function modelsOf(s: string): string[] | null {
   const list = s.split(',').map((m) => m.trim()).filter(Boolean);
   return list.length ? [...new Set(list)] : null;
+}
+
+/** The body of `PATCH /admin/v1/teams/{name}`: an absent field stays as it is, `null` removes it. */
+export interface TeamPatch {
+  limits?: Limits;
+  /** `null`: any model. */
+  models?: string[] | null;
+}
+
+/** The allow-list a set of checked models means: none checked is `null` (every model allowed). */
+export function allowListOf(checked: readonly string[]): string[] | null {
+  const list = [...new Set(checked.map((m) => m.trim()).filter(Boolean))];
+  return list.length ? list : null;
+}
+
+/** Whether two allow-lists allow the same models (order does not matter; `null` is any model). */
+export function sameAllowList(a: readonly string[] | null | undefined, b: readonly string[] | null | undefined): boolean {
+  const x = a?.length ? new Set(a) : null;
+  const y = b?.length ? new Set(b) : null;
+  if (!x || !y) return x === y;
+  return x.size === y.size && [...x].every((m) => y.has(m));
+}
+
+/**
+ * The PATCH body that turns `team` into what the edit form holds: limits left as they were are
+ * omitted, emptied ones are `null`; the allow-list is sent only when it changed (`null` when no
+ * model is checked). `{}` when nothing changed; the first invalid limit field otherwise.
+ */
+export function teamPatchOf(team: Team, f: LimitFields, checked: readonly string[]): { body: TeamPatch } | { invalid: keyof LimitFields } {
+  const parsed = limitsOf(f);
+  if ('invalid' in parsed) return parsed;
+  const body: TeamPatch = {};
+  const limits: Limits = {};
+  for (const k of ['rpm', 'tpm', 'max_concurrent', 'monthly_tokens'] as const) {
+    const now = parsed.limits[k] ?? null;
+    if (now !== (team.limits?.[k] ?? null)) limits[k] = now;
+  }
+  if (Object.keys(limits).length) body.limits = limits;
+  const models = allowListOf(checked);
+  if (!sameAllowList(models, team.models)) body.models = models;
+  return { body };
+}
+
+/**
+ * The models an allow-list can be picked from: the served ones in their order, then any the
+ * team allows that are not served now (so saving does not drop them unseen).
+ */
+export function modelChoices(served: readonly string[], allowed: readonly string[] | null | undefined): { id: string; served: boolean }[] {
+  const out = served.map((id) => ({ id, served: true }));
+  for (const id of allowed ?? []) if (!served.includes(id)) out.push({ id, served: false });
+  return out;
 }
 
 /** Whether the list still has a load running (the page polls while it does). */

@@ -4,6 +4,7 @@ import type {
   AdminModel, AdminModels, AdminStatus, AdminUser, AuditRecord, ChatSettings, Conversation, ExportDoc, KeyInfo,
   LeaderRow, Me, ModelInfo, Run, SendResult, Team, UsageRow, UserInfo,
 } from './types';
+import type { TeamPatch } from './admin';
 
 let csrfToken: string | null = null;
 
@@ -150,7 +151,7 @@ export const api = {
   deleteUser: (name: string) => json<object>(`/admin/v1/users/${encodeURIComponent(name)}`, 'DELETE'),
   teams: () => json<{ data: Team[] }>('/admin/v1/teams'),
   createTeam: (body: { name: string; limits?: Record<string, number | null> }) => json<Team>('/admin/v1/teams', 'POST', body),
-  updateTeam: (name: string, body: { limits?: Record<string, number | null>; models?: string[] | null }) =>
+  updateTeam: (name: string, body: TeamPatch) =>
     json<Team>(`/admin/v1/teams/${encodeURIComponent(name)}`, 'PATCH', body),
   adminModels: () => json<AdminModels>('/admin/v1/models'),
   loadModel: (body: { id: string; path: string; wait?: boolean; default?: boolean }) =>

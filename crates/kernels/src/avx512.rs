@@ -14,9 +14,20 @@
 //! `lo = fma(d·d_act, lo_int, lo)`, `hi = fma(d·d_act, hi_int, hi)` per block, `corr = fma(c, s,
 //! corr)` per block, and `(lo + hi) + corr` at the end. So a pair's result is bit-identical to
 //! the AVX2 decode kernel's, and a sequence gets the same logits alone or inside a batch.
-//! Q8_0 weights are signed and `vpdpbusd` needs one unsigned side, so they stay on AVX2.
+//! Q8_0 weights are signed and `vpdpbusd` needs one unsigned side, so they stay on AVX2 here.
+//!
+//! # Decode ([`matvec`], one token)
+//! A single token reads each weight once, so converting a tile would not pay; instead 4 rows
+//! × 2 blocks are done per step in 512-bit registers: each row's two blocks of codes fill one
+//! vector, one `vpdpbusd` against the token's 64 activation bytes gives 16 lanes of 4-product
+//! sums, and a 4×4 transpose-add over the 4 rows (6 shuffles) leaves per 128-bit lane the
+//! 4 rows' sums over one half-block. That is exactly the AVX2 decode kernel's integer pair per
+//! (row, block), which needs 6 shuffles per *block* (3 `phadd`), and the float steps that follow
+//! are the AVX2 kernel's, block by block in the same order, so results stay bit-identical.
+//! Q8_0 is included: its signed codes are offset by 128 for `vpdpbusd` and 128·Σa is
+//! subtracted again, exactly.
 
-use crate::avx2::{ld_f32, Mx4, B32, Q40, Q41, Q50, Q51};
+use crate::avx2::{ld_f32, Mx4, B32, Q40, Q41, Q50, Q51, Q80};
 use crate::GgmlType;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
@@ -166,6 +177,180 @@ unsafe fn mm<B: B32>(
             r += nr;
         }
     });
+}
+
+/// Prefetch distance (bytes) of the decode kernel. Measured on the synthetic gpt-oss-20b
+/// (bench/gpt_oss.sh's file, tg32, 2 threads, AMD EPYC Zen 5): 4 KiB 14.2 tok/s, 8 KiB 14.7,
+/// 16 KiB 16.9-17.2, 32 KiB 15.6-17.5 (noisier). This kernel consumes a block pair per step,
+/// twice the AVX2 kernel's pace, so it wants more bytes in flight.
+const PF_DECODE: usize = 16384;
+
+/// Whether [`matvec`] handles weights of type `w`.
+pub(crate) fn supports_decode(w: GgmlType) -> bool {
+    supports(w) || w == GgmlType::Q8_0
+}
+
+/// The 4 rows' integer sums over each half of blocks `b` (lanes 0..8 of the result, laid out
+/// [rows 0..4 over the first 16 values | rows 0..4 over the last 16]) and `b + 1` (lanes 8..16,
+/// zero when `two` is false), for one token.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+unsafe fn isum_2blocks<B: B32>(p: [*const u8; 4], act: *const u8, two: bool) -> __m512i {
+    let a = if two {
+        _mm512_loadu_si512(act as *const __m512i)
+    } else {
+        _mm512_castsi256_si512(_mm256_loadu_si256(act as *const __m256i))
+    };
+    let a = if two {
+        a
+    } else {
+        // The upper half of a cast is undefined: zero it.
+        _mm512_inserti64x4(a, _mm256_setzero_si256(), 1)
+    };
+    let codes = |q: *const u8| {
+        let lo = B::load(q).0;
+        let hi = if two {
+            B::load(q.add(B::BYTES)).0
+        } else {
+            _mm256_setzero_si256()
+        };
+        _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1)
+    };
+    let zero = _mm512_setzero_si512();
+    let dot = |q: __m512i| {
+        if B::SIGNED {
+            // (q + 128) · a − 128 · a, all exact in i32.
+            let u = _mm512_xor_si512(q, _mm512_set1_epi8(-128));
+            _mm512_dpbusd_epi32(zero, u, a)
+        } else {
+            _mm512_dpbusd_epi32(zero, q, a)
+        }
+    };
+    let (mut r0, mut r1, mut r2, mut r3) = (
+        dot(codes(p[0])),
+        dot(codes(p[1])),
+        dot(codes(p[2])),
+        dot(codes(p[3])),
+    );
+    if B::SIGNED {
+        let off = _mm512_dpbusd_epi32(zero, _mm512_set1_epi8(-128), a);
+        r0 = _mm512_sub_epi32(r0, off);
+        r1 = _mm512_sub_epi32(r1, off);
+        r2 = _mm512_sub_epi32(r2, off);
+        r3 = _mm512_sub_epi32(r3, off);
+    }
+    // Per 128-bit lane (one half-block): rows' 4 partial sums → [r0 r1 r2 r3].
+    let s01 = _mm512_add_epi32(_mm512_unpacklo_epi32(r0, r1), _mm512_unpackhi_epi32(r0, r1));
+    let s23 = _mm512_add_epi32(_mm512_unpacklo_epi32(r2, r3), _mm512_unpackhi_epi32(r2, r3));
+    _mm512_add_epi32(
+        _mm512_unpacklo_epi64(s01, s23),
+        _mm512_unpackhi_epi64(s01, s23),
+    )
+}
+
+/// One token × 4 rows (`nr` of them stored): the AVX2 `tile32_r4`'s arithmetic, two blocks a
+/// step.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+unsafe fn rows4<B: B32>(k: usize, rows: [*const u8; 4], act: *const u8, out: *mut f32, nr: usize) {
+    let nb = k / 32;
+    let mut acc = _mm256_setzero_ps();
+    let mut corr = _mm_setzero_ps();
+    let mut b = 0;
+    while b < nb {
+        let two = b + 1 < nb;
+        let o = b * B::BYTES;
+        let p = [
+            rows[0].add(o),
+            rows[1].add(o),
+            rows[2].add(o),
+            rows[3].add(o),
+        ];
+        // The 4 rows are adjacent: one linear stream of 4·BYTES bytes per block, prefetched
+        // PF_DECODE ahead, one hint per cache line (see avx2::tile32_r4).
+        let ahead = rows[0].wrapping_add(PF_DECODE + b * 4 * B::BYTES);
+        let mut off = 0;
+        while off < 8 * B::BYTES {
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(off) as *const i8);
+            off += 64;
+        }
+        let isum = _mm512_cvtepi32_ps(isum_2blocks::<B>(p, act.add(32 * b), two));
+        let steps = if two { 2 } else { 1 };
+        for j in 0..steps {
+            let bj = b + j;
+            let pj = if j == 0 {
+                p
+            } else {
+                [
+                    p[0].add(B::BYTES),
+                    p[1].add(B::BYTES),
+                    p[2].add(B::BYTES),
+                    p[3].add(B::BYTES),
+                ]
+            };
+            let s = if j == 0 {
+                _mm512_castps512_ps256(isum)
+            } else {
+                _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(isum), 1))
+            };
+            let da = _mm256_set1_ps(ld_f32(act.add(k + 4 * bj)));
+            let (d4, c4) = B::dc4(pj);
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set_m128(d4, d4), da), s, acc);
+            if B::HAS_C {
+                corr = _mm_fmadd_ps(c4, _mm_set1_ps(ld_f32(act.add(k + 4 * nb + 4 * bj))), corr);
+            }
+        }
+        b += steps;
+    }
+    // avx2::finish4: (Σ first halves + Σ second halves) + offset term.
+    let v = _mm_add_ps(
+        _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)),
+        corr,
+    );
+    let mut r4 = [0f32; 4];
+    _mm_storeu_ps(r4.as_mut_ptr(), v);
+    for (r, v) in r4.iter().enumerate().take(nr) {
+        *out.add(r) = *v;
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+unsafe fn mv<B: B32>(k: usize, w: *const u8, n_rows: usize, act: *const u8, out: *mut f32) {
+    let rb = k / 32 * B::BYTES;
+    let mut r = 0;
+    while r < n_rows {
+        let nr = (n_rows - r).min(4);
+        // A short last group repeats its last row (computed, not stored).
+        let row = |i: usize| w.add((r + i.min(nr - 1)) * rb);
+        rows4::<B>(k, [row(0), row(1), row(2), row(3)], act, out.add(r), nr);
+        r += nr;
+    }
+}
+
+/// One token (`n_tok` = 1) for the types of [`supports_decode`]; same contract as
+/// `avx2::matmul` otherwise.
+///
+/// # Safety
+/// The CPU has AVX-512 F/BW/VNNI, AVX2, FMA and F16C; slice sizes were checked by the caller.
+pub(crate) unsafe fn matvec(
+    wtype: GgmlType,
+    k: usize,
+    w: &[u8],
+    n_rows: usize,
+    act: &[u8],
+    out: &mut [f32],
+) {
+    use GgmlType::*;
+    let (w, a, o) = (w.as_ptr(), act.as_ptr(), out.as_mut_ptr());
+    match wtype {
+        Q4_0 => mv::<Q40>(k, w, n_rows, a, o),
+        Q4_1 => mv::<Q41>(k, w, n_rows, a, o),
+        Q5_0 => mv::<Q50>(k, w, n_rows, a, o),
+        Q5_1 => mv::<Q51>(k, w, n_rows, a, o),
+        Q8_0 => mv::<Q80>(k, w, n_rows, a, o),
+        MXFP4 => mv::<Mx4>(k, w, n_rows, a, o),
+        _ => unreachable!("checked by supports_decode()"),
+    }
 }
 
 /// Same contract as `avx2::matmul` for the types of [`supports`].

@@ -73,6 +73,8 @@
 //! per-thread buffer that grows once) and multiply it with `vpdpbusd`, 16 rows × 8 tokens per
 //! inner tile. It reduces each pair to the same exact integers and float operations as the AVX2
 //! kernels, so it changes speed only; `HEARTH_KERNELS=avx2` turns it off for comparisons.
+//! Single-token calls (decode) on those types and on Q8_0 go to its 4-row × 2-block
+//! `vpdpbusd` matvec, again bit-identical to the AVX2 decode kernel, with half its shuffles.
 //!
 //! # Batch invariance
 //! The f32 result for a (row, token) pair is bit-identical whatever the call shape: the number
@@ -381,6 +383,11 @@ pub fn matmul(
         // SAFETY: has_vnni() verified AVX-512 F/BW/VNNI on top of AVX2; sizes checked above.
         Isa::Avx2 if n_tok >= avx512::MIN_TOK && avx512::supports(wtype) && has_vnni() => unsafe {
             avx512::matmul(wtype, k, w, n_rows, act, n_tok, out, out_stride)
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 if n_tok == 1 && avx512::supports_decode(wtype) && has_vnni() => unsafe {
+            avx512::matvec(wtype, k, w, n_rows, act, out)
         },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: isa() verified the CPU features; all slice sizes were checked above.

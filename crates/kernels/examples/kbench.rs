@@ -179,7 +179,7 @@ fn main() {
     if args.iter().any(|a| a == "--bw") {
         // Aggregate decode throughput with `threads` long-lived threads, each streaming its own
         // half of a set of cold matrices (no per-call thread spawn), like an engine thread pool.
-        for t in [Q4_1, Q8_0, Q5_0, Q4_K, Q6_K, F32] {
+        for t in [Q4_1, Q8_0, Q5_0, Q4_K, Q6_K, MXFP4, F32] {
             let k = if t.block_len() == 256 { 1024 } else { 640 };
             let n = 4096;
             let w = weights(&mut rng, t, k, n);

@@ -64,6 +64,8 @@ pub enum ToolChoice {
 pub struct ConstraintFactory {
     parsers: Arc<ParserFactory>,
     vocab_size: usize,
+    /// Texts of the special tokens a grammar can name as tokens (`<|channel|>` in lark).
+    specials: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for ConstraintFactory {
@@ -100,6 +102,10 @@ impl ConstraintFactory {
         if eog.is_empty() {
             return Err(ConstrainError::NoEndOfGeneration);
         }
+        let specials = (0..n32)
+            .filter(|&id| tok.is_special(id) || tok.is_eog(id))
+            .map(|id| tok.token_text(id).to_string())
+            .collect();
         let words: Vec<Vec<u8>> = (0..n32)
             .map(|id| {
                 let bytes = tok.token_bytes(id);
@@ -134,6 +140,7 @@ impl ConstraintFactory {
         Ok(ConstraintFactory {
             parsers: Arc::new(parsers),
             vocab_size: n,
+            specials,
         })
     }
 
@@ -167,6 +174,105 @@ impl ConstraintFactory {
         tools: &[Value],
         choice: &ToolChoice,
     ) -> Result<Box<dyn TokenConstraint>, ConstrainError> {
+        let mut alternatives: Vec<Value> = self
+            .tool_alternatives(tools, choice)?
+            .into_iter()
+            .map(|(name, params)| {
+                json!({
+                    "type": "object",
+                    "properties": {"name": {"const": name}, "arguments": params},
+                    "required": ["name", "arguments"],
+                    "additionalProperties": false,
+                })
+            })
+            .collect();
+        let call = match alternatives.len() {
+            1 => alternatives.pop().unwrap_or_default(),
+            _ => json!({"anyOf": alternatives}),
+        };
+        let call = with_layout(&call)?;
+        let lark = format!(
+            "start: \"<tool_call>\\n\" call \"\\n</tool_call>\"\ncall: %json {}\n",
+            serde_json::to_string(&call).map_err(|e| ConstrainError::Grammar(e.to_string()))?
+        );
+        self.build(TopLevelGrammar::from_lark(lark))
+            .map_err(ConstrainError::Grammar)
+    }
+
+    /// The same forced call in harmony's form (gpt-oss, after the generation prompt
+    /// `<|start|>assistant`): `<|channel|>commentary to=functions.NAME <|constrain|>json
+    /// <|message|>{arguments}<|call|>`, the special tokens named as tokens, so the server's
+    /// harmony parser reads it back as a tool call. The model's tokenizer must have them.
+    pub fn tool_call_harmony(
+        &self,
+        tools: &[Value],
+        choice: &ToolChoice,
+    ) -> Result<Box<dyn TokenConstraint>, ConstrainError> {
+        let alts = self.tool_alternatives(tools, choice)?;
+        let enc = |v: &Value| {
+            serde_json::to_string(v).map_err(|e| ConstrainError::Grammar(e.to_string()))
+        };
+        let mut rules = String::new();
+        let mut names = Vec::new();
+        for (i, (name, params)) in alts.iter().enumerate() {
+            rules.push_str(&format!(
+                "c{i}: {} \" \" {} \"json\" {} %json {} {}\n",
+                enc(&json!(name))?,
+                self.marker("<|constrain|>"),
+                self.marker("<|message|>"),
+                enc(&with_layout(params)?)?,
+                self.marker("<|call|>"),
+            ));
+            names.push(format!("c{i}"));
+        }
+        let lark = format!(
+            "start: {} \"commentary to=functions.\" ({})\n{rules}",
+            self.marker("<|channel|>"),
+            names.join(" | ")
+        );
+        self.build(TopLevelGrammar::from_lark(lark))
+            .map_err(ConstrainError::Grammar)
+    }
+
+    /// JSON matching `schema` as a harmony final message (`<|channel|>final<|message|>` JSON
+    /// `<|return|>`), for `response_format` on gpt-oss.
+    pub fn json_schema_harmony(
+        &self,
+        schema: &Value,
+    ) -> Result<Box<dyn TokenConstraint>, ConstrainError> {
+        let schema = with_layout(schema)?;
+        // The schema alone first, so a bad one is reported as a schema error.
+        self.build(TopLevelGrammar::from_json_schema(schema.clone()))
+            .map_err(ConstrainError::InvalidSchema)?;
+        let lark = format!(
+            "start: {} \"final\" {} %json {} {}\n",
+            self.marker("<|channel|>"),
+            self.marker("<|message|>"),
+            serde_json::to_string(&schema).map_err(|e| ConstrainError::Grammar(e.to_string()))?,
+            self.marker("<|return|>"),
+        );
+        self.build(TopLevelGrammar::from_lark(lark))
+            .map_err(ConstrainError::Grammar)
+    }
+
+    /// A harmony marker in lark: the special token when the vocabulary has it (as gpt-oss's
+    /// o200k_harmony does), else its text as a literal (a model whose tokenizer spells the
+    /// markers in ordinary tokens; the harmony parser reads text either way).
+    fn marker(&self, text: &str) -> String {
+        if self.specials.contains(text) {
+            text.to_string()
+        } else {
+            serde_json::to_string(text).unwrap_or_default()
+        }
+    }
+
+    /// The (name, parameters schema) of each tool `choice` allows, each schema checked alone
+    /// so that an error names the tool.
+    fn tool_alternatives(
+        &self,
+        tools: &[Value],
+        choice: &ToolChoice,
+    ) -> Result<Vec<(String, Value)>, ConstrainError> {
         let mut alternatives = Vec::new();
         for (index, t) in tools.iter().enumerate() {
             let bad = |reason: &str| ConstrainError::InvalidTool {
@@ -188,34 +294,18 @@ impl ConstraintFactory {
                 Some(p @ Value::Object(_)) => p.clone(),
                 Some(_) => return Err(bad("`function.parameters` must be a JSON schema object")),
             };
-            // Check each function's schema alone, so the error names the tool.
             self.build(TopLevelGrammar::from_json_schema(with_layout(&params)?))
                 .map_err(|e| bad(&format!("invalid `function.parameters` schema: {e}")))?;
-            alternatives.push(json!({
-                "type": "object",
-                "properties": {"name": {"const": name}, "arguments": params},
-                "required": ["name", "arguments"],
-                "additionalProperties": false,
-            }));
+            alternatives.push((name.to_string(), params));
         }
-        let call = match (alternatives.len(), choice) {
-            (0, ToolChoice::Named(n)) => return Err(ConstrainError::UnknownTool(n.clone())),
-            (0, ToolChoice::Required) => {
-                return Err(ConstrainError::InvalidTool {
-                    index: 0,
-                    reason: "`tool_choice` is required but `tools` is empty".into(),
-                })
-            }
-            (1, _) => alternatives.pop().unwrap_or_default(),
-            _ => json!({"anyOf": alternatives}),
-        };
-        let call = with_layout(&call)?;
-        let lark = format!(
-            "start: \"<tool_call>\\n\" call \"\\n</tool_call>\"\ncall: %json {}\n",
-            serde_json::to_string(&call).map_err(|e| ConstrainError::Grammar(e.to_string()))?
-        );
-        self.build(TopLevelGrammar::from_lark(lark))
-            .map_err(ConstrainError::Grammar)
+        match (alternatives.len(), choice) {
+            (0, ToolChoice::Named(n)) => Err(ConstrainError::UnknownTool(n.clone())),
+            (0, ToolChoice::Required) => Err(ConstrainError::InvalidTool {
+                index: 0,
+                reason: "`tool_choice` is required but `tools` is empty".into(),
+            }),
+            _ => Ok(alternatives),
+        }
     }
 
     fn build(&self, grammar: TopLevelGrammar) -> Result<Box<dyn TokenConstraint>, String> {

@@ -267,10 +267,15 @@ fn constraint_for(
                 m.id
             ))
         })?;
-    let built = match want {
-        Want::Tool(tools, choice) => f.tool_call(tools, &choice),
-        Want::Schema(s) => f.json_schema(s),
-        Want::Object => f.json_object(),
+    // gpt-oss: the constrained text must be a harmony message for the harmony parser.
+    let harmony = chat_format_of(&m.lm) == ChatFormat::Harmony;
+    let built = match (want, harmony) {
+        (Want::Tool(tools, choice), false) => f.tool_call(tools, &choice),
+        (Want::Tool(tools, choice), true) => f.tool_call_harmony(tools, &choice),
+        (Want::Schema(s), false) => f.json_schema(s),
+        (Want::Schema(s), true) => f.json_schema_harmony(s),
+        (Want::Object, false) => f.json_object(),
+        (Want::Object, true) => f.json_schema_harmony(&serde_json::json!({"type": "object"})),
     };
     built.map(Some).map_err(|e| match e {
         ConstrainError::InvalidSchema(msg) => BackendError::BadRequest(format!(

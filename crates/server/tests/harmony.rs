@@ -290,22 +290,3 @@ async fn responses_api_renders_history_and_tool_results() {
     assert_eq!(r["output"][0]["content"][0]["text"], "ok");
     assert_eq!(r["status"], "completed");
 }
-
-#[tokio::test]
-async fn constrained_decoding_is_refused_for_harmony_models() {
-    let s = TestServer::start(harmony(REASON_THEN_ANSWER)).await;
-    let mut body = chat_body("hi");
-    body["response_format"] = json!({"type": "json_object"});
-    let (status, _, v) = s.post("/v1/chat/completions", &body).await;
-    assert_eq!(status, 400, "{v}");
-    assert_eq!(v["error"]["param"], "response_format");
-    let mut body = chat_body("hi");
-    body["tools"] = json!([weather_tool()]);
-    body["tool_choice"] = "required".into();
-    let (status, _, v) = s.post("/v1/chat/completions", &body).await;
-    assert_eq!(status, 400, "{v}");
-    assert_eq!(v["error"]["param"], "tool_choice");
-    body["tool_choice"] = "auto".into();
-    let (status, _, v) = s.post("/v1/chat/completions", &body).await;
-    assert_eq!(status, 200, "{v}");
-}

@@ -235,9 +235,6 @@ pub async fn launch(
     prompts: &[Vec<u32>],
     n: usize,
 ) -> ApiResult<Vec<Choice>> {
-    if l.harmony {
-        harmony_constraints_supported(&l.constraints)?;
-    }
     // Authorization on the model actually dispatched, and the limits with real token counts.
     let prompt_total: usize = prompts.iter().map(Vec::len).sum();
     let (meter, max_tokens) = crate::gateway::admit(
@@ -286,35 +283,6 @@ pub async fn launch(
         }
     }
     Ok(choices)
-}
-
-/// Constrained decoding (`response_format` JSON, a forced `tool_choice`) builds grammars for
-/// plain JSON / Hermes tool-call output from the first token; a harmony model must first
-/// write its `<|channel|>` header, so such a grammar would break its output. Refused with a
-/// 400 naming the field until the grammar can start after the header.
-fn harmony_constraints_supported(c: &OutputConstraints) -> ApiResult<()> {
-    let json_format = c
-        .response_format
-        .as_ref()
-        .and_then(|rf| rf.get("type"))
-        .and_then(serde_json::Value::as_str)
-        .is_some_and(|t| t != "text");
-    if json_format {
-        return Err(ApiError::invalid_param(
-            "response_format",
-            "`response_format` json_object / json_schema is not supported yet for harmony \
-             (gpt-oss) models.",
-        ));
-    }
-    match c.tool_choice.as_ref() {
-        None => Ok(()),
-        Some(serde_json::Value::String(s)) if s == "auto" || s == "none" => Ok(()),
-        Some(_) => Err(ApiError::invalid_param(
-            "tool_choice",
-            "A required or named `tool_choice` is not supported yet for harmony (gpt-oss) \
-             models; use \"auto\".",
-        )),
-    }
 }
 
 pub type SseSender = mpsc::Sender<Result<Event, Infallible>>;

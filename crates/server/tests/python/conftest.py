@@ -40,8 +40,8 @@ class LiveServer:
     """`hearth serve MODEL --alias smollm2 --port P --threads 2 --data-dir D *extra`, ready (its
     port accepts connections: models load before the listener opens)."""
 
-    def __init__(self, *extra, data_dir=None):
-        assert MODEL_FILE.exists(), f"{MODEL_FILE} is missing: run scripts/fetch-models.sh"
+    def __init__(self, *extra, data_dir=None, model_file=MODEL_FILE, alias=MODEL):
+        assert model_file.exists(), f"{model_file} is missing: run scripts/fetch-models.sh"
         build()
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -49,7 +49,7 @@ class LiveServer:
         self.log_path = Path(self.data_dir) / "serve.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [str(HEARTH), "serve", str(MODEL_FILE), "--alias", MODEL, "--port", str(self.port),
+            [str(HEARTH), "serve", str(model_file), "--alias", alias, "--port", str(self.port),
              "--threads", "2", "--data-dir", self.data_dir, *extra],
             stderr=self._log)
         for _ in range(600):

@@ -196,4 +196,18 @@ test('as admin, unload the SmolLM2 model and load it again from its file; chat s
   const a = lastAssistant(page);
   await expect(a).toHaveAttribute('data-status', 'complete', { timeout: GEN_TIMEOUT });
   await expect(a.getByTestId('message-content')).not.toBeEmpty();
+
+  // Its memory, as the server measures it: the whole file mapped, and after answering its
+  // weights are in RAM (mincore); a KV budget with some blocks in use or cached.
+  const list = await (await page.request.get('/admin/v1/models')).json();
+  const m = list.data.find((x: { id: string }) => x.id === 'smollm2');
+  expect(m.memory.weights_mapped_bytes).toBe(m.file_size);
+  expect(m.memory.weights_resident_bytes).toBeGreaterThan(m.file_size / 2);
+  expect(m.memory.weights_resident_bytes).toBeLessThanOrEqual(m.file_size + 4096);
+  expect(m.memory.kv_cache_bytes).toBeGreaterThan(0);
+  expect(m.memory.kv_cache_used_bytes).toBeGreaterThan(0);
+  expect(m.memory.kv_cache_used_bytes).toBeLessThanOrEqual(m.memory.kv_cache_bytes);
+  await page.getByTestId('nav-admin').click();
+  await page.getByTestId('admin-tab-models').click();
+  await expect(row.getByTestId('model-memory')).toContainText('KV cache');
 });

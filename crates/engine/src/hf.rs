@@ -576,6 +576,20 @@ impl HfModel {
         self.files.len()
     }
 
+    /// The mapped safetensors files, and the bytes of the owned (repacked or transposed)
+    /// tensors.
+    pub fn buffers(&self) -> (Vec<&[u8]>, usize) {
+        let mut maps = Vec::new();
+        let mut owned = 0;
+        for b in &self.buffers {
+            match b {
+                Buffer::Map(m) => maps.push(&m[..]),
+                Buffer::Owned(v) => owned += v.len(),
+            }
+        }
+        (maps, owned)
+    }
+
     /// Bytes of the mapped safetensors files.
     pub fn mapped_len(&self) -> usize {
         self.buffers

@@ -122,6 +122,8 @@ pub struct Stats {
     pub running: AtomicUsize,
     pub waiting: AtomicUsize,
     pub kv_blocks_total: AtomicUsize,
+    /// Bytes of one KV block (all layers).
+    pub kv_block_bytes: AtomicUsize,
     pub kv_blocks_used: AtomicUsize,
     /// Blocks kept only for the prefix cache (reusable, evicted when space is needed).
     pub kv_blocks_cached: AtomicUsize,
@@ -164,6 +166,7 @@ impl Scheduler {
             );
         }
         stats.kv_blocks_total.store(n_blocks, Ordering::Relaxed);
+        stats.kv_block_bytes.store(block_bytes, Ordering::Relaxed);
         let (s2, c2) = (stats.clone(), cfg.clone());
         std::thread::Builder::new()
             .name("hearth-engine".into())

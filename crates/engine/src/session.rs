@@ -25,6 +25,8 @@ pub struct LoadedModel {
     /// The template's Jinja source, or None when the built-in fallback is used.
     pub template_source: Option<String>,
     pub load_s: f64,
+    /// Bytes of weight matrices quantized into memory at load (`--quantize`).
+    pub quantized_bytes: usize,
 }
 
 /// Give freed heap pages back to the OS. glibc's `free` returns only the top of the heap, so the
@@ -66,7 +68,7 @@ impl LoadedModel {
         src.release_vocab();
         trim_heap();
         let file = Arc::new(src);
-        let model = models::load(file.clone(), quantize)?;
+        let (model, quantized_bytes) = models::load(file.clone(), quantize)?;
         let arch = model.info().arch.clone();
         for t in models::extra_stop_tokens(&arch) {
             if let Some(id) = tokenizer.token_id(t) {
@@ -102,6 +104,7 @@ impl LoadedModel {
             template,
             template_source,
             load_s: t0.elapsed().as_secs_f64(),
+            quantized_bytes,
         })
     }
 

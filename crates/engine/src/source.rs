@@ -175,4 +175,58 @@ impl ModelSource {
             Inner::Hf(h) => h.mapped_len(),
         }
     }
+
+    /// Memory of the source: bytes mapped from files, how many of them are in RAM now (page
+    /// cache pages the weights can be read from without I/O; `None` where the OS cannot say),
+    /// and bytes of tensors copied into memory at open.
+    pub fn memory(&self) -> SourceMemory {
+        let (maps, owned) = match &self.inner {
+            Inner::Gguf(f) => (vec![f.mapped()], 0),
+            Inner::Hf(h) => h.buffers(),
+        };
+        let resident = maps.iter().map(|m| resident_len(m)).sum::<Option<usize>>();
+        SourceMemory {
+            mapped: maps.iter().map(|m| m.len()).sum(),
+            resident,
+            owned,
+        }
+    }
+}
+
+/// See [`ModelSource::memory`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceMemory {
+    pub mapped: usize,
+    pub resident: Option<usize>,
+    pub owned: usize,
+}
+
+/// Bytes of `map` whose pages are resident (mincore(2)); `None` off Linux/glibc.
+fn resident_len(map: &[u8]) -> Option<usize> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        if map.is_empty() {
+            return Some(0);
+        }
+        // SAFETY: sysconf has no memory effects.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as usize;
+        let start = map.as_ptr() as usize;
+        // mmap regions start on a page boundary; be safe for sub-slices anyway.
+        let base = start - start % page;
+        let len = map.len() + (start - base);
+        let mut vec = vec![0u8; len.div_ceil(page)];
+        // SAFETY: [base, base + len) lies within one live mapping (`map` borrows it), and
+        // `vec` has one byte per page of that range, as mincore requires.
+        let rc = unsafe { libc::mincore(base as *mut libc::c_void, len, vec.as_mut_ptr()) };
+        if rc != 0 {
+            return None;
+        }
+        let pages = vec.iter().filter(|&&b| b & 1 == 1).count();
+        Some((pages * page).min(len))
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        let _ = map;
+        None
+    }
 }

@@ -163,8 +163,9 @@ pub struct WeightLoader {
     pub file: Arc<ModelSource>,
     /// Quantize float matrices as they are loaded.
     pub quantize: Option<Quantize>,
-    /// How many matrices `quantize` has converted so far.
+    /// How many matrices `quantize` has converted so far, and their bytes (held in memory).
     quantized: std::sync::atomic::AtomicUsize,
+    quantized_bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl WeightLoader {
@@ -173,12 +174,19 @@ impl WeightLoader {
             file,
             quantize: None,
             quantized: Default::default(),
+            quantized_bytes: Default::default(),
         }
     }
 
     /// The number of matrices quantized at load so far.
     pub fn quantized_count(&self) -> usize {
         self.quantized.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Bytes of the matrices quantized at load so far.
+    pub fn quantized_bytes(&self) -> usize {
+        self.quantized_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// `w` requantized under `self.quantize` when it is a float matrix (more than one row, not
@@ -212,6 +220,8 @@ impl WeightLoader {
         });
         self.quantized
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.quantized_bytes
+            .fetch_add(out.len(), std::sync::atomic::Ordering::Relaxed);
         Weight {
             name: w.name,
             dtype: t,

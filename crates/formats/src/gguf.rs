@@ -417,6 +417,11 @@ impl GgufFile {
     pub fn file_len(&self) -> usize {
         self.map.len()
     }
+
+    /// The whole mapped file (for residency queries).
+    pub fn mapped(&self) -> &[u8] {
+        &self.map
+    }
 }
 
 #[cfg(test)]

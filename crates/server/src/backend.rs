@@ -45,6 +45,22 @@ pub struct ModelDetails {
     pub file_size: Option<u64>,
     /// The weight type holding most of the weight bytes (`Q4_K`, `BF16`, ...).
     pub quantization: Option<String>,
+    pub memory: Option<ModelMemory>,
+}
+
+/// Memory a loaded model uses, for the admin API's model list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModelMemory {
+    /// Weights mapped from the model file(s), and how many of those bytes are in RAM now
+    /// (`None` where the OS cannot say).
+    pub weights_mapped: u64,
+    pub weights_resident: Option<u64>,
+    /// Weights copied into memory at load (repacked, transposed or quantized tensors).
+    pub weights_owned: u64,
+    /// The model's KV cache: its whole budget (allocated lazily, page by page) and the bytes
+    /// of blocks in use by running sequences or kept for the prefix cache.
+    pub kv_cache: u64,
+    pub kv_cache_used: u64,
 }
 
 /// Sampling settings, already validated by the server (ranges checked,

@@ -582,11 +582,23 @@ impl Backend for LocalBackend {
             *by_type.entry(t.dtype.to_string()).or_default() += t.n_bytes;
         }
         let quantization = by_type.into_iter().max_by_key(|(_, n)| *n).map(|(t, _)| t);
+        let mem = src.memory();
+        let st = &m.scheduler.stats;
+        let block = st.kv_block_bytes.load(Ordering::Relaxed) as u64;
+        let blocks = |a: &std::sync::atomic::AtomicUsize| a.load(Ordering::Relaxed) as u64;
+        let memory = crate::backend::ModelMemory {
+            weights_mapped: mem.mapped as u64,
+            weights_resident: mem.resident.map(|r| r as u64),
+            weights_owned: (mem.owned + m.lm.quantized_bytes) as u64,
+            kv_cache: blocks(&st.kv_blocks_total) * block,
+            kv_cache_used: (blocks(&st.kv_blocks_used) + blocks(&st.kv_blocks_cached)) * block,
+        };
         Some(crate::backend::ModelDetails {
             path: Some(m.lm.path.display().to_string()),
             architecture: src.architecture().map(String::from),
             file_size: Some(src.file_len() as u64),
             quantization,
+            memory: Some(memory),
         })
     }
 

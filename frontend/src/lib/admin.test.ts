@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import en from './i18n/en';
 import {
   MODEL_ERROR_CODES, actionsOf, allowListOf, anyLoading, fieldsOf, idFromPath, limitOf, limitsOf, modelChoices, modelErrorCode, modelsOf,
-  sameAllowList, teamPatchOf, underDir, validModelId,
+  memoryOf, sameAllowList, teamPatchOf, underDir, validModelId,
 } from './admin';
 import type { Team } from './types';
 
@@ -110,5 +110,15 @@ describe('team edits', () => {
   it('offers the served models, then allowed ones that are not served', () => {
     expect(modelChoices(['smollm2', 'gemma3'], null)).toEqual([{ id: 'smollm2', served: true }, { id: 'gemma3', served: true }]);
     expect(modelChoices(['smollm2'], ['gone', 'smollm2'])).toEqual([{ id: 'smollm2', served: true }, { id: 'gone', served: false }]);
+  });
+});
+
+describe('model memory', () => {
+  const mem = { weights_mapped_bytes: 1000, weights_resident_bytes: 600, weights_owned_bytes: 50, kv_cache_bytes: 4096, kv_cache_used_bytes: 256 };
+  it('counts resident weights, load-time copies and KV blocks in use, not the KV budget', () => {
+    expect(memoryOf(mem)).toEqual({ total: 906, weights: 650, kvUsed: 256, kvBudget: 4096 });
+  });
+  it('takes every mapped byte when residency is unknown', () => {
+    expect(memoryOf({ ...mem, weights_resident_bytes: null }).weights).toBe(1050);
   });
 });

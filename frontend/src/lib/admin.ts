@@ -1,6 +1,6 @@
 // Pure helpers of the admin pages: limit fields as the forms hold them (strings) and as the
 // admin API takes them, and the model list's states.
-import type { AdminModel, Limits, Team } from './types';
+import type { AdminModel, Limits, ModelMemory, Team } from './types';
 
 /** A form field as a limit: empty is `null` (unlimited); otherwise a whole number ≥ 1. */
 export function limitOf(s: string): number | null | 'invalid' {
@@ -136,4 +136,13 @@ export type ModelErrorCode = (typeof MODEL_ERROR_CODES)[number];
 
 export function modelErrorCode(code: string | null | undefined): ModelErrorCode | null {
   return (MODEL_ERROR_CODES as readonly string[]).includes(code ?? '') ? (code as ModelErrorCode) : null;
+}
+
+/** What a model takes in memory now: the weights it reads (resident mapped pages, or all
+ * mapped bytes where residency is unknown, plus copies made at load) and the KV blocks in use.
+ * The KV budget is a ceiling, allocated as blocks are first used, so it is reported apart. */
+export function memoryOf(m: ModelMemory): { total: number; weights: number; kvUsed: number; kvBudget: number } {
+  const mapped = m.weights_resident_bytes ?? m.weights_mapped_bytes;
+  const weights = mapped + m.weights_owned_bytes;
+  return { total: weights + m.kv_cache_used_bytes, weights, kvUsed: m.kv_cache_used_bytes, kvBudget: m.kv_cache_bytes };
 }

@@ -196,8 +196,19 @@ export interface AdminModel {
   context_length?: number;
   file_size?: number | null;
   quantization?: string | null;
+  memory?: ModelMemory | null;
   error?: string | null;
   elapsed_s?: number;
+}
+
+/** `memory` of a ready model in `GET /admin/v1/models` (bytes). */
+export interface ModelMemory {
+  weights_mapped_bytes: number;
+  /** Mapped bytes in RAM now; null where the server's OS cannot say. */
+  weights_resident_bytes: number | null;
+  weights_owned_bytes: number;
+  kv_cache_bytes: number;
+  kv_cache_used_bytes: number;
 }
 
 export interface AdminModels {

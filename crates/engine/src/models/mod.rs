@@ -213,10 +213,11 @@ pub fn supported_architectures() -> Vec<&'static str> {
     REGISTRY.iter().map(|(n, _)| *n).collect()
 }
 
+/// The model, and the bytes of the weight matrices quantized into memory at load.
 pub fn load(
     file: Arc<ModelSource>,
     quantize: Option<crate::weights::Quantize>,
-) -> Result<Box<dyn Model>, EngineError> {
+) -> Result<(Box<dyn Model>, usize), EngineError> {
     let path = file.path.display().to_string();
     let arch = file
         .architecture()
@@ -244,7 +245,7 @@ pub fn load(
             l.file.path.display()
         );
     }
-    Ok(model)
+    Ok((model, l.quantized_bytes()))
 }
 
 /// Total parameter count of the source's tensors.

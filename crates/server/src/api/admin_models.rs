@@ -118,6 +118,13 @@ fn ready_json(state: &SharedState, m: &ModelCard, default: bool) -> Value {
         "context_length": m.context_length,
         "file_size": d.file_size,
         "quantization": d.quantization,
+        "memory": d.memory.map(|mm| json!({
+            "weights_mapped_bytes": mm.weights_mapped,
+            "weights_resident_bytes": mm.weights_resident,
+            "weights_owned_bytes": mm.weights_owned,
+            "kv_cache_bytes": mm.kv_cache,
+            "kv_cache_used_bytes": mm.kv_cache_used,
+        })),
         "created": m.created,
     })
 }

@@ -25,6 +25,13 @@ if ! command -v pdftotext >/dev/null || ! command -v pdffonts >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -q poppler-utils >&2 || { apt-get update -q >&2 && apt-get install -y -q poppler-utils >&2; }
 fi
+# The Chinese specs (and the print-to-PDF check) need a CJK font, also where Chromium came
+# without one.
+if ! fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; then
+  echo "installing Debian's fonts-noto-cjk for the Chinese pages..." >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q fonts-noto-cjk >&2 || { apt-get update -q >&2 && apt-get install -y -q fonts-noto-cjk >&2; }
+fi
 [ -x "$HEARTH" ] || cargo build --quiet -p hearth-cli
 [ -f frontend/dist/index.html ] || { echo "frontend/dist is missing: run scripts/build-ui.sh before building hearth" >&2; exit 1; }
 

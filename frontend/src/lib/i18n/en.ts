@@ -176,6 +176,8 @@ const en = {
   'teams.editTitle': 'Edit team {name}',
   'teams.save': 'Save',
   'teams.maxConcurrent': 'Concurrent requests',
+  'teams.limitConcurrent': '{n} concurrent',
+  'teams.limitMonthly': '{n} / month',
   'teams.limitsHint': 'An empty field means no limit.',
   'teams.models': 'Allowed models',
   'teams.allModels': 'all models',

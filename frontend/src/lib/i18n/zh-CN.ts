@@ -178,6 +178,8 @@ const zh: Dict = {
   'teams.editTitle': '编辑团队 {name}',
   'teams.save': '保存',
   'teams.maxConcurrent': '并发请求数',
+  'teams.limitConcurrent': '{n} 并发',
+  'teams.limitMonthly': '{n} / 月',
   'teams.limitsHint': '留空表示不限。',
   'teams.models': '允许的模型',
   'teams.allModels': '全部模型',

@@ -531,30 +531,40 @@ impl Limiter {
             let b = inner.buckets.entry(scope.clone()).or_default();
             b.expire(now);
             b.roll_month(month);
-            let mut push = |kind, limit: Option<u64>, used: u64| {
-                if let Some(limit) = limit {
-                    out.push(Remaining {
-                        scope: scope.clone(),
-                        kind,
-                        limit,
-                        remaining: limit.saturating_sub(used),
-                    });
-                }
-            };
-            push(
-                LimitKind::RequestsPerMinute,
-                lim.rpm,
+            let used = [
                 b.requests.len() as u64,
-            );
-            push(LimitKind::TokensPerMinute, lim.tpm, b.tokens_in_window);
-            push(LimitKind::Concurrency, lim.max_concurrent, b.running);
-            push(
-                LimitKind::MonthlyTokens,
-                lim.monthly_tokens,
+                b.tokens_in_window,
+                b.running,
                 b.month_used + b.month_reserved,
-            );
+            ];
+            out.extend(Remaining::rows(scope, lim, used));
         }
         out
+    }
+}
+
+impl Remaining {
+    /// The explain rows of one scope: each limit it has (requests per minute, tokens per
+    /// minute, concurrency, monthly tokens, in that order) with what `used` (in the same
+    /// order) leaves of it. Shared by the in-process and the Redis limiter.
+    pub fn rows(scope: &Scope, l: &Limits, used: [u64; 4]) -> impl Iterator<Item = Remaining> {
+        let scope = scope.clone();
+        [
+            (LimitKind::RequestsPerMinute, l.rpm),
+            (LimitKind::TokensPerMinute, l.tpm),
+            (LimitKind::Concurrency, l.max_concurrent),
+            (LimitKind::MonthlyTokens, l.monthly_tokens),
+        ]
+        .into_iter()
+        .zip(used)
+        .filter_map(move |((kind, limit), used)| {
+            limit.map(|limit| Remaining {
+                scope: scope.clone(),
+                kind,
+                limit,
+                remaining: limit.saturating_sub(used),
+            })
+        })
     }
 }
 

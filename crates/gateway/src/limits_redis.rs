@@ -225,21 +225,11 @@ impl RedisLimiter {
         let mut out = Vec::new();
         for (i, (scope, l)) in scopes.iter().enumerate() {
             let used = |j: usize| r.get(i * 4 + j).copied().unwrap_or(0).max(0) as u64;
-            for (kind, limit, used) in [
-                (LimitKind::RequestsPerMinute, l.rpm, used(0)),
-                (LimitKind::TokensPerMinute, l.tpm, used(1)),
-                (LimitKind::Concurrency, l.max_concurrent, used(2)),
-                (LimitKind::MonthlyTokens, l.monthly_tokens, used(3)),
-            ] {
-                if let Some(limit) = limit {
-                    out.push(Remaining {
-                        scope: scope.clone(),
-                        kind,
-                        limit,
-                        remaining: limit.saturating_sub(used),
-                    });
-                }
-            }
+            out.extend(Remaining::rows(
+                scope,
+                l,
+                [used(0), used(1), used(2), used(3)],
+            ));
         }
         Ok(out)
     }

@@ -413,7 +413,7 @@ unsafe fn isum4<B: B32>(q: __m256i, a0: __m256i, a1: __m256i, a2: __m256i, a3: _
 /// halves) + offset term. Every 32-block kernel ends with exactly this, lane-wise.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn finish4(acc: __m256, corr: __m128) -> __m128 {
+pub(crate) unsafe fn finish4(acc: __m256, corr: __m128) -> __m128 {
     _mm_add_ps(
         _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)),
         corr,
@@ -661,7 +661,14 @@ unsafe fn tile32_r4<B: B32>(
             corr = _mm_fmadd_ps(c4, _mm_set1_ps(ld_f32(act.add(k + 4 * nb + 4 * b))), corr);
         }
     }
-    let v = finish4(acc, corr);
+    store_rows(finish4(acc, corr), out, nr);
+}
+
+/// The first `nr` lanes of a 4-row decode result to `out[0..nr]` (the 4-row decode kernels
+/// compute padded rows but never store them).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn store_rows(v: __m128, out: *mut f32, nr: usize) {
     let mut r4 = [0f32; 4];
     _mm_storeu_ps(r4.as_mut_ptr(), v);
     for (r, v) in r4.iter().enumerate().take(nr) {

@@ -27,7 +27,7 @@
 //! Q8_0 is included: its signed codes are offset by 128 for `vpdpbusd` and 128·Σa is
 //! subtracted again, exactly.
 
-use crate::avx2::{ld_f32, Mx4, B32, Q40, Q41, Q50, Q51, Q80};
+use crate::avx2::{finish4, ld_f32, store_rows, Mx4, B32, Q40, Q41, Q50, Q51, Q80};
 use crate::GgmlType;
 use std::arch::x86_64::*;
 use std::cell::RefCell;
@@ -302,16 +302,8 @@ unsafe fn rows4<B: B32>(k: usize, rows: [*const u8; 4], act: *const u8, out: *mu
         }
         b += steps;
     }
-    // avx2::finish4: (Σ first halves + Σ second halves) + offset term.
-    let v = _mm_add_ps(
-        _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)),
-        corr,
-    );
-    let mut r4 = [0f32; 4];
-    _mm_storeu_ps(r4.as_mut_ptr(), v);
-    for (r, v) in r4.iter().enumerate().take(nr) {
-        *out.add(r) = *v;
-    }
+    // The AVX2 kernel's own end, so the float steps stay the same.
+    store_rows(finish4(acc, corr), out, nr);
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]

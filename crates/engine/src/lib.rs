@@ -14,6 +14,7 @@ pub mod sample;
 pub mod scheduler;
 pub mod session;
 pub mod source;
+pub mod trace;
 pub mod weights;
 
 pub use error::EngineError;

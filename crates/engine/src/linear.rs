@@ -6,6 +6,7 @@
 
 use crate::pool::{Pool, SyncPtr};
 use crate::weights::Weight;
+use hearth_formats::GgmlType;
 use hearth_kernels::{act_format, act_row_bytes, quantize_act, ActFormat};
 use std::cell::RefCell;
 
@@ -13,10 +14,31 @@ use std::cell::RefCell;
 #[derive(Default)]
 pub struct QActs {
     fmt: Option<ActFormat>,
+    /// For f32-format rows: the half type they were rounded to ([`half_of`]).
+    half: Option<GgmlType>,
     k: usize,
     n_tok: usize,
     row_bytes: usize,
     data: Vec<u8>,
+}
+
+/// The half-precision type that activations meeting `w` are rounded to: ggml multiplies F16
+/// weights with src1 converted to f16 (F16's `vec_dot_type`), so llama.cpp's products with
+/// F16 weights see f16-rounded activations; we keep f32 rows but round them the same way, so
+/// the two agree to summation order. BF16 weights are not rounded for: they come from Hugging
+/// Face directories, whose oracle (transformers) keeps f32 activations, and bf16's 8-bit
+/// mantissa would cost real accuracy (measured: 3 nats on a tiny gpt-oss).
+fn half_of(w: GgmlType) -> Option<GgmlType> {
+    matches!(w, GgmlType::F16).then_some(w)
+}
+
+/// Round f32 activation rows (little-endian bytes) to f16, in place.
+fn round_rows(_h: GgmlType, bytes: &mut [u8]) {
+    for c in bytes.chunks_exact_mut(4) {
+        let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        let r = half::f16::from_f32(v).to_f32();
+        c.copy_from_slice(&r.to_le_bytes());
+    }
 }
 
 impl QActs {
@@ -28,6 +50,7 @@ impl QActs {
         debug_assert_eq!(x.len(), n_tok * k);
         let rb = act_row_bytes(fmt, k);
         self.fmt = Some(fmt);
+        self.half = half_of(w.dtype);
         self.k = k;
         self.n_tok = n_tok;
         self.row_bytes = rb;
@@ -53,10 +76,13 @@ impl QActs {
                 }
             });
         }
+        if let Some(h) = self.half {
+            round_rows(h, &mut self.data[..rb * n_tok]);
+        }
     }
 
     pub fn matches(&self, w: &Weight) -> bool {
-        self.fmt == Some(act_format(w.dtype)) && self.k == w.cols
+        self.fmt == Some(act_format(w.dtype)) && self.half == half_of(w.dtype) && self.k == w.cols
     }
 
     fn bytes(&self) -> &[u8] {

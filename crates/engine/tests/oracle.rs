@@ -10,7 +10,19 @@
 //! differs by up to 0.29 / 0.65 nats in top-1 log-probability, and gives identical 64-token
 //! greedy continuations for only 3 of 10 SmolLM2 prompts: these small quantized models amplify
 //! float rounding order, so the 99% / 9-of-10 targets are below the oracle's own noise
-//! floor. The test therefore asserts, strictly, what is robust to that noise:
+//! floor.
+//!
+//! Traced op by op (`HEARTH_TRACE=1 hearth run` against llama.cpp's `llama-eval-callback`, see
+//! crates/engine/src/trace.rs), the engine computes what llama.cpp computes: the same f16
+//! roundings of activation scales, of Q against the f16 K cache, of the softmax weights against
+//! V, and of Gemma's GELU (ggml's f16 table), so that at the first positions every layer agrees
+//! to ~1e-7 relative, float summation order. What remains starts at the first activation whose
+//! 8-bit quantization rounds the other way because of that order (SmolLM2 "The": layer 5's FFN
+//! input, 1e-3 of its output), and these models amplify it (1.6% of the logits by layer 29, on
+//! the massive activations of layers 8-11). Measured after those fixes: 96.66% (SmolLM2) and
+//! 96.25% (Gemma 3) top-1 agreement, above llama.cpp's own flash-attention on/off agreement,
+//! with the median top-1 log-probability difference (0.027 nats, SmolLM2) equal to the
+//! oracle's own (0.027). The test therefore asserts, strictly, what is robust to that noise:
 //! - top-1 agrees at every position where llama.cpp's top-1/top-2 margin exceeds twice the
 //!   oracle's own noise, and overall agreement is at most 1.2 points below its self-agreement;
 //! - the top-1 log-probability is within twice the oracle's noise where top-1 agrees;

@@ -143,8 +143,9 @@ unsafe fn quantize_act_impl(fmt: ActFormat, x: &[f32], out: &mut [u8]) {
             let nb = k / 32;
             for b in 0..nb {
                 let (d, sum) = quant32(xp.add(32 * b), op.add(32 * b), &mut v);
+                let (d, s) = crate::scalar::act_scales(fmt, d, sum);
                 (op.add(k + 4 * b) as *mut f32).write_unaligned(d);
-                (op.add(k + 4 * nb + 4 * b) as *mut f32).write_unaligned(d * sum);
+                (op.add(k + 4 * nb + 4 * b) as *mut f32).write_unaligned(s);
             }
         }
         ActFormat::Q8_K => {

@@ -299,6 +299,24 @@ fn quant_block(x: &[f32], q: &mut [u8]) -> (f32, i32) {
     (d, sum)
 }
 
+/// The scale `d` and the sum term `s` of a 32-block activation with integer sum `sum`, as
+/// ggml's blocks hold them (ggml-common.h): `block_q8_0` and `block_q8_1` store d as f16, so d
+/// is rounded through f16 and the integer dot products see llama.cpp's exact activation scales
+/// (in f32 it differs by up to 2^-11 per block, which measurably moves every matmul). `s`:
+/// `block_q8_1` stores `s = f16(d·Σq)` from the unrounded d (quantize_row_q8_1), and Q4_1/Q5_1
+/// use it for their min term, so Q8_1 takes that value; `block_q8_0` has no s, and our kernels
+/// use s only to fold the Q4_0/Q5_0/MXFP4 offsets out of the integer dot, so for Q8_0 it is
+/// `f16(d)·Σq` in f32, which is exact (an 11-bit mantissa times |Σq| ≤ 4064 fits in 24 bits):
+/// the fold then equals ggml's per-value offset.
+#[inline]
+pub(crate) fn act_scales(fmt: ActFormat, d: f32, sum: f32) -> (f32, f32) {
+    let h = |v: f32| half::f16::from_f32(v).to_f32();
+    match fmt {
+        ActFormat::Q8_1 => (h(d), h(d * sum)),
+        _ => (h(d), h(d) * sum),
+    }
+}
+
 /// Quantize one activation row (layouts: crate docs). Panics on a size mismatch.
 pub fn quantize_act(fmt: ActFormat, x: &[f32], out: &mut [u8]) {
     crate::check_act(fmt, x, out);
@@ -314,8 +332,8 @@ pub fn quantize_act(fmt: ActFormat, x: &[f32], out: &mut [u8]) {
             let (qs, rest) = out.split_at_mut(k);
             for b in 0..nb {
                 let (d, sum) = quant_block(&x[32 * b..32 * b + 32], &mut qs[32 * b..32 * b + 32]);
+                let (d, s) = act_scales(fmt, d, sum as f32);
                 rest[4 * b..4 * b + 4].copy_from_slice(&d.to_le_bytes());
-                let s = d * sum as f32;
                 rest[4 * nb + 4 * b..4 * nb + 4 * b + 4].copy_from_slice(&s.to_le_bytes());
             }
         }
@@ -390,16 +408,26 @@ pub fn matmul(
     debug_assert_eq!(bl % abl, 0);
     let mut wf = [0f32; 256];
     let mut af = [0f32; 256];
+    // Q4_1/Q5_1 take their min term from the activation block's s, as ggml's
+    // ggml_vec_dot_q4_1_q8_1 does (`d_x·d_y·Σq_x·q_y + m_x·s_y`, s = f16(d·Σq) in block_q8_1):
+    // the block is dequantized with m = 0 and m·s is added.
+    let with_min = matches!(wtype, GgmlType::Q4_1 | GgmlType::Q5_1);
+    let mut blk = [0u8; 32];
     for r in 0..n_rows {
         for t in 0..n_tok {
             out[t * out_stride + r] = 0.0;
         }
         for b in 0..k / bl {
-            dequantize_block(
-                wtype,
-                &w[r * rb + b * bb..r * rb + (b + 1) * bb],
-                &mut wf[..bl],
-            );
+            let wb = &w[r * rb + b * bb..r * rb + (b + 1) * bb];
+            let m = if with_min {
+                blk[..bb].copy_from_slice(wb);
+                blk[2..4].fill(0);
+                dequantize_block(wtype, &blk[..bb], &mut wf[..bl]);
+                rd_f16(wb, 2)
+            } else {
+                dequantize_block(wtype, wb, &mut wf[..bl]);
+                0.0
+            };
             for t in 0..n_tok {
                 let arow = &act[t * ab..(t + 1) * ab];
                 // A weight block spans bl/abl activation blocks (1 except for 32-blocks).
@@ -412,7 +440,10 @@ pub fn matmul(
                         &mut af[sub * abl..(sub + 1) * abl],
                     );
                 }
-                let s: f32 = wf[..bl].iter().zip(&af[..bl]).map(|(x, y)| x * y).sum();
+                let mut s: f32 = wf[..bl].iter().zip(&af[..bl]).map(|(x, y)| x * y).sum();
+                if with_min {
+                    s += m * rd_f32(arow, k + 4 * (k / 32) + 4 * b);
+                }
                 out[t * out_stride + r] += s;
             }
         }

@@ -199,6 +199,45 @@ fn quantize_act_simd_is_bit_identical_to_scalar() {
     }
 }
 
+/// The 32-block activation scales are ggml's: `block_q8_0`/`block_q8_1` store d as f16, and
+/// block_q8_1's s is f16(d·Σq) from the unrounded d (quantize_row_q8_1); for Q8_0, s only folds
+/// the Q4_0/Q5_0/MXFP4 offsets and must be exactly f16(d)·Σq. With d kept in f32 our matmuls
+/// drifted from llama.cpp by ~1e-3 relative in the first layer; with s rounded for Q8_0 the
+/// Q5_0 offset fold was off by 2e-4 (both measured with HEARTH_TRACE against llama-eval-callback).
+#[test]
+fn activation_scales_are_ggmls() {
+    let mut rng = Rng(11);
+    let k = 256;
+    let x = random_acts(&mut rng, k, 1);
+    for fmt in [ActFormat::Q8_0, ActFormat::Q8_1] {
+        for simd in [false, true] {
+            let out = quantize_rows(fmt, &x, k, simd);
+            let nb = k / 32;
+            for b in 0..nb {
+                let xb = &x[32 * b..32 * b + 32];
+                let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let d = amax / 127.0;
+                let sum: i32 = out[32 * b..32 * b + 32]
+                    .iter()
+                    .map(|&q| q as i8 as i32)
+                    .sum();
+                let rd = |o: usize| f32::from_le_bytes(out[o..o + 4].try_into().unwrap());
+                let (got_d, got_s) = (rd(k + 4 * b), rd(k + 4 * nb + 4 * b));
+                let dh = f16::from_f32(d).to_f32();
+                assert_eq!(got_d, dh, "{fmt:?} block {b}: d");
+                let want_s = match fmt {
+                    ActFormat::Q8_1 => f16::from_f32(d * sum as f32).to_f32(),
+                    _ => (dh as f64 * sum as f64) as f32,
+                };
+                assert_eq!(got_s, want_s, "{fmt:?} block {b}: s");
+                if fmt == ActFormat::Q8_0 {
+                    assert_eq!(got_s as f64, dh as f64 * sum as f64, "Q8_0 s is exact");
+                }
+            }
+        }
+    }
+}
+
 /// SIMD and scalar sum the same products in different orders (integer blocks vs f32 values), so
 /// they may differ by float rounding relative to the magnitude of the summed terms, Σ|w·x|
 /// (results can be much smaller than that after cancellation).

@@ -6,7 +6,7 @@
 use crate::batch::Batch;
 use crate::kv::KvBatch;
 use crate::linear::{matmul, matmul_many, MatJob, QActs};
-use crate::ops::{rms_norm_chunks, softmax, softmax_with_sink, Rope};
+use crate::ops::{rms_norm_chunks, round_f16, softmax, softmax_with_sink, Rope};
 use crate::pool::{Pool, SyncPtr};
 use crate::weights::Weight;
 use std::cell::RefCell;
@@ -34,6 +34,10 @@ pub struct AttentionParams {
     pub rope: Rope,
     /// Multiplies q·k (1/sqrt(head_dim) for most models; Gemma 3 uses query_pre_attn_scalar).
     pub scale: f32,
+    /// Apply `scale` to Q before the scores instead of to the scores (Gemma 3, whose llama.cpp
+    /// graph scales Qcur and then attends with scale 1; the result differs only in rounding,
+    /// since Q is rounded to f16 after scaling, see [`AttentionWeights::forward`]).
+    pub scale_q: bool,
     pub norm_eps: f32,
 }
 
@@ -197,6 +201,9 @@ impl AttentionWeights {
         add_bias(q, &self.bq);
         add_bias(k, &self.bk);
         add_bias(v, &self.bv);
+        crate::trace::row("Qcur", Some(layer), q);
+        crate::trace::row("Kcur", Some(layer), k);
+        crate::trace::row("Vcur", Some(layer), v);
         if let Some(w) = &self.q_norm {
             rms_norm_chunks(q, w, p.norm_eps);
         }
@@ -216,6 +223,17 @@ impl AttentionWeights {
                 &v[t * dkv..(t + 1) * dkv],
             );
         }
+        // Q meets the f16 K cache rounded to f16, as in llama.cpp's attention without flash
+        // attention (ggml_mul_mat(k, q) converts q to k's f16 vec_dot type), and the softmax
+        // weights meet V rounded to f16 the same way (below): the same roundings as the
+        // oracle, so scores differ from it only by summation order.
+        let score_scale = if p.scale_q {
+            q.iter_mut().for_each(|x| *x *= p.scale);
+            1.0
+        } else {
+            p.scale
+        };
+        round_f16(q);
 
         // Work items: a run of up to QB consecutive tokens of one sequence (part of a prompt
         // chunk; a decode token is a run of one) × one KV head × some of the query heads that
@@ -286,7 +304,7 @@ impl AttentionWeights {
                                 let h = h0 + hi;
                                 let qh = &q[qt + h * hd..qt + (h + 1) * hd];
                                 scores[(ti * hper + hi) * n_keys + j] =
-                                    hearth_kernels::dot_f32(kbuf, qh) * p.scale;
+                                    hearth_kernels::dot_f32(kbuf, qh) * score_scale;
                             }
                         }
                     }
@@ -298,6 +316,7 @@ impl AttentionWeights {
                                 Some(sk) => softmax_with_sink(&mut row[vis(ti)], sk[h]),
                                 None => softmax(&mut row[vis(ti)]),
                             }
+                            round_f16(&mut row[vis(ti)]);
                             // SAFETY: each (token, head) output slice belongs to exactly one item.
                             unsafe {
                                 std::slice::from_raw_parts_mut(
@@ -332,6 +351,7 @@ impl AttentionWeights {
             });
         });
 
+        crate::trace::row("kqv_out", Some(layer), &s.out[..t_n * dq]);
         s.acts.quantize(pool, &self.wo, &s.out[..t_n * dq], t_n);
         matmul(pool, &s.acts, &self.wo, &mut y[..t_n * self.wo.rows]);
         add_bias(&mut y[..t_n * self.wo.rows], &self.bo);

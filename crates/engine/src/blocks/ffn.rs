@@ -108,6 +108,8 @@ impl FfnWeights {
             let (g, u) = (&mut s.gate[..n_tok * ff], &s.up[..n_tok * ff]);
             act.apply(g, u);
         }
+        crate::trace::row("ffn_up", None, &s.up[..n_tok * ff]);
+        crate::trace::row("ffn_swiglu", None, &s.gate[..n_tok * ff]);
         s.acts
             .quantize(pool, &self.down, &s.gate[..n_tok * ff], n_tok);
         matmul(pool, &s.acts, &self.down, &mut y[..n_tok * self.down.rows]);

@@ -13,6 +13,7 @@ use crate::batch::Batch;
 use crate::blocks::{AttentionParams, AttentionWeights, FfnWeights};
 use crate::kv::{KvBatch, LayerKvSpec};
 use crate::ops::{add_into, rms_norm_rows};
+use crate::trace;
 use crate::weights::Weight;
 
 pub struct Layer {
@@ -60,9 +61,11 @@ impl Model for Decoder {
         let (n, d) = (batch.len(), self.info.n_embd);
         ctx.s.prepare(n, d);
         embed(&self.tok_embd, &batch.tokens, 1.0, &mut ctx.s.x);
+        trace::row("embd", None, &ctx.s.x[..n * d]);
         for (il, layer) in self.layers.iter().enumerate() {
             let s = &mut ctx.s;
             rms_norm_rows(&mut s.h, &s.x, &layer.attn_norm, self.eps, n);
+            trace::row("attn_norm", Some(il), &s.h[..n * d]);
             layer.attn.forward(
                 &self.attn,
                 &ctx.pool,
@@ -73,6 +76,7 @@ impl Model for Decoder {
                 il,
                 &mut s.y,
             );
+            trace::row("attn_out", Some(il), &s.y[..n * d]);
             match &layer.post_attn_norm {
                 Some(w) => {
                     rms_norm_rows(&mut s.h, &s.y, w, self.eps, n);
@@ -80,10 +84,13 @@ impl Model for Decoder {
                 }
                 None => add_into(&mut s.x, &s.y, n * d),
             }
+            trace::row("ffn_inp", Some(il), &s.x[..n * d]);
             rms_norm_rows(&mut s.h, &s.x, &layer.ffn_norm, self.eps, n);
+            trace::row("ffn_norm", Some(il), &s.h[..n * d]);
             layer
                 .ffn
                 .forward(&ctx.pool, &mut s.ffn, &s.h[..n * d], n, &mut s.y);
+            trace::row("ffn_out", Some(il), &s.y[..n * d]);
             match &layer.post_ffn_norm {
                 Some(w) => {
                     rms_norm_rows(&mut s.h, &s.y, w, self.eps, n);
@@ -91,6 +98,7 @@ impl Model for Decoder {
                 }
                 None => add_into(&mut s.x, &s.y, n * d),
             }
+            trace::row("l_out", Some(il), &s.x[..n * d]);
         }
         lm_head(
             ctx,
@@ -217,6 +225,7 @@ impl Common {
             rope: self.rope,
             scale: 1.0 / (self.head_dim as f32).sqrt(),
             norm_eps: self.eps,
+            scale_q: false,
         }
     }
 

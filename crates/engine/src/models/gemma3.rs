@@ -10,6 +10,7 @@ use crate::blocks::{AttentionParams, AttentionWeights, FfnWeights};
 use crate::error::EngineError;
 use crate::kv::{KvBatch, LayerKvSpec};
 use crate::ops::{add_into, rms_norm_rows, GluAct, Rope};
+use crate::trace;
 use crate::weights::{Weight, WeightLoader};
 
 struct Layer {
@@ -92,6 +93,7 @@ pub fn load(l: &WeightLoader) -> Result<Box<dyn Model>, EngineError> {
                 head_dim,
                 rope: if is_swa { local_rope } else { global_rope },
                 scale,
+                scale_q: true,
                 norm_eps: eps,
             },
             window: if is_swa { window } else { None },
@@ -146,9 +148,11 @@ impl Model for Gemma3 {
             (d as f32).sqrt(),
             &mut ctx.s.x,
         );
+        trace::row("inp_scaled", None, &ctx.s.x[..n * d]);
         for (il, layer) in self.layers.iter().enumerate() {
             let s = &mut ctx.s;
             rms_norm_rows(&mut s.h, &s.x, &layer.attn_norm, self.eps, n);
+            trace::row("attn_norm", Some(il), &s.h[..n * d]);
             layer.attn.forward(
                 &layer.params,
                 &ctx.pool,
@@ -159,14 +163,19 @@ impl Model for Gemma3 {
                 il,
                 &mut s.y,
             );
+            trace::row("attn_out", Some(il), &s.y[..n * d]);
             rms_norm_rows(&mut s.h, &s.y, &layer.attn_post_norm, self.eps, n);
             add_into(&mut s.x, &s.h, n * d);
+            trace::row("sa_out", Some(il), &s.x[..n * d]);
             rms_norm_rows(&mut s.h, &s.x, &layer.ffn_norm, self.eps, n);
+            trace::row("ffn_norm", Some(il), &s.h[..n * d]);
             layer
                 .ffn
                 .forward(&ctx.pool, &mut s.ffn, &s.h[..n * d], n, &mut s.y);
+            trace::row("ffn_out", Some(il), &s.y[..n * d]);
             rms_norm_rows(&mut s.h, &s.y, &layer.ffn_post_norm, self.eps, n);
             add_into(&mut s.x, &s.h, n * d);
+            trace::row("l_out", Some(il), &s.x[..n * d]);
         }
         let start = logits.len();
         lm_head(

@@ -69,6 +69,7 @@ pub fn load(l: &WeightLoader) -> Result<Box<dyn Model>, EngineError> {
             rope,
             scale: 1.0 / (head_dim as f32).sqrt(),
             norm_eps: eps,
+            scale_q: false,
         },
         tok_embd: l.matrix("token_embd.weight", d, n_vocab)?,
         layers,

@@ -144,11 +144,13 @@ pub fn lm_head(
             j += 1;
         }
     }
+    crate::trace::row("result_norm", None, &s.head_in[..n * d]);
     s.head_acts
         .quantize(&ctx.pool, output, &s.head_in[..n * d], n);
     let start = logits.len();
     logits.resize(start + n * output.rows, 0.0);
     matmul(&ctx.pool, &s.head_acts, output, &mut logits[start..]);
+    crate::trace::row("result_output", None, &logits[logits.len() - output.rows..]);
 }
 
 /// Reads `{arch}.{key}` hyper-parameters with errors that name the file and key.

@@ -47,7 +47,7 @@
 //! both formats (e.g. Q4_1 projections and a Q8_0 output matrix reading the same input).
 //! [`quantize_act`] is bit-identical between the SIMD and scalar paths.
 //!
-//! # Kernels (x86-64 AVX2 + FMA + F16C; everything else uses [`scalar`])
+//! # Kernels (x86-64 AVX2 + FMA + F16C; AArch64 NEON below; elsewhere [`scalar`])
 //! * 32-value blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, MXFP4): weights are decoded to unsigned bytes
 //!   (offsets such as Q4_0's −8, Q5_0's −16 and MXFP4's +12 table shift are folded in through the
 //!   activation block sum `s`), multiplied with `pmaddubsw`. Decode (1 token): 4 rows at a time,
@@ -64,8 +64,14 @@
 //! # AArch64 NEON (`neon.rs`)
 //! The 32-value block formats decode to signed int8 values and use `smull`/`smlal2` + pairwise
 //! adds for an exact integer sum per block, one FMA per (row, token, block); tokens are taken 4
-//! at a time per decoded weight block. K-quants and float weights use the scalar reference on
-//! AArch64 for now. Tested on x86 hosts under qemu-aarch64 (`scripts/test-aarch64.sh`).
+//! at a time per decoded weight block. The K-quants (Q2_K..Q6_K) decode each super-block to 256
+//! signed int8 values with integer scales (and mins) per 16 values, and reduce each
+//! (super-block, token) to two exact integers, Σ sc·q·a and Σ min·bsum (Q8_K `bsums`), using
+//! `sdot` on CPUs with the `dotprod` extension ([`has_dotprod`], detected at run time;
+//! `HEARTH_KERNELS=neon` turns it off) and `smull`/`smlal2` + `sadalp` otherwise: the same
+//! integers, so bit-identical results. Float weights use the scalar reference on AArch64 for
+//! now. Tested on x86 hosts under qemu-aarch64 (`scripts/test-aarch64.sh`), on an emulated CPU
+//! with and one without `dotprod`.
 //!
 //! # AVX-512 VNNI prefill (`avx512.rs`)
 //! On CPUs with AVX-512 F/BW/VNNI, calls of 8 or more tokens on Q4_0, Q4_1, Q5_0, Q5_1 and
@@ -87,7 +93,9 @@
 //!   accumulated by one FMA per block. The decode (4 rows × 1 token), prefill (4 rows × 4/8
 //!   tokens) and remainder (2–3 tokens) tiles differ only in which pairs share a vector.
 //! * K-quants: one 8-lane accumulator per pair, reduced with one fixed horizontal sum per chunk
-//!   of 8 super-blocks, the chunk sums added in order — in decode as in prefill.
+//!   of 8 super-blocks, the chunk sums added in order — in decode as in prefill. On NEON one
+//!   scalar accumulator per pair: per super-block one FMA of the exact Σ sc·q·a by `d·d_act`,
+//!   then (Q2_K, Q4_K, Q5_K) one of the exact Σ min·bsum by `−dmin·d_act`.
 //! * Floats: the same two 8-lane accumulators per pair for every token count.
 //!
 //! The scalar reference computes the same values up to float rounding, not bit-for-bit. `cargo run --release -p hearth-kernels --example kbench` measures them; on one
@@ -222,7 +230,8 @@ pub enum Isa {
     Scalar,
     /// x86-64 AVX2 + FMA + F16C.
     Avx2,
-    /// AArch64 NEON (32-value block formats; other types use the scalar reference).
+    /// AArch64 NEON (32-value block formats and K-quants, with `sdot` where
+    /// [`has_dotprod`]; float weights use the scalar reference).
     Neon,
 }
 
@@ -279,6 +288,57 @@ pub fn has_vnni() -> bool {
         #[cfg(not(target_arch = "x86_64"))]
         false
     })
+}
+
+/// Whether the NEON K-quant kernels use the `sdot` instruction (AArch64 CPU with the
+/// `dotprod` extension, detected at run time, on top of [`Isa::Neon`]). The results are
+/// bit-identical to the plain NEON kernels (`smull`/`smlal2`), so this changes speed only.
+/// `HEARTH_KERNELS=neon` turns it off.
+pub fn has_dotprod() -> bool {
+    static D: OnceLock<bool> = OnceLock::new();
+    *D.get_or_init(|| {
+        if isa() != Isa::Neon
+            || std::env::var("HEARTH_KERNELS")
+                .map(|v| v.eq_ignore_ascii_case("neon"))
+                .unwrap_or(false)
+        {
+            return false;
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            std::arch::is_aarch64_feature_detected!("dotprod")
+        }
+        #[cfg(not(target_arch = "aarch64"))]
+        false
+    })
+}
+
+/// Test hook: [`matmul`] on the plain NEON kernels (no `sdot`) whatever the CPU has, so tests
+/// on a `dotprod` CPU can compare both K-quant paths bit for bit in one process. Falls back to
+/// the scalar reference for types without a NEON kernel.
+#[doc(hidden)]
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_neon_plain(
+    wtype: GgmlType,
+    k: usize,
+    w: &[u8],
+    n_rows: usize,
+    act: &[u8],
+    n_tok: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) {
+    check_matmul(wtype, k, w, n_rows, act, n_tok, out, out_stride);
+    if n_rows == 0 || n_tok == 0 {
+        return;
+    }
+    if neon::supports(wtype) {
+        // SAFETY: NEON is part of every AArch64 CPU; sizes checked above; no `sdot`.
+        unsafe { neon::matmul(wtype, k, w, n_rows, act, n_tok, out, out_stride, false) }
+    } else {
+        scalar::matmul(wtype, k, w, n_rows, act, n_tok, out, out_stride)
+    }
 }
 
 fn check_act(fmt: ActFormat, x: &[f32], out: &[u8]) {
@@ -395,7 +455,17 @@ pub fn matmul(
         #[cfg(target_arch = "aarch64")]
         // SAFETY: NEON is present (isa()); all slice sizes were checked above.
         Isa::Neon if neon::supports(wtype) => unsafe {
-            neon::matmul(wtype, k, w, n_rows, act, n_tok, out, out_stride)
+            neon::matmul(
+                wtype,
+                k,
+                w,
+                n_rows,
+                act,
+                n_tok,
+                out,
+                out_stride,
+                has_dotprod(),
+            )
         },
         _ => scalar::matmul(wtype, k, w, n_rows, act, n_tok, out, out_stride),
     }

@@ -495,6 +495,15 @@ fn simd_path_is_active_where_supported() {
     #[cfg(target_arch = "aarch64")]
     if std::env::var("HEARTH_KERNELS").is_err() {
         assert_eq!(hk::isa(), hk::Isa::Neon);
+        assert_eq!(
+            hk::has_dotprod(),
+            std::arch::is_aarch64_feature_detected!("dotprod")
+        );
+        // scripts/test-aarch64.sh runs the suite on an emulated CPU with and one without the
+        // dotprod extension and says which, so each K-quant path is known to have been tested.
+        if let Ok(v) = std::env::var("HEARTH_EXPECT_DOTPROD") {
+            assert_eq!(hk::has_dotprod(), v == "1", "HEARTH_EXPECT_DOTPROD={v}");
+        }
     }
     // Otherwise the simd-vs-scalar tests would silently compare scalar with itself.
     #[cfg(target_arch = "x86_64")]
@@ -512,6 +521,55 @@ fn simd_path_is_active_where_supported() {
                 && is_x86_feature_detected!("avx512bw")
                 && is_x86_feature_detected!("avx512vnni")
         );
+    }
+}
+
+/// AArch64: the plain NEON K-quant kernels (`smull`/`smlal2`) against the scalar reference and,
+/// bit for bit, against the dispatched kernels (the `sdot` ones on a CPU with `dotprod`: both
+/// reduce to the same exact integers per super-block). With the dispatched path checked by
+/// `simd_matmul_matches_scalar_*`, both paths are tested in one process.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn neon_plain_matches_dispatched_bit_for_bit() {
+    use GgmlType::*;
+    for t in [Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q4_0, Q8_0] {
+        let mut rng = Rng(0xD07 ^ t.id() as u64);
+        let fmt = hk::act_format(t);
+        for &k in &ks_for(t) {
+            for &(n_rows, n_tok) in &[(1, 1), (3, 2), (5, 5), (9, 7), (2, 9)] {
+                let w = random_weights(&mut rng, t, k, n_rows);
+                let x = random_acts(&mut rng, k, n_tok);
+                let a = quantize_rows(fmt, &x, k, true);
+                let os = n_rows + 1;
+                let mut plain = vec![f32::NAN; os * n_tok];
+                let mut disp = vec![f32::NAN; os * n_tok];
+                let mut want = vec![f32::NAN; os * n_tok];
+                hk::matmul_neon_plain(t, k, &w, n_rows, &a, n_tok, &mut plain, os);
+                hk::matmul(t, k, &w, n_rows, &a, n_tok, &mut disp, os);
+                scalar::matmul(t, k, &w, n_rows, &a, n_tok, &mut want, os);
+                let mag = magnitudes(t, k, &w, n_rows, &x);
+                for tt in 0..n_tok {
+                    for r in 0..n_rows {
+                        let i = tt * os + r;
+                        let what =
+                            format!("plain NEON k={k} rows={n_rows} toks={n_tok} row {r} tok {tt}");
+                        assert_close(t, &what, plain[i], want[i], mag[r][tt], 1e-5);
+                        if hk::isa() != hk::Isa::Neon {
+                            continue; // HEARTH_KERNELS=scalar: nothing to compare bit for bit
+                        }
+                        assert_eq!(
+                            plain[i].to_bits(),
+                            disp[i].to_bits(),
+                            "{t} {what}: plain {} vs dispatched {} (dotprod: {})",
+                            plain[i],
+                            disp[i],
+                            hk::has_dotprod()
+                        );
+                    }
+                    assert!(plain[tt * os + n_rows].is_nan());
+                }
+            }
+        }
     }
 }
 

@@ -149,6 +149,9 @@ pub struct FileConfig {
 pub struct FileModel {
     pub path: PathBuf,
     pub alias: Option<String>,
+    /// The model (local or upstream id) that takes this model's requests while its queue is
+    /// full.
+    pub fallback: Option<String>,
 }
 
 /// Parsing inside deserialization (rather than after) lets toml point at the offending line.
@@ -190,6 +193,8 @@ impl FileConfig {
 pub struct ModelSpec {
     pub id: String,
     pub path: PathBuf,
+    /// Where requests go while this model's queue is full (only from the config file).
+    pub fallback: Option<String>,
 }
 
 /// Everything `hearth serve` runs with, each knob with its source.
@@ -414,6 +419,9 @@ impl ServeConfig {
                 toml::Value::from(m.path.to_string_lossy().into_owned()),
                 toml::Value::from(m.id.clone())
             ));
+            if let Some(f) = &m.fallback {
+                o.push_str(&format!("fallback = {}\n", toml::Value::from(f.clone())));
+            }
         }
         for u in &self.upstreams {
             o.push_str("\n[[upstreams]]  # config file\n");
@@ -867,7 +875,12 @@ pub fn resolve(a: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<ServeCo
                 path.display()
             )));
         }
-        models.push(ModelSpec { id, path });
+        // A fallback comes only with the file's own [[models]] (MODEL arguments replace them).
+        let fallback = match models_source {
+            Source::File(_) => file.models[i].fallback.clone(),
+            _ => None,
+        };
+        models.push(ModelSpec { id, path, fallback });
     }
 
     let upstreams = file.upstreams.clone();
@@ -1167,7 +1180,8 @@ mod tests {
             c.models[0],
             ModelSpec {
                 id: "one".into(),
-                path: dir.join("a/one.gguf")
+                path: dir.join("a/one.gguf"),
+                fallback: None,
             }
         );
         assert_eq!(c.models[1].id, "second");
@@ -1190,7 +1204,8 @@ mod tests {
             c.models,
             vec![ModelSpec {
                 id: "m".into(),
-                path: "m.gguf".into()
+                path: "m.gguf".into(),
+                fallback: None,
             }]
         );
     }
@@ -1233,6 +1248,25 @@ mod tests {
         let back: FileConfig = toml::from_str(&text).unwrap();
         assert_eq!(back.kv_cache_type, Some(KvType::Q8_0));
         assert_eq!(back.models[0].alias.as_deref(), Some("m"));
+    }
+
+    #[test]
+    fn a_model_fallback_comes_from_the_file_only() {
+        let p = write(
+            "model-fallback.toml",
+            "[[models]]\npath = \"one.gguf\"\nalias = \"small\"\nfallback = \"cloud\"\n",
+        );
+        let c = resolve(&args(&["--config", p.to_str().unwrap()]), &env_of(&[])).unwrap();
+        assert_eq!(c.models[0].fallback.as_deref(), Some("cloud"));
+        let back: FileConfig = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(back.models[0].fallback.as_deref(), Some("cloud"));
+        // MODEL arguments replace the file's [[models]], fallbacks included.
+        let c = resolve(
+            &args(&["--config", p.to_str().unwrap(), "m.gguf"]),
+            &env_of(&[]),
+        )
+        .unwrap();
+        assert_eq!(c.models[0].fallback, None);
     }
 
     #[test]

@@ -32,7 +32,8 @@ CONFIGURATION
   flags' names, in snake_case or kebab-case: host, port, threads, max_running,
   max_waiting, step_tokens, kv_cache_mb, kv_cache_type, quantize, no_prefix_caching, api_key,
   require_auth, guardrails, cors_origins, tls_cert, tls_key, data_dir, database, redis_url, audit_bodies, global_rpm, global_tpm,
-  global_max_concurrent, drain_seconds, no_ui, models_dir, no_model_admin. Models go in a [[models]] array of tables (path, optional alias);
+  global_max_concurrent, drain_seconds, no_ui, models_dir, no_model_admin. Models go in a [[models]] array of tables (path, optional alias, optional
+  fallback: the model id that takes its requests while its queue is full);
   a relative path is relative to the config file's directory. MODEL arguments on the
   command line replace the file's [[models]]; --alias renames models in order.
   Unknown keys and mistyped values are errors that name the key, line and file.
@@ -275,7 +276,12 @@ fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         if sched.prefix_caching { "on" } else { "off" }
     );
     let local_ids: Vec<String> = models.iter().map(|(id, _)| id.clone()).collect();
-    let upstreams = if cfg.upstreams.is_empty() {
+    let local_fallbacks: Vec<(String, String)> = cfg
+        .models
+        .iter()
+        .filter_map(|m| Some((m.id.clone(), m.fallback.clone()?)))
+        .collect();
+    let upstreams = if cfg.upstreams.is_empty() && local_fallbacks.is_empty() {
         None
     } else {
         let u = hearth_server::upstream::Upstreams::new(
@@ -283,7 +289,12 @@ fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             &local_ids,
             Default::default(),
         )
-        .context("[[upstreams]] in the config file")?;
+        .context("[[upstreams]] in the config file")?
+        .with_local_fallbacks(local_fallbacks.clone(), &local_ids)
+        .context("[[models]] in the config file")?;
+        for (id, f) in &local_fallbacks {
+            tracing::info!("model '{id}': fallback '{f}' while its queue is full");
+        }
         for s in u.specs() {
             tracing::info!(
                 "upstream model '{}': {} target(s), pii {:?}{}",

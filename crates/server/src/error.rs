@@ -250,9 +250,18 @@ impl From<BackendError> for ApiError {
     }
 }
 
+/// Marks the response of a request that a local model's full queue refused
+/// ([`BackendError::QueueFull`]), so that [`crate::upstream::intercept`] can send it to the
+/// model's saturation fallback instead (a 429 of the rate limits has no such mark).
+#[derive(Clone, Copy, Debug)]
+pub struct QueueFull;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = (self.status, axum::Json(self.body())).into_response();
+        if self.code == Some("queue_full") {
+            resp.extensions_mut().insert(QueueFull);
+        }
         if let Some(s) = self.retry_after_s {
             if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);

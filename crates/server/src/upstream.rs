@@ -2,17 +2,25 @@
 //! replica, vLLM, llama-server, a cloud API) instead of a local model, behind the same keys,
 //! limits, guardrails and audit as the local ones (`[[upstreams]]` in the config file).
 //!
-//! The request path: [`intercept`] sits on `/v1/chat/completions` and `/v1/completions`,
-//! inside the gateway middleware (so the caller is authenticated and metered already). It
-//! reads the body's `model`; for an upstream id it runs the input guardrails (the server's
-//! policy, then the route's own PII policy: `redact` or `block` so that PII never leaves the
-//! machine), admits the request with the gateway on that id (allow-list, limits; the prompt
-//! size is estimated, then reconciled with the upstream's `usage`), and forwards the body to
-//! one of the route's targets, round robin over those whose circuit breaker is closed. A
-//! target that cannot be reached, times out, or answers 5xx/429 is skipped for the next one;
-//! when every target failed the request goes to the route's `fallback` model (local or
-//! another upstream), or gets a 502 naming each failure. Output guardrails apply to what comes
-//! back, also while streaming.
+//! The request path: [`intercept`] sits on `/v1/chat/completions`, `/v1/completions` and
+//! `/v1/responses`, inside the gateway middleware (so the caller is authenticated and metered
+//! already). It reads the body's `model`; for an upstream id it runs the input guardrails (the
+//! server's policy, then the route's own PII policy: `redact` or `block` so that PII never
+//! leaves the machine), admits the request with the gateway on that id (allow-list, limits;
+//! the prompt size is estimated, then reconciled with the upstream's `usage`), and forwards
+//! the body to one of the route's targets, round robin over those whose circuit breaker is
+//! closed. A target that cannot be reached, times out, or answers 5xx/429 is skipped for the
+//! next one; when every target failed (saturated ones included) the request goes to the
+//! route's `fallback` model (local or another upstream), or gets a 502 naming each failure.
+//! Output guardrails apply to what comes back, also while streaming. A Responses API request
+//! is forwarded to the target's `/responses` the same way: its `input` and `instructions`
+//! texts are what the guardrails see, its typed stream events are relayed with the output
+//! filter on the `response.output_text.delta` texts.
+//!
+//! A local model may have a saturation fallback too (`fallback` in its `[[models]]` table,
+//! [`Upstreams::with_local_fallbacks`]): when its queue is full (the backend's `QueueFull`,
+//! marked on the response by [`QueueFull`]) the request runs on that model instead of being
+//! refused with 429.
 //!
 //! Circuit breaker per target (the classic closed → open → half-open cycle, as Envoy's outlier
 //! detection and resilience4j use): `failures` consecutive failures open it for `open_for`;
@@ -27,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -35,7 +44,7 @@ use hearth_guard::{Action, Guard, OutputFilter, RuleKind};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, QueueFull};
 use crate::state::SharedState;
 
 /// What a route does with PII (the detectors of [`hearth_guard`]) in a request before it
@@ -118,10 +127,12 @@ impl Default for BreakerSettings {
     }
 }
 
-/// A wrong `[[upstreams]]` table.
+/// A wrong `[[upstreams]]` table (or `fallback` of a `[[models]]` one).
 #[derive(Debug, thiserror::Error)]
-#[error("upstream {id:?}: {message}")]
+#[error("{what} {id:?}: {message}")]
 pub struct UpstreamError {
+    /// `upstream` or `model`.
+    pub what: &'static str,
     pub id: String,
     pub message: String,
 }
@@ -205,6 +216,8 @@ pub struct Upstreams {
     settings: BreakerSettings,
     health_started: std::sync::Once,
     fallbacks: AtomicU64,
+    /// A local model id → the model its requests go to while its queue is full.
+    local_fallbacks: HashMap<String, String>,
 }
 
 impl fmt::Debug for Upstreams {
@@ -224,6 +237,7 @@ impl Upstreams {
         settings: BreakerSettings,
     ) -> Result<Self, UpstreamError> {
         let err = |id: &str, message: String| UpstreamError {
+            what: "upstream",
             id: id.to_string(),
             message,
         };
@@ -332,7 +346,38 @@ impl Upstreams {
             settings,
             health_started: std::sync::Once::new(),
             fallbacks: AtomicU64::new(0),
+            local_fallbacks: HashMap::new(),
         })
+    }
+
+    /// Saturation fallbacks of local models: `(local id, fallback id)`, the fallback a local
+    /// model or an upstream id. A request for such a local model that its queue refuses
+    /// (`QueueFull`) runs on the fallback instead (one hop: a refusal there is the answer).
+    pub fn with_local_fallbacks(
+        mut self,
+        fallbacks: Vec<(String, String)>,
+        local_ids: &[String],
+    ) -> Result<Self, UpstreamError> {
+        for (id, f) in fallbacks {
+            let err = |message: String| UpstreamError {
+                what: "model",
+                id: id.clone(),
+                message,
+            };
+            if !local_ids.contains(&id) {
+                return Err(err("`fallback` given for a model that is not served".into()));
+            }
+            if f == id {
+                return Err(err("`fallback` names the model itself".into()));
+            }
+            if !local_ids.contains(&f) && !self.routes.contains_key(&f) {
+                return Err(err(format!(
+                    "`fallback`: no local model or upstream is called {f:?}"
+                )));
+            }
+            self.local_fallbacks.insert(id, f);
+        }
+        Ok(self)
     }
 
     pub fn is_upstream(&self, id: &str) -> bool {
@@ -451,6 +496,8 @@ fn escape(s: &str) -> String {
 enum Endpoint {
     Chat,
     Completions,
+    /// OpenAI's Responses API (`input`, `instructions`, typed stream events).
+    Responses,
 }
 
 impl Endpoint {
@@ -458,12 +505,31 @@ impl Endpoint {
         match self {
             Endpoint::Chat => "chat/completions",
             Endpoint::Completions => "completions",
+            Endpoint::Responses => "responses",
+        }
+    }
+
+    /// The body field that caps the generated tokens.
+    fn token_field(self, body: &Value) -> &'static str {
+        match self {
+            Endpoint::Responses => "max_output_tokens",
+            _ if body.get("max_completion_tokens").is_some() => "max_completion_tokens",
+            _ => "max_tokens",
+        }
+    }
+
+    /// The names of the prompt and completion counts in `usage`.
+    fn usage_fields(self) -> (&'static str, &'static str) {
+        match self {
+            Endpoint::Responses => ("input_tokens", "output_tokens"),
+            _ => ("prompt_tokens", "completion_tokens"),
         }
     }
 }
 
-/// Middleware on the generation routes: requests for an upstream id are forwarded, the rest
-/// go on to the local handler untouched.
+/// Middleware on the generation routes: requests for an upstream id are forwarded; a local
+/// model with a saturation fallback runs locally unless its queue is full; the rest go on to
+/// the local handler untouched.
 pub async fn intercept(State(state): State<SharedState>, req: Request, next: Next) -> Response {
     let Some(ups) = state.config.upstreams.clone() else {
         return next.run(req).await;
@@ -471,6 +537,7 @@ pub async fn intercept(State(state): State<SharedState>, req: Request, next: Nex
     let endpoint = match req.uri().path() {
         "/v1/chat/completions" => Endpoint::Chat,
         "/v1/completions" => Endpoint::Completions,
+        "/v1/responses" => Endpoint::Responses,
         _ => return next.run(req).await,
     };
     let (parts, body) = req.into_parts();
@@ -484,17 +551,34 @@ pub async fn intercept(State(state): State<SharedState>, req: Request, next: Nex
         .and_then(|v| v.get("model"))
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let (Some(body), Some(model)) = (parsed, model) else {
+    let (Some(mut body), Some(model)) = (parsed, model) else {
         return next
             .run(Request::from_parts(parts, Body::from(bytes)))
             .await;
     };
+    let (mut model, mut first) = (model, true);
     if !ups.is_upstream(&model) {
-        return next
-            .run(Request::from_parts(parts, Body::from(bytes)))
+        let Some(f) = ups.local_fallbacks.get(&model).cloned() else {
+            return next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await;
+        };
+        let resp = next
+            .clone()
+            .run(Request::from_parts(parts.clone(), Body::from(bytes)))
             .await;
+        if resp.extensions().get::<QueueFull>().is_none() {
+            return resp;
+        }
+        // The local model is saturated: its fallback instead (one hop, as for a route).
+        ups.fallbacks.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(model = %model, fallback = %f, "the local model's queue is full; using the fallback");
+        body["model"] = Value::String(f.clone());
+        if !ups.is_upstream(&f) {
+            return run_local(next, parts, &f, &body).await;
+        }
+        (model, first) = (f, false);
     }
-    let (mut model, mut body, mut first) = (model, body, true);
     loop {
         match forward(&state, &ups, endpoint, &model, body, first).await {
             Ok(Forwarded::Response(mut resp)) => {
@@ -506,20 +590,22 @@ pub async fn intercept(State(state): State<SharedState>, req: Request, next: Nex
             Ok(Forwarded::Fallback(f, b)) if ups.is_upstream(&f) => {
                 (model, body, first) = (f, b, false);
             }
-            Ok(Forwarded::Fallback(f, b)) => {
-                // A local model: the normal handler, with the original (unredacted) body.
-                let mut parts = parts;
-                parts.headers.remove(header::CONTENT_LENGTH);
-                let bytes = serde_json::to_vec(&b).unwrap_or_default();
-                let mut resp = next
-                    .run(Request::from_parts(parts, Body::from(bytes)))
-                    .await;
-                mark_fallback(&mut resp, &f);
-                return resp;
-            }
+            // A local model: the normal handler, with the original (unredacted) body.
+            Ok(Forwarded::Fallback(f, b)) => return run_local(next, parts, &f, &b).await,
             Err(e) => return e.into_response(),
         }
     }
+}
+
+/// The local handler of the route on `body` (whose `model` is the fallback `model`).
+async fn run_local(next: Next, mut parts: Parts, model: &str, body: &Value) -> Response {
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut resp = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    mark_fallback(&mut resp, model);
+    resp
 }
 
 fn mark_fallback(resp: &mut Response, model: &str) {
@@ -534,9 +620,22 @@ enum Forwarded {
     Fallback(String, Value),
 }
 
-/// `(role, text)` of every text in the request, with a path to write a redaction back.
-fn texts(endpoint: Endpoint, body: &Value) -> ApiResult<Vec<(String, TextAt, String)>> {
+/// `(role, JSON pointer, text)` of every text in the request (the pointer writes a
+/// redaction back).
+fn texts(endpoint: Endpoint, body: &Value) -> ApiResult<Vec<(String, String, String)>> {
     let mut out = Vec::new();
+    // A `content` that is a string or a list of parts with `text`, at `at`.
+    let content = |out: &mut Vec<_>, role: &str, at: String, c: Option<&Value>| match c {
+        Some(Value::String(s)) => out.push((role.to_string(), at, s.clone())),
+        Some(Value::Array(parts)) => {
+            for (j, p) in parts.iter().enumerate() {
+                if let Some(s) = p.get("text").and_then(Value::as_str) {
+                    out.push((role.to_string(), format!("{at}/{j}/text"), s.to_string()));
+                }
+            }
+        }
+        _ => {}
+    };
     match endpoint {
         Endpoint::Chat => {
             let msgs = body
@@ -546,64 +645,54 @@ fn texts(endpoint: Endpoint, body: &Value) -> ApiResult<Vec<(String, TextAt, Str
                     ApiError::invalid_param("messages", "`messages` must be an array.")
                 })?;
             for (i, m) in msgs.iter().enumerate() {
-                let role = m
-                    .get("role")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                match m.get("content") {
-                    Some(Value::String(s)) => out.push((role, TextAt::Message(i), s.clone())),
-                    Some(Value::Array(parts)) => {
-                        for (j, p) in parts.iter().enumerate() {
-                            if let Some(s) = p.get("text").and_then(Value::as_str) {
-                                out.push((role.clone(), TextAt::Part(i, j), s.to_string()));
-                            }
-                        }
-                    }
-                    _ => {}
-                }
+                let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+                content(
+                    &mut out,
+                    role,
+                    format!("/messages/{i}/content"),
+                    m.get("content"),
+                );
             }
         }
         Endpoint::Completions => match body.get("prompt") {
-            Some(Value::String(s)) => out.push(("user".into(), TextAt::Prompt(None), s.clone())),
+            Some(Value::String(s)) => out.push(("user".into(), "/prompt".into(), s.clone())),
             Some(Value::Array(a)) => {
                 for (i, p) in a.iter().enumerate() {
                     if let Some(s) = p.as_str() {
-                        out.push(("user".into(), TextAt::Prompt(Some(i)), s.to_string()));
+                        out.push(("user".into(), format!("/prompt/{i}"), s.to_string()));
                     }
                 }
             }
             _ => {}
         },
+        Endpoint::Responses => {
+            if let Some(s) = body.get("instructions").and_then(Value::as_str) {
+                out.push(("system".into(), "/instructions".into(), s.to_string()));
+            }
+            match body.get("input") {
+                Some(Value::String(s)) => out.push(("user".into(), "/input".into(), s.clone())),
+                Some(Value::Array(items)) => {
+                    for (i, it) in items.iter().enumerate() {
+                        match it.get("type").and_then(Value::as_str).unwrap_or("message") {
+                            "message" => {
+                                let role = it.get("role").and_then(Value::as_str).unwrap_or("");
+                                let at = format!("/input/{i}/content");
+                                content(&mut out, role, at, it.get("content"));
+                            }
+                            // A tool's result (it may hold what the tool looked up).
+                            "function_call_output" => {
+                                let at = format!("/input/{i}/output");
+                                content(&mut out, "tool", at, it.get("output"));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
     }
     Ok(out)
-}
-
-#[derive(Clone, Copy, Debug)]
-enum TextAt {
-    Message(usize),
-    Part(usize, usize),
-    Prompt(Option<usize>),
-}
-
-fn write_text(body: &mut Value, at: TextAt, text: String) {
-    let slot = match at {
-        TextAt::Message(i) => body
-            .get_mut("messages")
-            .and_then(|m| m.get_mut(i))
-            .and_then(|m| m.get_mut("content")),
-        TextAt::Part(i, j) => body
-            .get_mut("messages")
-            .and_then(|m| m.get_mut(i))
-            .and_then(|m| m.get_mut("content"))
-            .and_then(|c| c.get_mut(j))
-            .and_then(|p| p.get_mut("text")),
-        TextAt::Prompt(None) => body.get_mut("prompt"),
-        TextAt::Prompt(Some(i)) => body.get_mut("prompt").and_then(|p| p.get_mut(i)),
-    };
-    if let Some(s) = slot {
-        *s = Value::String(text);
-    }
 }
 
 /// The server's input guardrails, then the route's PII policy; redactions written back.
@@ -641,7 +730,9 @@ fn guard_input(
     for ((_, at, orig), now) in found.iter().zip(current) {
         chars += now.chars().count();
         if *orig != now {
-            write_text(body, *at, now);
+            if let Some(slot) = body.pointer_mut(at) {
+                *slot = Value::String(now);
+            }
         }
     }
     Ok(chars)
@@ -649,14 +740,17 @@ fn guard_input(
 
 /// The prompt's size in tokens before the upstream says it: about 4 characters a token for
 /// English text with OpenAI's and Llama's tokenizers (fewer for Chinese), plus a few tokens of
-/// chat markup per message. Only for admission; billing uses the upstream's `usage`.
+/// chat markup per message (or Responses input item). Only for admission; billing uses the
+/// upstream's `usage`.
 fn estimate_prompt_tokens(chars: usize, endpoint: Endpoint, body: &Value) -> u64 {
+    let count = |key| body.get(key).and_then(Value::as_array).map_or(0, Vec::len);
     let messages = match endpoint {
-        Endpoint::Chat => body
-            .get("messages")
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len),
+        Endpoint::Chat => count("messages"),
         Endpoint::Completions => 0,
+        Endpoint::Responses => {
+            count("input").max(usize::from(body.get("input").is_some()))
+                + usize::from(body.get("instructions").is_some())
+        }
     };
     (chars as u64).div_ceil(4) + 4 * messages as u64
 }
@@ -692,12 +786,11 @@ async fn forward(
     }
     let original = body.clone();
     let chars = guard_input(state, route, endpoint, &mut body)?;
-    let n = body.get("n").and_then(Value::as_u64).unwrap_or(1).max(1);
-    let token_field = if body.get("max_completion_tokens").is_some() {
-        "max_completion_tokens"
-    } else {
-        "max_tokens"
+    let n = match endpoint {
+        Endpoint::Responses => 1,
+        _ => body.get("n").and_then(Value::as_u64).unwrap_or(1).max(1),
     };
+    let token_field = endpoint.token_field(&body);
     let requested = body.get(token_field).and_then(Value::as_u64);
     let estimate = estimate_prompt_tokens(chars, endpoint, &body);
     let reserve = requested.unwrap_or(DEFAULT_RESERVE);
@@ -711,8 +804,9 @@ async fn forward(
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    if stream {
-        // Ask for usage so that streamed requests are billed what the upstream counted.
+    if stream && endpoint != Endpoint::Responses {
+        // Ask for usage so that streamed requests are billed what the upstream counted (a
+        // Responses stream always ends with it, in `response.completed`).
         body["stream_options"] = serde_json::json!({"include_usage": true});
     }
     body["model"] = Value::String(route.spec.model.clone().unwrap_or_else(|| id.to_string()));
@@ -752,17 +846,11 @@ async fn forward(
                 t.breaker().success();
                 t.ok.fetch_add(1, Ordering::Relaxed);
                 let resp = if stream && r.status().is_success() {
-                    stream_response(
-                        state,
-                        endpoint,
-                        id,
-                        r,
-                        meter,
-                        client_usage,
-                        estimate,
-                        n,
-                        route.timeout,
-                    )
+                    let relay: Box<dyn Relay> = match endpoint {
+                        Endpoint::Responses => Box::new(ResponsesRelay::new(state, id)),
+                        _ => Box::new(ChatRelay::new(state, endpoint, id, client_usage, n)),
+                    };
+                    stream_response(id, r, meter, relay, estimate, route.timeout)
                 } else {
                     whole_response(
                         state,
@@ -806,15 +894,13 @@ async fn forward(
     }
 }
 
-/// `usage.prompt_tokens` and `usage.completion_tokens` of an answer or chunk.
-fn usage_of(v: &Value) -> (Option<u64>, Option<u64>) {
+/// The prompt and completion counts of the `usage` in `v` (an answer, a chunk, or the
+/// `response` of a Responses event).
+fn usage_of(endpoint: Endpoint, v: &Value) -> (Option<u64>, Option<u64>) {
+    let (p, c) = endpoint.usage_fields();
     let u = v.get("usage");
-    (
-        u.and_then(|u| u.get("prompt_tokens"))
-            .and_then(Value::as_u64),
-        u.and_then(|u| u.get("completion_tokens"))
-            .and_then(Value::as_u64),
-    )
+    let get = |k| u.and_then(|u| u.get(k)).and_then(Value::as_u64);
+    (get(p), get(c))
 }
 
 /// Where a choice's text is: `message.content` / `delta.content` (chat) or `text`.
@@ -822,8 +908,37 @@ fn text_pointer(endpoint: Endpoint, streamed: bool) -> &'static str {
     match (endpoint, streamed) {
         (Endpoint::Chat, false) => "/message/content",
         (Endpoint::Chat, true) => "/delta/content",
-        (Endpoint::Completions, _) => "/text",
+        _ => "/text",
     }
+}
+
+/// One whole text through the output guardrails: `None` when they only log (the text is
+/// sent as it is), else the text to send and whether a rule blocked the rest.
+fn filter_whole(state: &SharedState, text: &str) -> Option<(String, bool)> {
+    let (mut f, enforcing) = crate::guard::output_filter(state);
+    let mut e = f.push(text);
+    let rest = f.finish();
+    e.text_to_send.push_str(&rest.text_to_send);
+    e.fired.extend(rest.fired);
+    let blocked = e.blocked.or(rest.blocked);
+    crate::guard::record(state, "output", &e.fired);
+    if !enforcing {
+        return None;
+    }
+    if let Some(hit) = &blocked {
+        crate::guard::record(state, "output", std::slice::from_ref(hit));
+    }
+    Some((e.text_to_send, blocked.is_some()))
+}
+
+/// The `output_text` parts of a Responses output item, with their content index.
+fn output_texts(item: &mut Value) -> impl Iterator<Item = (usize, &mut Value)> + '_ {
+    item.get_mut("content")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, p)| p.get("type").and_then(Value::as_str) == Some("output_text"))
 }
 
 /// A non-streamed answer (or an upstream's 4xx refusal, passed on as it is).
@@ -865,31 +980,45 @@ async fn whole_response(
         )
     })?;
     if let Some(m) = meter {
-        let (p, c) = usage_of(&v);
+        let (p, c) = usage_of(endpoint, &v);
         m.set_prompt_tokens(p.unwrap_or(estimate));
         m.add_completion(c.unwrap_or(0));
     }
     v["model"] = Value::String(id.to_string());
+    if endpoint == Endpoint::Responses {
+        let mut blocked = false;
+        for item in v
+            .get_mut("output")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            for (_, part) in output_texts(item) {
+                let text = part["text"].as_str().unwrap_or("").to_string();
+                if let Some((t, b)) = filter_whole(state, &text) {
+                    part["text"] = Value::String(t);
+                    blocked |= b;
+                }
+            }
+        }
+        if blocked {
+            v["status"] = Value::from("incomplete");
+            v["incomplete_details"] = serde_json::json!({"reason": "content_filter"});
+        }
+        return Ok(axum::Json(v).into_response());
+    }
     let ptr = text_pointer(endpoint, false);
     if let Some(choices) = v.get_mut("choices").and_then(Value::as_array_mut) {
         for c in choices {
             let Some(text) = c.pointer(ptr).and_then(Value::as_str).map(str::to_owned) else {
                 continue;
             };
-            let (mut f, enforcing) = crate::guard::output_filter(state);
-            let mut e = f.push(&text);
-            let rest = f.finish();
-            e.text_to_send.push_str(&rest.text_to_send);
-            e.fired.extend(rest.fired);
-            let blocked = e.blocked.or(rest.blocked);
-            crate::guard::record(state, "output", &e.fired);
-            if enforcing {
-                if let Some(hit) = blocked {
-                    crate::guard::record(state, "output", std::slice::from_ref(&hit));
+            if let Some((t, blocked)) = filter_whole(state, &text) {
+                if blocked {
                     c["finish_reason"] = Value::from("content_filter");
                 }
                 if let Some(slot) = c.pointer_mut(ptr) {
-                    *slot = Value::String(e.text_to_send);
+                    *slot = Value::String(t);
                 }
             }
         }
@@ -923,45 +1052,37 @@ fn event_data(ev: &str) -> Option<String> {
     (!lines.is_empty()).then(|| lines.join("\n"))
 }
 
-/// What the stream relay keeps per choice.
-struct ChoiceFilter {
-    filter: OutputFilter,
-    done: bool,
+/// What the relay of one streamed answer does with each upstream event, by API shape.
+trait Relay: Send {
+    /// The SSE events to send for one upstream event's `data`, pushed onto `out`; true when
+    /// the answer ends there (an output rule blocked it: the rest is not read).
+    fn event(&mut self, data: &str, out: &mut Vec<String>) -> bool;
+    /// The upstream's (prompt, completion) counts, once it sent them.
+    fn usage(&self) -> (Option<u64>, Option<u64>);
+    /// Text pieces relayed: the completion's size when no usage came.
+    fn deltas(&self) -> u64;
+    /// An error event in this stream's shape.
+    fn error(&mut self, e: &ApiError) -> String;
 }
 
-/// Relays a streamed answer chunk by chunk: `model` set to the route id, each choice's text
-/// through the output guardrails (with their hold-back), the usage chunk kept for billing and
-/// passed on only when the client asked for it. A client that leaves drops the upstream
+/// Relays a streamed answer event by event through `relay` (which sets `model` to the route
+/// id and runs the output guardrails, with their hold-back), and bills the meter the
+/// upstream's usage when the stream ends. A client that leaves drops the upstream
 /// connection (which cancels the upstream's generation).
-#[allow(clippy::too_many_arguments)]
 fn stream_response(
-    state: &SharedState,
-    endpoint: Endpoint,
     id: &str,
     r: reqwest::Response,
     meter: Option<Arc<crate::gateway::Meter>>,
-    client_usage: bool,
+    mut relay: Box<dyn Relay>,
     estimate: u64,
-    n: u64,
     timeout: Duration,
 ) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
-    let state = state.clone();
     let id = id.to_string();
-    let relay = async move {
+    let task = async move {
         let mut upstream = r.bytes_stream();
         let mut buf: Vec<u8> = Vec::new();
-        let mut choices: HashMap<u64, ChoiceFilter> = HashMap::new();
-        let enforcing = crate::guard::output_filter(&state).1;
-        let ptr = text_pointer(endpoint, true);
-        let (mut prompt, mut completion) = (None, None);
-        let mut deltas = 0u64;
-        let mut finished = 0u64;
-        let mut blocked_any = false;
-        let send = |tx: &tokio::sync::mpsc::Sender<_>, s: String| {
-            let tx = tx.clone();
-            async move { tx.send(Ok(Bytes::from(s))).await.is_ok() }
-        };
+        let mut out: Vec<String> = Vec::new();
         'read: loop {
             let chunk = match tokio::time::timeout(timeout, upstream.next()).await {
                 Ok(Some(Ok(c))) => c,
@@ -971,7 +1092,7 @@ fn stream_response(
                         StatusCode::BAD_GATEWAY,
                         format!("The upstream of model '{id}' stopped sending."),
                     );
-                    let _ = send(&tx, format!("data: {}\n\n", e.body())).await;
+                    let _ = tx.send(Ok(Bytes::from(relay.error(&e)))).await;
                     break;
                 }
             };
@@ -982,114 +1103,26 @@ fn stream_response(
                 let Some(data) = event_data(&ev) else {
                     continue;
                 };
-                if data.trim() == "[DONE]" {
-                    if !send(&tx, "data: [DONE]\n\n".into()).await {
+                let stop = relay.event(&data, &mut out);
+                for s in out.drain(..) {
+                    if tx.send(Ok(Bytes::from(s))).await.is_err() {
                         break 'read;
                     }
-                    continue;
                 }
-                let Ok(mut v) = serde_json::from_str::<Value>(&data) else {
-                    if !send(&tx, format!("data: {data}\n\n")).await {
-                        break 'read;
-                    }
-                    continue;
-                };
-                let (p, c) = usage_of(&v);
-                prompt = p.or(prompt);
-                completion = c.or(completion);
-                if v.get("model").is_some() {
-                    v["model"] = Value::String(id.clone());
-                }
-                let had_choices = v
-                    .get("choices")
-                    .and_then(Value::as_array)
-                    .is_some_and(|c| !c.is_empty());
-                if let Some(list) = v.get_mut("choices").and_then(Value::as_array_mut) {
-                    list.retain_mut(|c| {
-                        let idx = c.get("index").and_then(Value::as_u64).unwrap_or(0);
-                        let cf = choices.entry(idx).or_insert_with(|| ChoiceFilter {
-                            filter: crate::guard::output_filter(&state).0,
-                            done: false,
-                        });
-                        if cf.done {
-                            return false;
-                        }
-                        let text = c
-                            .pointer(ptr)
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_string();
-                        if !text.is_empty() {
-                            deltas += 1;
-                        }
-                        let mut e = cf.filter.push(&text);
-                        let ending = c.get("finish_reason").is_some_and(|f| !f.is_null());
-                        if ending && e.blocked.is_none() {
-                            let rest = cf.filter.finish();
-                            e.text_to_send.push_str(&rest.text_to_send);
-                            e.fired.extend(rest.fired);
-                            e.blocked = rest.blocked;
-                        }
-                        crate::guard::record(&state, "output", &e.fired);
-                        if !enforcing {
-                            cf.done = ending;
-                            return true;
-                        }
-                        if let Some(hit) = e.blocked {
-                            crate::guard::record(&state, "output", std::slice::from_ref(&hit));
-                            c["finish_reason"] = Value::from("content_filter");
-                            cf.done = true;
-                            blocked_any = true;
-                        } else {
-                            cf.done = ending;
-                        }
-                        if let Some(slot) = c.pointer_mut(ptr) {
-                            *slot = Value::String(e.text_to_send);
-                        } else if cf.done
-                            && endpoint == Endpoint::Chat
-                            && !e.text_to_send.is_empty()
-                        {
-                            c["delta"]["content"] = Value::String(e.text_to_send);
-                        }
-                        true
-                    });
-                    finished = choices.values().filter(|c| c.done).count() as u64;
-                }
-                let empty = v
-                    .get("choices")
-                    .and_then(Value::as_array)
-                    .is_some_and(Vec::is_empty);
-                if !client_usage {
-                    if let Some(o) = v.as_object_mut() {
-                        o.remove("usage");
-                    }
-                    if empty && !had_choices {
-                        // The usage chunk the client did not ask for.
-                        continue;
-                    }
-                }
-                if empty && had_choices {
-                    continue;
-                }
-                if !send(&tx, format!("data: {v}\n\n")).await {
-                    break 'read;
-                }
-                if blocked_any && finished >= n {
-                    // An output rule ended the answer early: the upstream's remaining chunks
-                    // are not read (dropping the connection cancels its generation).
-                    let _ = send(&tx, "data: [DONE]\n\n".into()).await;
+                if stop {
                     break 'read;
                 }
             }
         }
         if let Some(m) = &meter {
+            let (prompt, completion) = relay.usage();
             m.set_prompt_tokens(prompt.unwrap_or(estimate));
-            // Without a usage chunk (the client left, or the upstream sends none), each
-            // streamed text piece counts as one token.
-            m.add_completion(completion.unwrap_or(deltas));
+            // Without usage (the client left, a rule ended the answer, or the upstream sends
+            // none), each streamed text piece counts as one token.
+            m.add_completion(completion.unwrap_or(relay.deltas()));
         }
     };
-    tokio::spawn(crate::gateway::carry(relay));
+    tokio::spawn(crate::gateway::carry(task));
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
@@ -1099,4 +1132,396 @@ fn stream_response(
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     resp
+}
+
+/// What the chat / completions relay keeps per choice.
+struct ChoiceFilter {
+    filter: OutputFilter,
+    done: bool,
+}
+
+/// Chat and completions chunks: each choice's text through its own filter, the usage chunk
+/// kept for billing and passed on only when the client asked for it.
+struct ChatRelay {
+    state: SharedState,
+    endpoint: Endpoint,
+    id: String,
+    client_usage: bool,
+    n: u64,
+    enforcing: bool,
+    choices: HashMap<u64, ChoiceFilter>,
+    usage: (Option<u64>, Option<u64>),
+    deltas: u64,
+    blocked_any: bool,
+}
+
+impl ChatRelay {
+    fn new(state: &SharedState, endpoint: Endpoint, id: &str, client_usage: bool, n: u64) -> Self {
+        ChatRelay {
+            state: state.clone(),
+            endpoint,
+            id: id.to_string(),
+            client_usage,
+            n,
+            enforcing: crate::guard::output_filter(state).1,
+            choices: HashMap::new(),
+            usage: (None, None),
+            deltas: 0,
+            blocked_any: false,
+        }
+    }
+
+    /// One choice of a chunk through its filter; false drops it (its answer ended already).
+    fn choice(&mut self, c: &mut Value) -> bool {
+        let ptr = text_pointer(self.endpoint, true);
+        let idx = c.get("index").and_then(Value::as_u64).unwrap_or(0);
+        let state = &self.state;
+        let cf = self.choices.entry(idx).or_insert_with(|| ChoiceFilter {
+            filter: crate::guard::output_filter(state).0,
+            done: false,
+        });
+        if cf.done {
+            return false;
+        }
+        let text = c
+            .pointer(ptr)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if !text.is_empty() {
+            self.deltas += 1;
+        }
+        let mut e = cf.filter.push(&text);
+        let ending = c.get("finish_reason").is_some_and(|f| !f.is_null());
+        if ending && e.blocked.is_none() {
+            let rest = cf.filter.finish();
+            e.text_to_send.push_str(&rest.text_to_send);
+            e.fired.extend(rest.fired);
+            e.blocked = rest.blocked;
+        }
+        crate::guard::record(state, "output", &e.fired);
+        if !self.enforcing {
+            cf.done = ending;
+            return true;
+        }
+        if let Some(hit) = e.blocked {
+            crate::guard::record(state, "output", std::slice::from_ref(&hit));
+            c["finish_reason"] = Value::from("content_filter");
+            cf.done = true;
+            self.blocked_any = true;
+        } else {
+            cf.done = ending;
+        }
+        if let Some(slot) = c.pointer_mut(ptr) {
+            *slot = Value::String(e.text_to_send);
+        } else if cf.done && self.endpoint == Endpoint::Chat && !e.text_to_send.is_empty() {
+            c["delta"]["content"] = Value::String(e.text_to_send);
+        }
+        true
+    }
+}
+
+impl Relay for ChatRelay {
+    fn event(&mut self, data: &str, out: &mut Vec<String>) -> bool {
+        if data.trim() == "[DONE]" {
+            out.push("data: [DONE]\n\n".into());
+            return false;
+        }
+        let Ok(mut v) = serde_json::from_str::<Value>(data) else {
+            out.push(format!("data: {data}\n\n"));
+            return false;
+        };
+        let (p, c) = usage_of(self.endpoint, &v);
+        self.usage = (p.or(self.usage.0), c.or(self.usage.1));
+        if v.get("model").is_some() {
+            v["model"] = Value::String(self.id.clone());
+        }
+        let had_choices = v
+            .get("choices")
+            .and_then(Value::as_array)
+            .is_some_and(|c| !c.is_empty());
+        if let Some(list) = v.get_mut("choices").and_then(Value::as_array_mut) {
+            list.retain_mut(|c| self.choice(c));
+        }
+        let empty = v
+            .get("choices")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty);
+        if !self.client_usage {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("usage");
+            }
+            if empty && !had_choices {
+                // The usage chunk the client did not ask for.
+                return false;
+            }
+        }
+        if empty && had_choices {
+            return false;
+        }
+        out.push(format!("data: {v}\n\n"));
+        let finished = self.choices.values().filter(|c| c.done).count() as u64;
+        if self.blocked_any && finished >= self.n {
+            // An output rule ended the answer early: the upstream's remaining chunks are not
+            // read (dropping the connection cancels its generation).
+            out.push("data: [DONE]\n\n".into());
+            return true;
+        }
+        false
+    }
+
+    fn usage(&self) -> (Option<u64>, Option<u64>) {
+        self.usage
+    }
+
+    fn deltas(&self) -> u64 {
+        self.deltas
+    }
+
+    fn error(&mut self, e: &ApiError) -> String {
+        format!("data: {}\n\n", e.body())
+    }
+}
+
+/// What the Responses relay keeps per output text part (`output_index`, `content_index`).
+struct PartFilter {
+    filter: OutputFilter,
+    item_id: Value,
+    /// The text sent so far: what the closing events carry instead of the upstream's text.
+    sent: String,
+    done: bool,
+}
+
+/// Responses events (`response.output_text.delta`, ..., `response.completed`): the deltas
+/// through a filter per text part, the closing events' whole texts replaced by what was sent,
+/// `response.model` set to the route id, events renumbered (the relay may add some), the
+/// usage taken from the final `response`. A blocked answer ends with `response.incomplete`
+/// (`incomplete_details.reason: "content_filter"`).
+struct ResponsesRelay {
+    state: SharedState,
+    id: String,
+    enforcing: bool,
+    parts: std::collections::BTreeMap<(u64, u64), PartFilter>,
+    /// Output items done so far, by output index (with their texts as sent).
+    items: std::collections::BTreeMap<u64, Value>,
+    /// The latest `response` object (the base of the end this relay writes when blocked).
+    response: Value,
+    seq: u64,
+    usage: (Option<u64>, Option<u64>),
+    deltas: u64,
+}
+
+impl ResponsesRelay {
+    fn new(state: &SharedState, id: &str) -> Self {
+        ResponsesRelay {
+            state: state.clone(),
+            id: id.to_string(),
+            enforcing: crate::guard::output_filter(state).1,
+            parts: Default::default(),
+            items: Default::default(),
+            response: serde_json::json!({"object": "response"}),
+            seq: 0,
+            usage: (None, None),
+            deltas: 0,
+        }
+    }
+
+    fn push(&mut self, out: &mut Vec<String>, mut v: Value) {
+        v["sequence_number"] = Value::from(self.seq);
+        self.seq += 1;
+        match v.get("type").and_then(Value::as_str) {
+            Some(kind) => out.push(format!("event: {kind}\ndata: {v}\n\n")),
+            None => out.push(format!("data: {v}\n\n")),
+        }
+    }
+
+    fn key(v: &Value) -> (u64, u64) {
+        let at = |k| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+        (at("output_index"), at("content_index"))
+    }
+
+    /// Text of one part through its filter (`None`: the part's end): what to send, and
+    /// whether a rule blocked it.
+    fn filter(&mut self, key: (u64, u64), item_id: &Value, text: Option<&str>) -> (String, bool) {
+        let state = &self.state;
+        let pf = self.parts.entry(key).or_insert_with(|| PartFilter {
+            filter: crate::guard::output_filter(state).0,
+            item_id: item_id.clone(),
+            sent: String::new(),
+            done: false,
+        });
+        if pf.done {
+            return (String::new(), false);
+        }
+        let e = match text {
+            Some(t) => pf.filter.push(t),
+            None => pf.filter.finish(),
+        };
+        crate::guard::record(state, "output", &e.fired);
+        let blocked = e.blocked.is_some();
+        if let Some(hit) = &e.blocked {
+            if self.enforcing {
+                crate::guard::record(state, "output", std::slice::from_ref(hit));
+            }
+        }
+        pf.sent.push_str(&e.text_to_send);
+        pf.done = text.is_none() || blocked;
+        (e.text_to_send, blocked && self.enforcing)
+    }
+
+    /// A part's held-back text, as one more delta event (before the part's closing events).
+    fn flush(&mut self, out: &mut Vec<String>, key: (u64, u64), item_id: &Value) -> bool {
+        let (rest, blocked) = self.filter(key, item_id, None);
+        if self.enforcing && !rest.is_empty() {
+            let item_id = self.parts[&key].item_id.clone();
+            let ev = serde_json::json!({"type": "response.output_text.delta", "item_id": item_id,
+                "output_index": key.0, "content_index": key.1, "delta": rest, "logprobs": []});
+            self.push(out, ev);
+        }
+        blocked
+    }
+
+    /// An output item's texts as they were sent.
+    fn patch_item(&self, index: u64, item: &mut Value) {
+        for (j, part) in output_texts(item) {
+            if let Some(p) = self.parts.get(&(index, j as u64)) {
+                part["text"] = Value::String(p.sent.clone());
+            }
+        }
+    }
+
+    /// After a blocked delta: the answer ends as `response.incomplete`, its output the items
+    /// done so far and the open parts' text as sent.
+    fn end_blocked(&mut self, out: &mut Vec<String>) {
+        let mut items = self.items.clone();
+        for (&(i, _), p) in &self.parts {
+            if items.contains_key(&i) {
+                continue;
+            }
+            let content: Vec<Value> = self
+                .parts
+                .range((i, 0)..=(i, u64::MAX))
+                .map(|(_, p)| serde_json::json!({"type": "output_text", "text": p.sent, "annotations": []}))
+                .collect();
+            items.insert(
+                i,
+                serde_json::json!({"id": p.item_id, "type": "message", "role": "assistant",
+                    "status": "incomplete", "content": content}),
+            );
+        }
+        let mut r = self.response.clone();
+        r["model"] = Value::String(self.id.clone());
+        r["status"] = Value::from("incomplete");
+        r["incomplete_details"] = serde_json::json!({"reason": "content_filter"});
+        r["output"] = Value::Array(items.into_values().collect());
+        self.push(
+            out,
+            serde_json::json!({"type": "response.incomplete", "response": r}),
+        );
+    }
+}
+
+impl Relay for ResponsesRelay {
+    fn event(&mut self, data: &str, out: &mut Vec<String>) -> bool {
+        let Ok(mut v) = serde_json::from_str::<Value>(data) else {
+            out.push(format!("data: {data}\n\n"));
+            return false;
+        };
+        let kind = v
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let key = Self::key(&v);
+        let item_id = v.get("item_id").cloned().unwrap_or(Value::Null);
+        match kind.as_str() {
+            "response.output_text.delta" => {
+                let text = v["delta"].as_str().unwrap_or("").to_string();
+                if !text.is_empty() {
+                    self.deltas += 1;
+                }
+                let (send, blocked) = self.filter(key, &item_id, Some(&text));
+                if self.enforcing {
+                    if send.is_empty() && !text.is_empty() {
+                        // Held back (or blocked) for now.
+                        if blocked {
+                            self.end_blocked(out);
+                        }
+                        return blocked;
+                    }
+                    v["delta"] = Value::String(send);
+                }
+                self.push(out, v);
+                if blocked {
+                    self.end_blocked(out);
+                }
+                return blocked;
+            }
+            "response.output_text.done" => {
+                if self.flush(out, key, &item_id) {
+                    self.end_blocked(out);
+                    return true;
+                }
+                if self.enforcing {
+                    v["text"] = Value::String(self.parts[&key].sent.clone());
+                }
+            }
+            "response.content_part.done" if self.enforcing => {
+                if let Some(p) = self.parts.get(&key) {
+                    if v.pointer("/part/type").and_then(Value::as_str) == Some("output_text") {
+                        v["part"]["text"] = Value::String(p.sent.clone());
+                    }
+                }
+            }
+            "response.output_item.done" => {
+                if let Some(item) = v.get_mut("item") {
+                    if self.enforcing {
+                        self.patch_item(key.0, item);
+                    }
+                    self.items.insert(key.0, item.clone());
+                }
+            }
+            _ => {}
+        }
+        if let Some(r) = v.get_mut("response").filter(|r| r.is_object()) {
+            if r.get("model").is_some() {
+                r["model"] = Value::String(self.id.clone());
+            }
+            let (p, c) = usage_of(Endpoint::Responses, r);
+            self.usage = (p.or(self.usage.0), c.or(self.usage.1));
+            if self.enforcing {
+                for (i, item) in r
+                    .get_mut("output")
+                    .and_then(Value::as_array_mut)
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
+                    self.patch_item(i as u64, item);
+                }
+            }
+            self.response = r.clone();
+        }
+        self.push(out, v);
+        false
+    }
+
+    fn usage(&self) -> (Option<u64>, Option<u64>) {
+        self.usage
+    }
+
+    fn deltas(&self) -> u64 {
+        self.deltas
+    }
+
+    fn error(&mut self, e: &ApiError) -> String {
+        let b = e.body();
+        let mut out = Vec::new();
+        self.push(
+            &mut out,
+            serde_json::json!({"type": "error", "code": b["error"]["code"],
+                "message": b["error"]["message"], "param": b["error"]["param"]}),
+        );
+        out.concat()
+    }
 }

@@ -51,7 +51,10 @@ pub(crate) fn router_with_state(state: SharedState) -> Router {
             "/v1/completions",
             post(completions::handler).route_layer(upstream()),
         )
-        .route("/v1/responses", post(responses::handler))
+        .route(
+            "/v1/responses",
+            post(responses::handler).route_layer(upstream()),
+        )
         .route("/v1/models", get(models::list))
         .route("/v1/limits", get(crate::gateway::explain))
         .route("/v1/models/{*id}", get(models::get))

@@ -266,13 +266,19 @@ fn path_to(messages: &[Message], leaf: Option<&str>) -> Vec<Message> {
     path
 }
 
+/// The conversation's system prompt, when it has a non-blank one.
+fn system_prompt(settings: &Value) -> Option<&str> {
+    settings
+        .get("system")
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+}
+
 /// The chat request a conversation's settings and path make.
 fn chat_request(model: &str, settings: &Value, path: &[Message]) -> Value {
     let mut messages = Vec::new();
-    if let Some(system) = settings.get("system").and_then(Value::as_str) {
-        if !system.trim().is_empty() {
-            messages.push(json!({"role": "system", "content": system}));
-        }
+    if let Some(system) = system_prompt(settings) {
+        messages.push(json!({"role": "system", "content": system}));
     }
     for m in path {
         if m.role == "assistant" && m.content.is_empty() {
@@ -396,7 +402,17 @@ pub async fn send(
     let req_json = chat_request(&model, &conv.settings, &path);
     let req: super::chat::ChatCompletionRequest = serde_json::from_value(req_json)
         .map_err(|e| ApiError::invalid_param("settings", format!("Bad settings: {e}")))?;
-    let mut prepared = super::chat::prepare(&state, req).await?;
+    // A history too long for the model: the system prompt and the newest messages that fit.
+    let head = usize::from(system_prompt(&conv.settings).is_some());
+    let mut prepared = super::chat::prepare_fitted(&state, req, head).await?;
+    if prepared.messages_dropped > 0 {
+        tracing::debug!(
+            conversation = %id,
+            dropped = prepared.messages_dropped,
+            prompt_tokens = prepared.prompt_tokens,
+            "the oldest messages were left out to fit the context"
+        );
+    }
     let Some(choice) = prepared.choices.pop() else {
         return Err(ApiError::internal("no generation was started"));
     };
@@ -410,7 +426,9 @@ pub async fn send(
         model: Some(prepared.model.clone()),
         status: "generating".into(),
         error: None,
-        stats: None,
+        // Known before the reply: the UI says so while it streams.
+        stats: (prepared.messages_dropped > 0)
+            .then(|| json!({"messages_dropped": prepared.messages_dropped})),
         created: now(),
     };
     // Saved only now that the backend took the request (a refused one leaves no trace).
@@ -445,6 +463,7 @@ pub async fn send(
         prompt_tokens: prepared.prompt_tokens,
         context_length: prepared.context_length,
         opens_think: prepared.opens_think,
+        messages_dropped: prepared.messages_dropped,
         started,
     };
     // Its own task, with this request's meter: billed and audited when the reply ends.

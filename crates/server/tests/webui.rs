@@ -962,6 +962,64 @@ async fn a_long_conversation_sends_the_system_prompt_and_the_newest_messages_tha
     assert!(text.ends_with("<|user|>\nagain\n<|assistant|>\n"), "{text}");
     assert!(done["stats"]["messages_dropped"].as_u64().unwrap() > dropped as u64);
 
+    // max_context_tokens: the conversation uses less than the model's context.
+    let (st, _) = ui(
+        &s,
+        &alice,
+        Method::PATCH,
+        &format!("/api/conversations/{cid}"),
+        Some(&json!({"settings": {"system": "Be brief.", "max_context_tokens": 128}})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let sent = send(&s, &alice, &cid, json!({"content": "capped"})).await;
+    let evs = events(&s, &alice, sent["generation_id"].as_str().unwrap(), "").await;
+    let done = &evs.last().unwrap().1["message"];
+    assert_eq!(done["status"], "complete", "{done}");
+    let text = last_prompt(&s);
+    // A quarter of 128 kept for the reply.
+    assert!(text.len() <= 96, "{} tokens", text.len());
+    assert!(
+        text.ends_with("<|user|>\ncapped\n<|assistant|>\n"),
+        "{text}"
+    );
+    let req = s.fake.last_request.lock().unwrap().clone().unwrap();
+    assert_eq!(
+        req.max_tokens,
+        128 - text.len(),
+        "the reply may use the rest of the 128"
+    );
+    for bad in [json!(0), json!("many"), json!(-5)] {
+        let (st, _) = ui(
+            &s,
+            &alice,
+            Method::PATCH,
+            &format!("/api/conversations/{cid}"),
+            Some(&json!({"settings": {"max_context_tokens": bad}})),
+        )
+        .await;
+        assert_eq!(st, 200);
+        let (st, v) = ui(
+            &s,
+            &alice,
+            Method::POST,
+            &format!("/api/conversations/{cid}/messages"),
+            Some(&json!({"content": "x"})),
+        )
+        .await;
+        assert_eq!(st, 400, "{v}");
+        assert_eq!(v["error"]["param"], "settings.max_context_tokens", "{v}");
+    }
+    let (st, _) = ui(
+        &s,
+        &alice,
+        Method::PATCH,
+        &format!("/api/conversations/{cid}"),
+        Some(&json!({"settings": {"system": "Be brief."}})),
+    )
+    .await;
+    assert_eq!(st, 200);
+
     // A newest message too long by itself: the context error, nothing saved.
     let (st, v) = ui(
         &s,

@@ -122,16 +122,26 @@ pub(crate) async fn prepare(
     prepare_inner(state, req, None).await
 }
 
+/// How a web UI conversation is fitted to the model ([`prepare_fitted`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Fit {
+    /// Leading messages always sent (the conversation's system prompt).
+    pub head: usize,
+    /// The conversation's `max_context_tokens`: the most tokens of the context it uses
+    /// (prompt and reply), below the model's context length.
+    pub max_context_tokens: Option<usize>,
+}
+
 /// [`prepare`] for the web UI's conversations: when the messages do not fit the model's
 /// context (with room for the reply) or `max_messages`, the oldest are left out, keeping the
-/// first `head` messages (the conversation's system prompt) and at least the newest one (see
-/// [`fit_prompt`]). How many were left out is in [`Prepared::messages_dropped`].
+/// first `fit.head` messages (the conversation's system prompt) and at least the newest one
+/// (see [`fit_prompt`]). How many were left out is in [`Prepared::messages_dropped`].
 pub(crate) async fn prepare_fitted(
     state: &SharedState,
     req: ChatCompletionRequest,
-    head: usize,
+    fit: Fit,
 ) -> ApiResult<Prepared> {
-    prepare_inner(state, req, Some(head)).await
+    prepare_inner(state, req, Some(fit)).await
 }
 
 /// The room kept for the reply when a conversation is fitted and its `max_tokens` is unset:
@@ -143,13 +153,13 @@ pub(crate) fn default_reply_reserve(context_length: usize) -> usize {
 async fn prepare_inner(
     state: &SharedState,
     req: ChatCompletionRequest,
-    fit_head: Option<usize>,
+    fit: Option<Fit>,
 ) -> ApiResult<Prepared> {
     let started = Instant::now();
     state.check_not_draining()?;
     let card = state.model(&req.model)?;
 
-    if fit_head.is_none() && req.messages.len() > state.config.max_messages {
+    if fit.is_none() && req.messages.len() > state.config.max_messages {
         return Err(ApiError::invalid_param(
             "messages",
             format!(
@@ -235,19 +245,23 @@ async fn prepare_inner(
         tools: tools.clone(),
         extra: req.chat_template_kwargs.clone().unwrap_or_default(),
     };
-    let budget = card.context_length.saturating_sub(
+    // The context this request may use: the model's, or less where the conversation says so.
+    let context = fit
+        .and_then(|f| f.max_context_tokens)
+        .map_or(card.context_length, |c| c.min(card.context_length));
+    let budget = context.saturating_sub(
         requested_max
             .map(|m| usize::try_from(m).unwrap_or(usize::MAX))
-            .unwrap_or_else(|| default_reply_reserve(card.context_length)),
+            .unwrap_or_else(|| default_reply_reserve(context)),
     );
     let max_messages = state.config.max_messages;
     let (rendered, messages_dropped) = state
-        .blocking(move |b| match fit_head {
+        .blocking(move |b| match fit {
             None => Ok((render_prompt(b, &spec, &messages)?, 0)),
-            Some(head) => fit_prompt(b, &spec, &messages, head, max_messages, budget),
+            Some(f) => fit_prompt(b, &spec, &messages, f.head, max_messages, budget),
         })
         .await?;
-    if fit_head.is_some() && req.messages.len() - messages_dropped > max_messages {
+    if fit.is_some() && req.messages.len() - messages_dropped > max_messages {
         return Err(ApiError::invalid_param(
             "messages",
             format!(
@@ -265,7 +279,7 @@ async fn prepare_inner(
         requested_max,
         max_param,
         prompt_tokens.len(),
-        card.context_length,
+        context,
         "messages",
     )?;
 

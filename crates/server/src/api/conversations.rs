@@ -274,6 +274,20 @@ fn system_prompt(settings: &Value) -> Option<&str> {
         .filter(|s| !s.trim().is_empty())
 }
 
+/// The conversation's `max_context_tokens` setting (a positive integer, or unset / null).
+fn max_context_tokens(settings: &Value) -> Result<Option<usize>, ApiError> {
+    match settings.get("max_context_tokens") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64().filter(|&n| n > 0) {
+            Some(n) => Ok(Some(usize::try_from(n).unwrap_or(usize::MAX))),
+            None => Err(ApiError::invalid_param(
+                "settings.max_context_tokens",
+                format!("`max_context_tokens` must be a positive integer, got {v}."),
+            )),
+        },
+    }
+}
+
 /// The chat request a conversation's settings and path make.
 fn chat_request(model: &str, settings: &Value, path: &[Message]) -> Value {
     let mut messages = Vec::new();
@@ -403,8 +417,11 @@ pub async fn send(
     let req: super::chat::ChatCompletionRequest = serde_json::from_value(req_json)
         .map_err(|e| ApiError::invalid_param("settings", format!("Bad settings: {e}")))?;
     // A history too long for the model: the system prompt and the newest messages that fit.
-    let head = usize::from(system_prompt(&conv.settings).is_some());
-    let mut prepared = super::chat::prepare_fitted(&state, req, head).await?;
+    let fit = super::chat::Fit {
+        head: usize::from(system_prompt(&conv.settings).is_some()),
+        max_context_tokens: max_context_tokens(&conv.settings)?,
+    };
+    let mut prepared = super::chat::prepare_fitted(&state, req, fit).await?;
     if prepared.messages_dropped > 0 {
         tracing::debug!(
             conversation = %id,

@@ -59,7 +59,11 @@ export HEARTH_UI_ADMIN_USER=e2e-admin HEARTH_UI_ADMIN_PASSWORD="$ADMIN_PW"
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 status=0
 # Arguments go to Playwright: `scripts/e2e.sh e2e/print.spec.ts` runs one spec, `-g NAME` one test.
-(cd frontend && npm run --silent e2e -- "$@") || status=$?
+# `scripts/e2e.sh --screenshots` retakes docs/screenshots/*.png against this live server instead
+# (frontend/e2e/screenshots.spec.ts, `npm run screenshots`).
+script=e2e
+if [ "${1:-}" = "--screenshots" ]; then script=screenshots; shift; fi
+(cd frontend && npm run --silent "$script" -- "$@") || status=$?
 if [ "$status" -ne 0 ]; then
   echo "--- hearth serve log (last 80 lines) ---" >&2
   tail -n 80 "$DATA/serve.log" >&2

@@ -104,7 +104,21 @@ function startGeneration(conv, assistant, pathMsgs) {
   const n = Math.max(1, Math.min(4000, conv.settings.max_tokens ?? 40));
   const think = assistant.model === 'gemma3' ? words(8, 'thinking first') : [];
   const pieces = reply(last?.content ?? '', n);
-  const prompt = pathMsgs.reduce((s, m) => s + Math.ceil(m.content.length / 4), 0) + Math.ceil((conv.settings.system ?? '').length / 4);
+  // As the server fits a long conversation (docs/UI-API.md): the newest messages, from a user
+  // one, whose prompt (4 characters a token here) leaves room for the reply.
+  const modelContext = MODELS.find((m) => m.id === assistant.model)?.context_length ?? 8192;
+  const context = Math.min(modelContext, conv.settings.max_context_tokens ?? Infinity);
+  const reserve = conv.settings.max_tokens ?? Math.min(1024, Math.floor(context / 4));
+  const tokens = (m) => Math.ceil(m.content.length / 4);
+  const system = Math.ceil((conv.settings.system ?? '').length / 4);
+  let prompt = pathMsgs.reduce((s, m) => s + tokens(m), 0) + system;
+  let dropped = 0;
+  const drop = () => (prompt -= tokens(pathMsgs[dropped++]));
+  if (prompt + reserve > context) {
+    while (dropped < pathMsgs.length - 1 && prompt + reserve > context) drop();
+    while (dropped < pathMsgs.length - 1 && pathMsgs[dropped].role !== 'user') drop();
+  }
+  if (dropped) assistant.stats = { messages_dropped: dropped };
   const g = { id: gid, conversation_id: conv.id, message_id: assistant.id, model: assistant.model, started: now(), events: [], listeners: new Set(), done: false, timer: null, t0: Date.now(), tFirst: null, n: 0, owner: conv.owner };
   gens.set(gid, g);
   running++;
@@ -126,7 +140,8 @@ function startGeneration(conv, assistant, pathMsgs) {
       completion_tokens: g.n,
       reasoning_ms: think.length ? think.length * TOKEN_MS : null,
       reasoning_tokens: think.length || null,
-      context_length: MODELS.find((m) => m.id === assistant.model)?.context_length ?? 8192,
+      context_length: modelContext,
+      messages_dropped: dropped,
     };
     generatedTotal += g.n;
     promptTotal += prompt;

@@ -16,13 +16,16 @@ function bigExport(n: number) {
   return { hearth_export: 1, title: `Long ${Date.now()}`, model: null, settings: {}, created: 1_700_000_000, messages };
 }
 
-test('a 1,000-message conversation opens windowed, scrolls and streams', async ({ page }) => {
+test('a 1,000-message conversation opens windowed, scrolls, and streams a reply to its newest messages', async ({ page }) => {
   await signIn(page);
   const r = await page.request.post('/api/conversations/import', { data: bigExport(1000), headers: await csrfHeaders(page.request) });
   expect(r.status()).toBe(201);
   const conv = await r.json();
   const model = (await (await page.request.get('/v1/models')).json()).data[0].id;
-  await page.request.patch(`/api/conversations/${conv.id}`, { data: { model, settings: { max_tokens: 64 } }, headers: await csrfHeaders(page.request) });
+  // The conversation uses 2,048 tokens of the model's context: a CPU prefills that in seconds
+  // (the whole 8,192 of SmolLM2 would take minutes on a busy 2-core machine).
+  const CONTEXT = 2048;
+  await page.request.patch(`/api/conversations/${conv.id}`, { data: { model, settings: { max_tokens: 64, max_context_tokens: CONTEXT } }, headers: await csrfHeaders(page.request) });
 
   await page.evaluate(() => {
     const w = window as unknown as { __long: number[] };
@@ -46,27 +49,34 @@ test('a 1,000-message conversation opens windowed, scrolls and streams', async (
   }
   expect(await page.locator('[data-testid="message"]').count()).toBeGreaterThan(inDom);
 
-  // streaming into it: no main-thread stall. A real model may refuse the whole path as too
-  // long for its context (then the server's error shows and there is nothing to stream).
+  // streaming into it: no main-thread stall. The whole path is far over a small model's
+  // context: the server sends the newest messages that fit and says how many it left out.
   await page.evaluate(() => ((window as unknown as { __long: number[] }).__long = []));
   const before = await page.locator('[data-testid="message"]').count();
+  const t1 = Date.now();
   await page.getByTestId('composer-input').fill('One more, a long one please.');
   await page.getByTestId('composer-input').press('Enter');
-  const outcome = await expect
-    .poll(async () => {
-      if ((await page.locator('[data-testid="message"]').count()) >= before + 2) return 'sent';
-      if (await page.getByTestId('toast').filter({ hasText: /context|too long|tokens/i }).count()) return 'refused';
-      return 'waiting';
-    }, { timeout: 30_000 })
-    .not.toBe('waiting')
-    .then(async () => ((await page.locator('[data-testid="message"]').count()) >= before + 2 ? 'sent' : 'refused'));
-  if (outcome === 'refused') {
-    test.info().annotations.push({ type: 'note', description: 'the server refused the 1,000-message context; streaming part skipped' });
-    console.log(`open ${openMs} ms, ${inDom} messages in the DOM; the model's context is too small to answer this path`);
-    return;
-  }
+  await expect.poll(async () => page.locator('[data-testid="message"]').count(), { timeout: 30_000 }).toBeGreaterThanOrEqual(before + 2);
+  const sentMs = Date.now() - t1;
   await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: GEN_TIMEOUT });
+  const replyMs = Date.now() - t1;
+  await expect(lastAssistant(page).getByTestId('dropped-note')).toBeVisible();
   const long = await page.evaluate(() => (window as unknown as { __long: number[] }).__long);
   const worst = Math.max(0, ...long);
-  console.log(`open ${openMs} ms, ${inDom} messages in the DOM, worst long task while streaming ${Math.round(worst)} ms`);
+
+  const saved = await (await page.request.get(`/api/conversations/${conv.id}`)).json();
+  const reply = saved.messages[saved.messages.length - 1];
+  expect(reply.role).toBe('assistant');
+  expect(reply.status).toBe('complete');
+  expect(reply.content.length).toBeGreaterThan(0);
+  const stats = reply.stats;
+  expect(stats.messages_dropped).toBeGreaterThan(0);
+  expect(stats.messages_dropped).toBeLessThan(1001);
+  expect(stats.prompt_tokens + 64).toBeLessThanOrEqual(CONTEXT);
+  console.log(
+    `open ${openMs} ms, ${inDom} messages in the DOM; send answered in ${sentMs} ms, reply complete in ${replyMs} ms ` +
+      `(ttft ${stats.ttft_ms} ms, ${stats.tokens_per_s} tok/s, ${stats.completion_tokens} tokens); ` +
+      `prompt ${stats.prompt_tokens} tokens (of ${CONTEXT} used of the model's ${stats.context_length}), ${stats.messages_dropped} of 1001 messages left out; ` +
+      `worst long task while streaming ${Math.round(worst)} ms`,
+  );
 });

@@ -25,7 +25,7 @@ test('prepare data @screenshots', async ({ page }) => {
   fs.mkdirSync(OUT, { recursive: true });
   await signIn(page);
   await page.getByTestId('new-chat').click();
-  await setSettings(page, { maxTokens: '60' });
+  await setSettings(page, { maxTokens: '100' });
   await sendMessage(page, 'Show me some python code and a table');
   await expect(lastAssistant(page)).toHaveAttribute('data-status', 'complete', { timeout: GEN_TIMEOUT });
   await sendMessage(page, 'And some math, like Euler');
@@ -36,11 +36,17 @@ test('prepare data @screenshots', async ({ page }) => {
   await page.goto('/#/compare');
   await page.getByTestId('column-model-0').selectOption(ids[0]);
   await page.getByTestId('column-model-1').selectOption(ids[1] ?? ids[0]);
+  // Short answers: a live model on a CPU would otherwise write for minutes.
+  for (const i of [0, 1]) {
+    await page.getByTestId(`column-settings-${i}`).click();
+    await page.getByTestId(`col${i}-max-tokens`).fill('80');
+  }
   await page.getByTestId('run-title').fill('Capitals');
   await page.getByTestId('mode-set').click();
   await page.getByTestId('question-set-input').fill('What is the capital of France?\nWrite python code to add two numbers.');
   await page.getByTestId('compare-run').click();
-  await expect(page.getByTestId('answer-1-1')).toHaveAttribute('data-streaming', 'false', { timeout: GEN_TIMEOUT });
+  for (const cell of ['answer-0-0', 'answer-0-1', 'answer-1-0', 'answer-1-1'])
+    await expect(page.getByTestId(cell)).toHaveAttribute('data-streaming', 'false', { timeout: GEN_TIMEOUT });
   await page.getByTestId('vote-0-0').click();
   await page.getByTestId('score-0-0').selectOption('8');
   await page.getByTestId('save-run').click();

@@ -348,6 +348,8 @@ pub struct Job {
     pub prompt_tokens: usize,
     pub context_length: usize,
     pub opens_think: bool,
+    /// Messages of the conversation left out to fit the context.
+    pub messages_dropped: usize,
     pub started: Instant,
 }
 
@@ -361,6 +363,7 @@ pub async fn run(state: SharedState, job: Job) {
         prompt_tokens,
         context_length,
         opens_think,
+        messages_dropped,
         started,
     } = job;
     let mut choice = Some(choice);
@@ -490,6 +493,7 @@ pub async fn run(state: SharedState, job: Job) {
         "reasoning_tokens": reasoning_pieces,
         "context_length": context_length,
         "finish_reason": finish_reason,
+        "messages_dropped": messages_dropped,
     }));
     if let Some(store) = &state.gateway.sql {
         if let Err(e) = store.update_message(&message).await {

@@ -83,6 +83,7 @@ async fn send_streams_events_then_done_and_saves_the_reply() {
     assert_eq!(done["reasoning"], "Two and two.");
     let stats = &done["stats"];
     assert_eq!(stats["context_length"], 256);
+    assert_eq!(stats["messages_dropped"], 0, "the whole conversation fits");
     assert!(stats["prompt_tokens"].as_u64().unwrap() > 0);
     assert!(stats["completion_tokens"].as_u64().unwrap() > 10);
     assert!(
@@ -844,4 +845,240 @@ async fn harmony_reasoning_and_the_audit_record_of_a_generation() {
         .expect("login audited");
     assert_eq!(login.record.request_body, None);
     assert_eq!(login.record.response_body, None);
+}
+
+/// The prompt text the fake backend got last (one byte per token).
+fn last_prompt(s: &common::TestServer) -> String {
+    let req = s.fake.last_request.lock().unwrap().clone().unwrap();
+    String::from_utf8(
+        req.prompt_tokens
+            .iter()
+            .flat_map(|&t| hearth_server::fake::FakeBackend::token_bytes(t))
+            .collect(),
+    )
+    .unwrap()
+}
+
+/// An imported conversation of `turns` question/answer pairs (a chain), and its messages as
+/// `(role, content)`, oldest first.
+async fn long_conversation(
+    s: &common::TestServer,
+    sess: &Session,
+    settings: Value,
+    turns: usize,
+) -> (String, Vec<(&'static str, String)>) {
+    let mut msgs = Vec::new();
+    let mut doc_msgs = Vec::new();
+    for i in 0..turns {
+        for (role, text) in [
+            ("user", format!("question {i:02} about things")),
+            ("assistant", format!("answer {i:02}, at some length")),
+        ] {
+            let n = doc_msgs.len();
+            doc_msgs.push(json!({
+                "id": format!("m{n}"),
+                "parent_id": if n == 0 { Value::Null } else { json!(format!("m{}", n - 1)) },
+                "role": role, "content": text, "status": "complete",
+            }));
+            msgs.push((role, text));
+        }
+    }
+    let doc = json!({"hearth_export": 1, "title": "Long", "model": "fake-model",
+                     "settings": settings, "messages": doc_msgs});
+    let (st, c) = ui(
+        s,
+        sess,
+        Method::POST,
+        "/api/conversations/import",
+        Some(&doc),
+    )
+    .await;
+    assert_eq!(st, 201, "{c}");
+    (c["id"].as_str().unwrap().to_string(), msgs)
+}
+
+/// The fake's prompt for the system prompt, `history` and the newest message.
+fn prompt_of(system: &str, history: &[(&str, String)], newest: &str) -> String {
+    let mut all: Vec<(&str, &str)> = vec![("system", system)];
+    all.extend(history.iter().map(|(r, c)| (*r, c.as_str())));
+    all.push(("user", newest));
+    common::fake_prompt(&all)
+}
+
+#[tokio::test]
+async fn a_long_conversation_sends_the_system_prompt_and_the_newest_messages_that_fit() {
+    // Context 256 tokens (bytes); no max_tokens: 64 (a quarter) are kept for the reply.
+    let (s, _) = start(common::scripted("ok"), true, UiMode::Off).await;
+    let alice = login(&s, "alice").await;
+    let (cid, history) = long_conversation(&s, &alice, json!({"system": "Be brief."}), 30).await;
+    let sent = send(&s, &alice, &cid, json!({"content": "newest question"})).await;
+    let evs = events(&s, &alice, sent["generation_id"].as_str().unwrap(), "").await;
+    let done = &evs.last().unwrap().1["message"];
+    assert_eq!(done["status"], "complete", "{done}");
+    assert_eq!(done["content"], "ok");
+    let dropped = done["stats"]["messages_dropped"].as_u64().unwrap() as usize;
+    assert!(dropped > 0 && dropped < history.len(), "{done}");
+    assert_eq!(dropped % 2, 0, "the kept part starts at a user message");
+    // Known when the generation starts, so the UI can say so while it streams.
+    assert_eq!(
+        sent["assistant_message"]["stats"],
+        json!({"messages_dropped": dropped})
+    );
+
+    // The prompt: the system prompt, then the newest messages, the oldest left out.
+    let text = last_prompt(&s);
+    assert_eq!(
+        text,
+        prompt_of("Be brief.", &history[dropped..], "newest question")
+    );
+    assert!(!text.contains("question 00"), "{text}");
+    assert!(text.len() <= 256 - 64, "{} tokens", text.len());
+    assert_eq!(done["stats"]["prompt_tokens"], text.len());
+    // As many as fit: one more turn would not have.
+    assert!(prompt_of("Be brief.", &history[dropped - 2..], "newest question").len() > 256 - 64);
+    let saved = wait_saved(&s, &alice, &cid, done["id"].as_str().unwrap()).await;
+    assert_eq!(saved["stats"]["messages_dropped"], dropped);
+
+    // The conversation's max_tokens is the room kept for the reply: more is left out.
+    let (st, _) = ui(
+        &s,
+        &alice,
+        Method::PATCH,
+        &format!("/api/conversations/{cid}"),
+        Some(&json!({"settings": {"system": "Be brief.", "max_tokens": 150}})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let sent = send(&s, &alice, &cid, json!({"content": "again"})).await;
+    let evs = events(&s, &alice, sent["generation_id"].as_str().unwrap(), "").await;
+    let done = &evs.last().unwrap().1["message"];
+    assert_eq!(done["status"], "complete", "{done}");
+    let text = last_prompt(&s);
+    assert!(text.len() + 150 <= 256, "{} tokens", text.len());
+    assert!(
+        text.starts_with("<|system|>\nBe brief.\n<|user|>\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("<|user|>\nagain\n<|assistant|>\n"), "{text}");
+    assert!(done["stats"]["messages_dropped"].as_u64().unwrap() > dropped as u64);
+
+    // max_context_tokens: the conversation uses less than the model's context.
+    let (st, _) = ui(
+        &s,
+        &alice,
+        Method::PATCH,
+        &format!("/api/conversations/{cid}"),
+        Some(&json!({"settings": {"system": "Be brief.", "max_context_tokens": 128}})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let sent = send(&s, &alice, &cid, json!({"content": "capped"})).await;
+    let evs = events(&s, &alice, sent["generation_id"].as_str().unwrap(), "").await;
+    let done = &evs.last().unwrap().1["message"];
+    assert_eq!(done["status"], "complete", "{done}");
+    let text = last_prompt(&s);
+    // A quarter of 128 kept for the reply.
+    assert!(text.len() <= 96, "{} tokens", text.len());
+    assert!(
+        text.ends_with("<|user|>\ncapped\n<|assistant|>\n"),
+        "{text}"
+    );
+    let req = s.fake.last_request.lock().unwrap().clone().unwrap();
+    assert_eq!(
+        req.max_tokens,
+        128 - text.len(),
+        "the reply may use the rest of the 128"
+    );
+    for bad in [json!(0), json!("many"), json!(-5)] {
+        let (st, _) = ui(
+            &s,
+            &alice,
+            Method::PATCH,
+            &format!("/api/conversations/{cid}"),
+            Some(&json!({"settings": {"max_context_tokens": bad}})),
+        )
+        .await;
+        assert_eq!(st, 200);
+        let (st, v) = ui(
+            &s,
+            &alice,
+            Method::POST,
+            &format!("/api/conversations/{cid}/messages"),
+            Some(&json!({"content": "x"})),
+        )
+        .await;
+        assert_eq!(st, 400, "{v}");
+        assert_eq!(v["error"]["param"], "settings.max_context_tokens", "{v}");
+    }
+    let (st, _) = ui(
+        &s,
+        &alice,
+        Method::PATCH,
+        &format!("/api/conversations/{cid}"),
+        Some(&json!({"settings": {"system": "Be brief."}})),
+    )
+    .await;
+    assert_eq!(st, 200);
+
+    // A newest message too long by itself: the context error, nothing saved.
+    let (st, v) = ui(
+        &s,
+        &alice,
+        Method::POST,
+        &format!("/api/conversations/{cid}/messages"),
+        Some(&json!({"content": "x".repeat(300)})),
+    )
+    .await;
+    assert_eq!(st, 400, "{v}");
+    assert_error(&v, "context_length_exceeded");
+
+    // /v1/chat/completions stays exact: the same history is refused, not shortened.
+    let mut messages = vec![json!({"role": "system", "content": "Be brief."})];
+    messages.extend(
+        history
+            .iter()
+            .map(|(r, c)| json!({"role": r, "content": c})),
+    );
+    let (st, v) = ui(
+        &s,
+        &alice,
+        Method::POST,
+        "/v1/chat/completions",
+        Some(&json!({"model": "fake-model", "messages": messages})),
+    )
+    .await;
+    assert_eq!(st, 400, "{v}");
+    assert_error(&v, "context_length_exceeded");
+
+    // A short conversation is sent whole.
+    let short = new_conversation(&s, &alice, json!({})).await;
+    let sent = send(&s, &alice, &short, json!({"content": "hi"})).await;
+    assert_eq!(sent["assistant_message"]["stats"], Value::Null);
+    let evs = events(&s, &alice, sent["generation_id"].as_str().unwrap(), "").await;
+    let done = &evs.last().unwrap().1["message"];
+    assert_eq!(done["stats"]["messages_dropped"], 0, "{done}");
+    assert_eq!(last_prompt(&s), common::fake_prompt(&[("user", "hi")]));
+}
+
+#[tokio::test]
+async fn a_conversation_over_max_messages_sends_the_newest_that_are_allowed() {
+    let (s, _) = start_with(
+        common::scripted("ok"),
+        true,
+        hearth_server::ServerConfig {
+            max_messages: 5,
+            ..Default::default()
+        },
+    )
+    .await;
+    let alice = login(&s, "alice").await;
+    // 2 turns: short enough for the context, but 1 + 4 + 1 = 6 messages.
+    let (cid, history) = long_conversation(&s, &alice, json!({"system": "S."}), 2).await;
+    let sent = send(&s, &alice, &cid, json!({"content": "q"})).await;
+    let evs = events(&s, &alice, sent["generation_id"].as_str().unwrap(), "").await;
+    let done = &evs.last().unwrap().1["message"];
+    assert_eq!(done["status"], "complete", "{done}");
+    // The system prompt and at most 4 more, starting at a user message: 3.
+    assert_eq!(done["stats"]["messages_dropped"], 2, "{done}");
+    assert_eq!(last_prompt(&s), prompt_of("S.", &history[2..], "q"));
 }

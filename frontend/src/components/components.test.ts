@@ -90,6 +90,16 @@ describe('MessageItem', () => {
     expect(document.querySelector('[data-testid="message-content"] strong')!.textContent).toBe('well');
   });
 
+  it('notes the earlier messages that were not sent, and none when all were', () => {
+    app = mount(MessageItem, { target: document.body, props: { message: msg({ status: 'complete', stats: { completion_tokens: 3, messages_dropped: 958 } }), branchIndex: 0, branchCount: 1, busy: false, onBranch: () => {}, onRegenerate: () => {}, onEdit: () => {} } });
+    flushSync();
+    expect(document.querySelector('[data-testid="dropped-note"]')!.textContent).toMatch(/958 earlier messages were not sent/);
+    unmount(app);
+    app = mount(MessageItem, { target: document.body, props: { message: msg({ status: 'complete', stats: { completion_tokens: 3, messages_dropped: 0 } }), branchIndex: 0, branchCount: 1, busy: false, onBranch: () => {}, onRegenerate: () => {}, onEdit: () => {} } });
+    flushSync();
+    expect(document.querySelector('[data-testid="dropped-note"]')).toBeNull();
+  });
+
   it('edits a user message and resends it', () => {
     const onEdit = vi.fn();
     app = mount(MessageItem, { target: document.body, props: { message: msg({ role: 'user', content: 'old', reasoning: null, status: 'complete', stats: null }), branchIndex: 0, branchCount: 1, busy: false, onBranch: () => {}, onRegenerate: () => {}, onEdit } });

@@ -1,5 +1,7 @@
 // Number and time formatting.
 
+import type { MessageStats } from './types';
+
 export function fmtNum(n: number | null | undefined, digits = 0): string {
   if (n === null || n === undefined || !Number.isFinite(n)) return '–';
   return n.toLocaleString(undefined, { maximumFractionDigits: digits, minimumFractionDigits: 0 });
@@ -44,4 +46,12 @@ export function slug(s: string): string {
       .replace(/^-+|-+$/g, '')
       .slice(0, 60) || 'export'
   );
+}
+
+/** The note under a reply for which the server left out earlier messages (context limit):
+ *  the i18n key and its count, or null when everything was sent. */
+export function droppedNote(stats: MessageStats | null | undefined): { key: 'chat.droppedOne' | 'chat.dropped'; n: number } | null {
+  const n = stats?.messages_dropped;
+  if (!n || !Number.isFinite(n) || n <= 0) return null;
+  return { key: n === 1 ? 'chat.droppedOne' : 'chat.dropped', n };
 }

@@ -42,6 +42,8 @@ export interface MessageStats {
   reasoning_tokens?: number | null;
   context_length?: number | null;
   finish_reason?: 'stop' | 'length' | 'content_filter' | null;
+  /** Earlier messages of the conversation the server left out to fit the model's context. */
+  messages_dropped?: number | null;
 }
 
 export type MessageStatus = 'complete' | 'generating' | 'stopped' | 'error';

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::common::{self, Launch, SamplingFields, StopParam, StreamOptions};
-use crate::backend::{BackendError, ChatFormat, OutputConstraints, TokenLogprob};
+use crate::backend::{Backend, BackendError, ChatFormat, OutputConstraints, TokenLogprob};
 use crate::error::{ApiError, ApiResult};
 use crate::generation::{Choice, ChoiceEvent, Collected};
 use crate::ids;
@@ -85,6 +85,8 @@ pub(crate) struct Prepared {
     /// The rendered prompt ends inside a `<think>` block (templates that open it for the
     /// model, as Qwen3's thinking variants and GLM do): the output starts as reasoning.
     pub opens_think: bool,
+    /// Messages of the request left out to fit the context ([`prepare_fitted`]; 0 otherwise).
+    pub messages_dropped: usize,
 }
 
 async fn handle(state: &SharedState, req: ChatCompletionRequest) -> ApiResult<Response> {
@@ -111,16 +113,53 @@ async fn handle(state: &SharedState, req: ChatCompletionRequest) -> ApiResult<Re
     }
 }
 
-/// Everything of a chat completion up to the running choices (see [`Prepared`]).
+/// Everything of a chat completion up to the running choices (see [`Prepared`]): the request
+/// as it is, refused when it does not fit (`/v1/chat/completions`).
 pub(crate) async fn prepare(
     state: &SharedState,
     req: ChatCompletionRequest,
+) -> ApiResult<Prepared> {
+    prepare_inner(state, req, None).await
+}
+
+/// How a web UI conversation is fitted to the model ([`prepare_fitted`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Fit {
+    /// Leading messages always sent (the conversation's system prompt).
+    pub head: usize,
+    /// The conversation's `max_context_tokens`: the most tokens of the context it uses
+    /// (prompt and reply), below the model's context length.
+    pub max_context_tokens: Option<usize>,
+}
+
+/// [`prepare`] for the web UI's conversations: when the messages do not fit the model's
+/// context (with room for the reply) or `max_messages`, the oldest are left out, keeping the
+/// first `fit.head` messages (the conversation's system prompt) and at least the newest one
+/// (see [`fit_prompt`]). How many were left out is in [`Prepared::messages_dropped`].
+pub(crate) async fn prepare_fitted(
+    state: &SharedState,
+    req: ChatCompletionRequest,
+    fit: Fit,
+) -> ApiResult<Prepared> {
+    prepare_inner(state, req, Some(fit)).await
+}
+
+/// The room kept for the reply when a conversation is fitted and its `max_tokens` is unset:
+/// min(1024, context / 4) tokens.
+pub(crate) fn default_reply_reserve(context_length: usize) -> usize {
+    (context_length / 4).min(1024)
+}
+
+async fn prepare_inner(
+    state: &SharedState,
+    req: ChatCompletionRequest,
+    fit: Option<Fit>,
 ) -> ApiResult<Prepared> {
     let started = Instant::now();
     state.check_not_draining()?;
     let card = state.model(&req.model)?;
 
-    if req.messages.len() > state.config.max_messages {
+    if fit.is_none() && req.messages.len() > state.config.max_messages {
         return Err(ApiError::invalid_param(
             "messages",
             format!(
@@ -197,35 +236,50 @@ pub(crate) async fn prepare(
         _ => hearth_harmony::ReasoningEffort::default(),
     };
 
-    // Template + tokenize on the blocking pool.
-    let model = card.id.clone();
-    let extra = req.chat_template_kwargs.clone().unwrap_or_default();
-    let tools_for_template = tools.clone();
-    let prompt_tokens = state
-        .blocking(move |b| {
-            let render = |msgs: &[Value]| -> Result<String, BackendError> {
-                Ok(if harmony {
-                    render_harmony(msgs, tools_for_template.as_ref(), effort)?
-                } else {
-                    b.apply_chat_template(&model, msgs, tools_for_template.as_ref(), &extra)?
-                })
-            };
-            let (text, literal) =
-                render_with_content_spans(&render, &messages, |c| b.has_special_text(&model, c))?;
-            let opens_think = text.trim_end().ends_with("<think>");
-            // The rendered template already holds BOS etc. where the model
-            // wants them (Hugging Face tokenizes chat prompts with
-            // add_special_tokens=False for this reason). Message contents are
-            // tokenized as plain text: no special-token injection.
-            Ok((b.tokenize_chat(&model, &text, &literal)?, opens_think))
+    // Template + tokenize on the blocking pool (for a fitted conversation, the search for the
+    // newest messages that fit, in the same call).
+    let spec = PromptSpec {
+        model: card.id.clone(),
+        harmony,
+        effort,
+        tools: tools.clone(),
+        extra: req.chat_template_kwargs.clone().unwrap_or_default(),
+    };
+    // The context this request may use: the model's, or less where the conversation says so.
+    let context = fit
+        .and_then(|f| f.max_context_tokens)
+        .map_or(card.context_length, |c| c.min(card.context_length));
+    let budget = context.saturating_sub(
+        requested_max
+            .map(|m| usize::try_from(m).unwrap_or(usize::MAX))
+            .unwrap_or_else(|| default_reply_reserve(context)),
+    );
+    let max_messages = state.config.max_messages;
+    let (rendered, messages_dropped) = state
+        .blocking(move |b| match fit {
+            None => Ok((render_prompt(b, &spec, &messages)?, 0)),
+            Some(f) => fit_prompt(b, &spec, &messages, f.head, max_messages, budget),
         })
         .await?;
-    let (prompt_tokens, opens_think) = prompt_tokens;
+    if fit.is_some() && req.messages.len() - messages_dropped > max_messages {
+        return Err(ApiError::invalid_param(
+            "messages",
+            format!(
+                "A request may hold at most {max_messages} messages; even the newest of this \
+                 conversation with its system prompt are {}.",
+                req.messages.len() - messages_dropped
+            ),
+        ));
+    }
+    let Rendered {
+        tokens: prompt_tokens,
+        opens_think,
+    } = rendered;
     let max_tokens = common::max_tokens(
         requested_max,
         max_param,
         prompt_tokens.len(),
-        card.context_length,
+        context,
         "messages",
     )?;
 
@@ -284,7 +338,122 @@ pub(crate) async fn prepare(
         include_usage,
         stream,
         opens_think,
+        messages_dropped,
     })
+}
+
+/// What a chat prompt is rendered with besides its messages.
+pub(crate) struct PromptSpec {
+    pub model: String,
+    /// Render harmony (gpt-oss) rather than the model's chat template.
+    pub harmony: bool,
+    pub effort: hearth_harmony::ReasoningEffort,
+    pub tools: Option<Value>,
+    /// `chat_template_kwargs`.
+    pub extra: Map<String, Value>,
+}
+
+/// A chat prompt rendered and tokenized.
+pub(crate) struct Rendered {
+    pub tokens: Vec<u32>,
+    /// See [`Prepared::opens_think`].
+    pub opens_think: bool,
+}
+
+/// Render `messages` (normalized) with the model's chat template, or harmony, and tokenize
+/// the result with the contents as plain text. Admits nothing, checks no limit: blocking
+/// work for the backend pool ([`crate::state::AppState::blocking`]).
+pub(crate) fn render_prompt(
+    b: &dyn Backend,
+    spec: &PromptSpec,
+    messages: &[Value],
+) -> Result<Rendered, BackendError> {
+    let render = |msgs: &[Value]| -> Result<String, BackendError> {
+        Ok(if spec.harmony {
+            render_harmony(msgs, spec.tools.as_ref(), spec.effort)?
+        } else {
+            b.apply_chat_template(&spec.model, msgs, spec.tools.as_ref(), &spec.extra)?
+        })
+    };
+    let (text, literal) =
+        render_with_content_spans(&render, messages, |c| b.has_special_text(&spec.model, c))?;
+    let opens_think = text.trim_end().ends_with("<think>");
+    // The rendered template already holds BOS etc. where the model wants them (Hugging Face
+    // tokenizes chat prompts with add_special_tokens=False for this reason). Message contents
+    // are tokenized as plain text: no special-token injection.
+    Ok(Rendered {
+        tokens: b.tokenize_chat(&spec.model, &text, &literal)?,
+        opens_think,
+    })
+}
+
+/// The longest tail of `messages` that fits: the first `head` messages always, then the
+/// newest messages whose rendered prompt has at most `budget` tokens and which, with the head,
+/// are at most `max_messages`. The kept part starts at a `user` message (templates such as
+/// Gemma's require user/assistant alternation from the first turn) unless it is the whole
+/// history; the newest message is always kept. The cut is found by a binary search over the
+/// possible starts, rendering each candidate with the real template and tokenizer. Returns
+/// the rendering and how many messages were left out. When even the newest message alone is
+/// over the budget, that rendering is returned: the caller's context check then refuses it
+/// (or, with no `max_tokens` set, sends it with what room is left for the reply).
+pub(crate) fn fit_prompt(
+    b: &dyn Backend,
+    spec: &PromptSpec,
+    messages: &[Value],
+    head: usize,
+    max_messages: usize,
+    budget: usize,
+) -> Result<(Rendered, usize), BackendError> {
+    let head = head.min(messages.len());
+    let n = messages.len() - head;
+    if n == 0 {
+        return Ok((render_prompt(b, spec, messages)?, 0));
+    }
+    // Where the kept tail may start (offsets into the body after the head), oldest first.
+    let mut starts: Vec<usize> = (0..n)
+        .filter(|&i| {
+            i == 0
+                || i == n - 1
+                || messages[head + i].get("role").and_then(Value::as_str) == Some("user")
+        })
+        .filter(|&i| head + (n - i) <= max_messages)
+        .collect();
+    if starts.is_empty() {
+        starts.push(n - 1);
+    }
+    let render_from = |k: usize| -> Result<Rendered, BackendError> {
+        let i = head + starts[k];
+        let kept: Vec<Value> = messages[..head]
+            .iter()
+            .chain(&messages[i..])
+            .cloned()
+            .collect();
+        render_prompt(b, spec, &kept)
+    };
+    let dropped = |k: usize| starts[k];
+    // Most conversations fit whole: one rendering.
+    let first = render_from(0)?;
+    if first.tokens.len() <= budget || starts.len() == 1 {
+        return Ok((first, dropped(0)));
+    }
+    let last = starts.len() - 1;
+    let shortest = render_from(last)?;
+    if shortest.tokens.len() > budget {
+        return Ok((shortest, dropped(last)));
+    }
+    // starts[lo] does not fit, starts[hi] does; the token count shrinks as the start moves on.
+    let (mut lo, mut hi, mut best) = (0, last, shortest);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        let r = render_from(mid)?;
+        if r.tokens.len() <= budget {
+            hi = mid;
+            best = r;
+        } else {
+            lo = mid;
+        }
+    }
+    Ok((best, dropped(hi)))
 }
 
 /// How the server renders a harmony prompt for a gpt-oss model (the crate's `Flavor::Harmony`:

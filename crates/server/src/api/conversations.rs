@@ -266,13 +266,33 @@ fn path_to(messages: &[Message], leaf: Option<&str>) -> Vec<Message> {
     path
 }
 
+/// The conversation's system prompt, when it has a non-blank one.
+fn system_prompt(settings: &Value) -> Option<&str> {
+    settings
+        .get("system")
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// The conversation's `max_context_tokens` setting (a positive integer, or unset / null).
+fn max_context_tokens(settings: &Value) -> Result<Option<usize>, ApiError> {
+    match settings.get("max_context_tokens") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64().filter(|&n| n > 0) {
+            Some(n) => Ok(Some(usize::try_from(n).unwrap_or(usize::MAX))),
+            None => Err(ApiError::invalid_param(
+                "settings.max_context_tokens",
+                format!("`max_context_tokens` must be a positive integer, got {v}."),
+            )),
+        },
+    }
+}
+
 /// The chat request a conversation's settings and path make.
 fn chat_request(model: &str, settings: &Value, path: &[Message]) -> Value {
     let mut messages = Vec::new();
-    if let Some(system) = settings.get("system").and_then(Value::as_str) {
-        if !system.trim().is_empty() {
-            messages.push(json!({"role": "system", "content": system}));
-        }
+    if let Some(system) = system_prompt(settings) {
+        messages.push(json!({"role": "system", "content": system}));
     }
     for m in path {
         if m.role == "assistant" && m.content.is_empty() {
@@ -396,7 +416,20 @@ pub async fn send(
     let req_json = chat_request(&model, &conv.settings, &path);
     let req: super::chat::ChatCompletionRequest = serde_json::from_value(req_json)
         .map_err(|e| ApiError::invalid_param("settings", format!("Bad settings: {e}")))?;
-    let mut prepared = super::chat::prepare(&state, req).await?;
+    // A history too long for the model: the system prompt and the newest messages that fit.
+    let fit = super::chat::Fit {
+        head: usize::from(system_prompt(&conv.settings).is_some()),
+        max_context_tokens: max_context_tokens(&conv.settings)?,
+    };
+    let mut prepared = super::chat::prepare_fitted(&state, req, fit).await?;
+    if prepared.messages_dropped > 0 {
+        tracing::debug!(
+            conversation = %id,
+            dropped = prepared.messages_dropped,
+            prompt_tokens = prepared.prompt_tokens,
+            "the oldest messages were left out to fit the context"
+        );
+    }
     let Some(choice) = prepared.choices.pop() else {
         return Err(ApiError::internal("no generation was started"));
     };
@@ -410,7 +443,9 @@ pub async fn send(
         model: Some(prepared.model.clone()),
         status: "generating".into(),
         error: None,
-        stats: None,
+        // Known before the reply: the UI says so while it streams.
+        stats: (prepared.messages_dropped > 0)
+            .then(|| json!({"messages_dropped": prepared.messages_dropped})),
         created: now(),
     };
     // Saved only now that the backend took the request (a refused one leaves no trace).
@@ -445,6 +480,7 @@ pub async fn send(
         prompt_tokens: prepared.prompt_tokens,
         context_length: prepared.context_length,
         opens_think: prepared.opens_think,
+        messages_dropped: prepared.messages_dropped,
         started,
     };
     // Its own task, with this request's meter: billed and audited when the reply ends.

@@ -234,7 +234,7 @@ impl GluAct {
 /// by ~4e-4 per layer. Done in chunks with the SIMD f16 conversions, so it costs about what the
 /// plain f32 GELU does.
 fn geglu_f16_table(gate: &mut [f32], up: &[f32]) {
-    const C: usize = 64;
+    const C: usize = 256;
     let mut r = [0f32; C];
     for (gc, uc) in gate.chunks_mut(C).zip(up.chunks(C)) {
         let n = gc.len();
@@ -257,7 +257,7 @@ fn geglu_f16_table(gate: &mut [f32], up: &[f32]) {
 /// Round every value to the nearest f16 (kept as f32), with the SIMD conversions: what ggml
 /// does to an f32 operand that meets an f16 one (it converts src1 to the f16 vec_dot type).
 pub fn round_f16(x: &mut [f32]) {
-    const C: usize = 64;
+    const C: usize = 256;
     let mut h = [half::f16::ZERO; C];
     for c in x.chunks_mut(C) {
         let n = c.len();

@@ -45,6 +45,12 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         .iter()
         .map(|(k, (n, b))| format!("{k} ×{n} ({:.1} MiB)", *b as f64 / (1 << 20) as f64))
         .collect();
+    if let Some(name) = f
+        .get_u64(hearth_engine::formats::ftype::KEY)
+        .and_then(hearth_engine::formats::ftype::name)
+    {
+        println!("file type:      {name}");
+    }
     println!("tensor types:   {}", q.join(", "));
     let tk = &lm.tokenizer;
     println!(

@@ -118,3 +118,30 @@ fn info_and_run_work_on_every_family() {
         );
     }
 }
+
+/// `hearth info` names the file type that llama.cpp's quantize wrote (`general.file_type`),
+/// which no tensor type says for a mixed file: the two real models of scripts/fetch-models.sh.
+#[test]
+fn info_names_the_file_type() {
+    let models = std::env::var_os("HEARTH_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/hearth/models")
+        });
+    for (file, want) in [
+        ("SmolLM2-135M-Instruct.Q4_1.gguf", "Q4_1"),
+        ("gemma-3-270m-Q4_K_M.gguf", "Q4_K_M"),
+    ] {
+        let model = models.join(file);
+        assert!(
+            model.exists(),
+            "{} is missing: run scripts/fetch-models.sh",
+            model.display()
+        );
+        let (info, _) = run(&["info"], &model);
+        assert!(
+            info.contains(&format!("file type:      {want}\n")),
+            "{file}: {info}"
+        );
+    }
+}

@@ -581,7 +581,13 @@ impl Backend for LocalBackend {
         for t in src.tensors() {
             *by_type.entry(t.dtype.to_string()).or_default() += t.n_bytes;
         }
-        let quantization = by_type.into_iter().max_by_key(|(_, n)| *n).map(|(t, _)| t);
+        // The file's own name for its quantization ("Q4_K_M") when it has one; else the
+        // tensor type holding the most bytes.
+        let quantization = src
+            .get_u64(hearth_engine::formats::ftype::KEY)
+            .and_then(hearth_engine::formats::ftype::name)
+            .map(String::from)
+            .or_else(|| by_type.into_iter().max_by_key(|(_, n)| *n).map(|(t, _)| t));
         let mem = src.memory();
         let st = &m.scheduler.stats;
         let block = st.kv_block_bytes.load(Ordering::Relaxed) as u64;

@@ -5,6 +5,8 @@ import Composer from './chat/Composer.svelte';
 import BranchNav from './chat/BranchNav.svelte';
 import Markdown from './chat/Markdown.svelte';
 import MessageItem from './chat/MessageItem.svelte';
+import SettingsForm from './chat/SettingsForm.svelte';
+import type { ChatSettings } from '../lib/types';
 import type { Message } from '../lib/types';
 import { reactive } from './test-state.svelte';
 
@@ -111,5 +113,28 @@ describe('MessageItem', () => {
     flushSync();
     (document.querySelector('[data-testid="edit-save"]') as HTMLButtonElement).click();
     expect(onEdit).toHaveBeenCalledWith('new text');
+  });
+});
+
+describe('SettingsForm', () => {
+  it('has the context limit only for conversations, and sets or clears it', () => {
+    const props = reactive({ settings: { max_tokens: 64 } as ChatSettings });
+    app = mount(SettingsForm, { target: document.body, props: { get settings() { return props.settings; }, set settings(v: ChatSettings) { props.settings = v; }, contextLimit: true } });
+    flushSync();
+    const input = document.querySelector('[data-testid="settings-max-context"]') as HTMLInputElement;
+    expect(input).not.toBeNull();
+    input.value = '2048';
+    input.dispatchEvent(new Event('input', { bubbles: true }));
+    flushSync();
+    expect(props.settings.max_context_tokens).toBe(2048);
+    input.value = '';
+    input.dispatchEvent(new Event('input', { bubbles: true }));
+    flushSync();
+    expect(props.settings.max_context_tokens).toBeNull();
+    unmount(app);
+    // The compare columns' form (no contextLimit) has no such field.
+    app = mount(SettingsForm, { target: document.body, props: { settings: {}, prefix: 'col0' } });
+    flushSync();
+    expect(document.querySelector('[data-testid="col0-max-context"]')).toBeNull();
   });
 });

@@ -28,6 +28,9 @@ export interface ChatSettings {
   presence_penalty?: number | null;
   frequency_penalty?: number | null;
   repetition_penalty?: number | null;
+  /** Conversations only: cap on the context a conversation uses (prompt and reply); the
+   * server sends the system prompt and the newest messages that fit (docs/UI-API.md). */
+  max_context_tokens?: number | null;
 }
 
 /** Sampling settings beyond the basic four, sent under their chat-completion names. */

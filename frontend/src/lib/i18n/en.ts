@@ -104,6 +104,8 @@ const en = {
   'settings.repetitionPenalty': 'Repetition penalty',
   'settings.presencePenalty': 'Presence penalty',
   'settings.frequencyPenalty': 'Frequency penalty',
+  'settings.maxContext': 'Context limit (tokens)',
+  'settings.maxContextHint': 'Older messages that do not fit are left out of the prompt.',
   'settings.saved': 'Settings saved',
   'settings.close': 'Close',
 

@@ -106,6 +106,8 @@ const zh: Dict = {
   'settings.repetitionPenalty': '重复惩罚',
   'settings.presencePenalty': '存在惩罚',
   'settings.frequencyPenalty': '频率惩罚',
+  'settings.maxContext': '上下文上限（token 数）',
+  'settings.maxContextHint': '放不下的较早消息不会发送给模型。',
   'settings.saved': '设置已保存',
   'settings.close': '关闭',
 

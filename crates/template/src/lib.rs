@@ -164,16 +164,23 @@ const CHATML_FALLBACK: &str = include_str!("chatml.jinja");
 
 /// A built-in template for GGUFs that carry none, chosen by architecture: ChatML for most,
 /// ChatGLM3's `[gMASK]sop<|user|>\n ...` for `chatglm`, GLM-4's `[gMASK]<sop><|user|>\n...` for
-/// `glm4` (see the .jinja files beside this one for exactly what each renders).
+/// `glm4`, Gemma's `<start_of_turn>user\n...<end_of_turn>` for `gemma`/`gemma2`/`gemma3` (see
+/// the .jinja files beside this one for exactly what each renders).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fallback {
     ChatMl,
     ChatGlm3,
     Glm4,
+    Gemma,
 }
 
 impl Fallback {
-    pub const ALL: [Fallback; 3] = [Fallback::ChatMl, Fallback::ChatGlm3, Fallback::Glm4];
+    pub const ALL: [Fallback; 4] = [
+        Fallback::ChatMl,
+        Fallback::ChatGlm3,
+        Fallback::Glm4,
+        Fallback::Gemma,
+    ];
 
     /// The fallback for a GGUF `general.architecture`. ChatGLM3 files use `chatglm`; so does
     /// the first GLM-4-9B-Chat, which has its template in the file.
@@ -181,6 +188,10 @@ impl Fallback {
         match arch {
             "chatglm" => Fallback::ChatGlm3,
             "glm4" => Fallback::Glm4,
+            // Gemma files without a template are mostly base models (such as the 270M one
+            // the tests use); Gemma's own turn markers are still closer to what they saw
+            // in training than ChatML, whose markers are not even single tokens for them.
+            "gemma" | "gemma2" | "gemma3" => Fallback::Gemma,
             _ => Fallback::ChatMl,
         }
     }
@@ -191,6 +202,7 @@ impl Fallback {
             Fallback::ChatMl => "chatml.jinja",
             Fallback::ChatGlm3 => "chatglm3.jinja",
             Fallback::Glm4 => "glm4.jinja",
+            Fallback::Gemma => "gemma.jinja",
         }
     }
 
@@ -199,6 +211,7 @@ impl Fallback {
             Fallback::ChatMl => CHATML_FALLBACK,
             Fallback::ChatGlm3 => include_str!("chatglm3.jinja"),
             Fallback::Glm4 => include_str!("glm4.jinja"),
+            Fallback::Gemma => include_str!("gemma.jinja"),
         }
     }
 
@@ -208,6 +221,7 @@ impl Fallback {
             Fallback::ChatMl => "ChatML",
             Fallback::ChatGlm3 => "ChatGLM3",
             Fallback::Glm4 => "GLM-4",
+            Fallback::Gemma => "Gemma",
         }
     }
 }

@@ -18,7 +18,7 @@ Inputs:
     rendered with their own BOS/EOS token texts;
   * the conversations in tests/conversations.json, each with
     add_generation_prompt true and false;
-  * our fallback templates (src/chatml.jinja, chatglm3.jinja, glm4.jinja) the same way;
+  * our fallback templates (src/chatml.jinja, chatglm3.jinja, glm4.jinja, gemma.jinja) the same way;
   * the one-feature templates in tests/snippets.json (add_generation_prompt true);
   * Python's strftime of the fixed instant for a few formats.
 
@@ -112,7 +112,7 @@ def render(source, conv, add_generation_prompt, bos, eos):
         return {"error": str(e), "kind": kind}
 
 
-HEARTH_TEMPLATES = ("chatml.jinja", "chatglm3.jinja", "glm4.jinja")
+HEARTH_TEMPLATES = ("chatml.jinja", "chatglm3.jinja", "glm4.jinja", "gemma.jinja")
 
 
 def main():

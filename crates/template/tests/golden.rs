@@ -477,6 +477,55 @@ fn every_builtin_template_has_a_golden() {
     assert_eq!(Fallback::for_arch("chatglm"), Fallback::ChatGlm3);
     assert_eq!(Fallback::for_arch("glm4"), Fallback::Glm4);
     assert_eq!(Fallback::for_arch("qwen"), Fallback::ChatMl);
+    assert_eq!(Fallback::for_arch("gemma3"), Fallback::Gemma);
+}
+
+/// The Gemma built-in renders as llama.cpp's own LLM_CHAT_TEMPLATE_GEMMA (src/llama-chat.cpp,
+/// restated here: system text trimmed and put before the next user turn's content with a
+/// blank line, "assistant" written "model", contents trimmed), after the BOS that llama.cpp
+/// adds by tokenizing with add_special and our chat prompts carry in the text.
+#[test]
+fn gemma_builtin_matches_llama_cpp_format() {
+    let llama = |msgs: &[(&str, &str)]| {
+        let (mut s, mut system) = (String::from("<bos>"), String::new());
+        for (role, content) in msgs {
+            if *role == "system" {
+                system += content.trim();
+                continue;
+            }
+            let role = if *role == "assistant" { "model" } else { role };
+            s += &format!("<start_of_turn>{role}\n");
+            if !system.is_empty() && role != "model" {
+                s += &format!("{system}\n\n");
+                system.clear();
+            }
+            s += &format!("{}<end_of_turn>\n", content.trim());
+        }
+        s + "<start_of_turn>model\n"
+    };
+    let convs: &[&[(&str, &str)]] = &[
+        &[("system", " You are terse. "), ("user", "Hi")],
+        &[
+            ("user", "Hi"),
+            ("assistant", " Hello.\n"),
+            ("user", "  Joke?\n"),
+        ],
+        &[("user", "你好")],
+    ];
+    for msgs in convs {
+        let messages: Vec<_> = msgs
+            .iter()
+            .map(|(r, c)| hearth_template::Message::new(*r, *c))
+            .collect();
+        let opts = RenderOptions {
+            add_generation_prompt: true,
+            ..Default::default()
+        };
+        let got = ChatTemplate::builtin(Fallback::Gemma, "<bos>", "<eos>")
+            .render(&messages, &opts)
+            .unwrap();
+        assert_eq!(got, llama(msgs), "{msgs:?}");
+    }
 }
 
 /// The ChatGLM3 and GLM-4 built-ins render plain conversations as llama.cpp's own

@@ -871,14 +871,8 @@ impl BK for Q3K {
         o.d = d;
         o.dmin = d;
         // The 16 six-bit scales (layout in `scalar::q3k_scales`), four at a time in u32 words.
-        const KM1: u32 = 0x0303_0303;
-        const KM2: u32 = 0x0f0f_0f0f;
         let q = |i: usize| (p.add(96 + 4 * i) as *const u32).read_unaligned();
-        let (a0, a1, t) = (q(0), q(1), q(2));
-        let s0 = (a0 & KM2) | ((t & KM1) << 4);
-        let s1 = (a1 & KM2) | (((t >> 2) & KM1) << 4);
-        let s2 = ((a0 >> 4) & KM2) | (((t >> 4) & KM1) << 4);
-        let s3 = ((a1 >> 4) & KM2) | (((t >> 6) & KM1) << 4);
+        let [s0, s1, s2, s3] = crate::scalar::q3k_scale_words([q(0), q(1), q(2)]);
         let s16 = _mm256_sub_epi16(
             _mm256_cvtepu8_epi16(_mm_setr_epi32(s0 as i32, s1 as i32, s2 as i32, s3 as i32)),
             _mm256_set1_epi16(32),
@@ -911,15 +905,9 @@ impl BK for Q3K {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn k4_scales(p: *const u8, o: &mut KCanon) {
-    const KM1: u32 = 0x3f3f_3f3f;
-    const KM2: u32 = 0x0f0f_0f0f;
-    const KM3: u32 = 0x0303_0303;
     let q = |i: usize| (p.add(4 * i) as *const u32).read_unaligned();
-    let (u0, u1, u2) = (q(0), q(1), q(2));
-    let scales_lo = u0 & KM1; // scales 0..3
-    let scales_hi = (u2 & KM2) | (((u0 >> 6) & KM3) << 4); // scales 4..7
-    let mins_lo = u1 & KM1; // mins 0..3
-    let mins_hi = ((u2 >> 4) & KM2) | (((u1 >> 6) & KM3) << 4); // mins 4..7
+    let [scales_lo, scales_hi, mins_lo, mins_hi] =
+        crate::scalar::k4_scale_words([q(0), q(1), q(2)]);
     let v = _mm_setr_epi32(
         scales_lo as i32,
         scales_hi as i32,

@@ -343,15 +343,11 @@ impl BK for Q3K {
         let mut o = zeroed_canon();
         o.d = f16_at(p.add(108));
         // The 16 six-bit scales (layout in `scalar::q3k_scales`), four at a time in u32 words.
-        const KM1: u32 = 0x0303_0303;
-        const KM2: u32 = 0x0f0f_0f0f;
-        let (a0, a1, t) = (u32_at(p.add(96)), u32_at(p.add(100)), u32_at(p.add(104)));
-        let words = [
-            (a0 & KM2) | ((t & KM1) << 4),
-            (a1 & KM2) | (((t >> 2) & KM1) << 4),
-            ((a0 >> 4) & KM2) | (((t >> 4) & KM1) << 4),
-            ((a1 >> 4) & KM2) | (((t >> 6) & KM1) << 4),
-        ];
+        let words = crate::scalar::q3k_scale_words([
+            u32_at(p.add(96)),
+            u32_at(p.add(100)),
+            u32_at(p.add(104)),
+        ]);
         for (w, word) in words.iter().enumerate() {
             for (i, b) in word.to_le_bytes().into_iter().enumerate() {
                 o.sc[4 * w + i] = b as i32 - 32;
@@ -378,12 +374,9 @@ impl BK for Q3K {
 /// halves.
 #[inline(always)]
 unsafe fn k4_scales(p: *const u8, o: &mut KCanon) {
-    const KM1: u32 = 0x3f3f_3f3f;
-    const KM2: u32 = 0x0f0f_0f0f;
-    const KM3: u32 = 0x0303_0303;
-    let (u0, u1, u2) = (u32_at(p), u32_at(p.add(4)), u32_at(p.add(8)));
-    let sc = [u0 & KM1, (u2 & KM2) | (((u0 >> 6) & KM3) << 4)];
-    let mn = [u1 & KM1, ((u2 >> 4) & KM2) | (((u1 >> 6) & KM3) << 4)];
+    let [s_lo, s_hi, m_lo, m_hi] =
+        crate::scalar::k4_scale_words([u32_at(p), u32_at(p.add(4)), u32_at(p.add(8))]);
+    let (sc, mn) = ([s_lo, s_hi], [m_lo, m_hi]);
     for h in 0..2 {
         let (s, m) = (sc[h].to_le_bytes(), mn[h].to_le_bytes());
         for i in 0..4 {

@@ -56,6 +56,37 @@ pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     }
 }
 
+/// Q4_K/Q5_K's 12 scale bytes, read as three little-endian u32 words, rearranged into four
+/// words of four 6-bit values each: scales 0..3, scales 4..7, mins 0..3, mins 4..7 (the layout
+/// of [`scale_min_k4`], four at a time as ggml's SIMD code computes it). Shared by the SIMD
+/// kernels, which widen the bytes into their own registers.
+#[inline(always)]
+pub(crate) fn k4_scale_words([u0, u1, u2]: [u32; 3]) -> [u32; 4] {
+    const KM1: u32 = 0x3f3f_3f3f;
+    const KM2: u32 = 0x0f0f_0f0f;
+    const KM3: u32 = 0x0303_0303;
+    [
+        u0 & KM1,
+        (u2 & KM2) | (((u0 >> 6) & KM3) << 4),
+        u1 & KM1,
+        ((u2 >> 4) & KM2) | (((u1 >> 6) & KM3) << 4),
+    ]
+}
+
+/// Q3_K's 12 scale bytes, read as three little-endian u32 words, rearranged into four words
+/// holding the 16 unsigned 6-bit scales in order (the layout of [`q3k_scales`], before its −32).
+#[inline(always)]
+pub(crate) fn q3k_scale_words([a0, a1, t]: [u32; 3]) -> [u32; 4] {
+    const KM1: u32 = 0x0303_0303;
+    const KM2: u32 = 0x0f0f_0f0f;
+    [
+        (a0 & KM2) | ((t & KM1) << 4),
+        (a1 & KM2) | (((t >> 2) & KM1) << 4),
+        ((a0 >> 4) & KM2) | (((t >> 4) & KM1) << 4),
+        ((a1 >> 4) & KM2) | (((t >> 6) & KM1) << 4),
+    ]
+}
+
 /// Q3_K's 16 signed 6-bit scales from its 12 packed bytes (ggml-quants.c `dequantize_row_q3_K`):
 /// the low 4 bits of scale i are nibble (i % 8) of bytes 0..8 (low nibbles for i < 8, high for
 /// i ≥ 8), the top 2 bits are the 2-bit field (i / 4 … ) of bytes 8..12: scale i takes bits

@@ -14,30 +14,37 @@ use std::cell::RefCell;
 #[derive(Default)]
 pub struct QActs {
     fmt: Option<ActFormat>,
-    /// For f32-format rows: the half type they were rounded to ([`half_of`]).
-    half: Option<GgmlType>,
+    /// f32-format rows rounded to f16 ([`rounds_to_f16`]).
+    f16_rounded: bool,
     k: usize,
     n_tok: usize,
     row_bytes: usize,
     data: Vec<u8>,
 }
 
-/// The half-precision type that activations meeting `w` are rounded to: ggml multiplies F16
+/// Whether activations meeting weights of type `w` are rounded to f16: ggml multiplies F16
 /// weights with src1 converted to f16 (F16's `vec_dot_type`), so llama.cpp's products with
 /// F16 weights see f16-rounded activations; we keep f32 rows but round them the same way, so
 /// the two agree to summation order. BF16 weights are not rounded for: they come from Hugging
 /// Face directories, whose oracle (transformers) keeps f32 activations, and bf16's 8-bit
 /// mantissa would cost real accuracy (measured: 3 nats on a tiny gpt-oss).
-fn half_of(w: GgmlType) -> Option<GgmlType> {
-    matches!(w, GgmlType::F16).then_some(w)
+fn rounds_to_f16(w: GgmlType) -> bool {
+    w == GgmlType::F16
 }
 
-/// Round f32 activation rows (little-endian bytes) to f16, in place.
-fn round_rows(_h: GgmlType, bytes: &mut [u8]) {
-    for c in bytes.chunks_exact_mut(4) {
-        let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        let r = half::f16::from_f32(v).to_f32();
-        c.copy_from_slice(&r.to_le_bytes());
+/// Round f32 activation rows (little-endian bytes, so possibly unaligned for f32) to f16, in
+/// place, through [`crate::ops::round_f16`].
+fn round_rows(bytes: &mut [u8]) {
+    let mut buf = [0f32; 64];
+    for c in bytes.chunks_mut(4 * buf.len()) {
+        let n = c.len() / 4;
+        for (v, b) in buf.iter_mut().zip(c.chunks_exact(4)) {
+            *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        crate::ops::round_f16(&mut buf[..n]);
+        for (v, b) in buf.iter().zip(c.chunks_exact_mut(4)) {
+            b.copy_from_slice(&v.to_le_bytes());
+        }
     }
 }
 
@@ -50,7 +57,7 @@ impl QActs {
         debug_assert_eq!(x.len(), n_tok * k);
         let rb = act_row_bytes(fmt, k);
         self.fmt = Some(fmt);
-        self.half = half_of(w.dtype);
+        self.f16_rounded = rounds_to_f16(w.dtype);
         self.k = k;
         self.n_tok = n_tok;
         self.row_bytes = rb;
@@ -76,13 +83,15 @@ impl QActs {
                 }
             });
         }
-        if let Some(h) = self.half {
-            round_rows(h, &mut self.data[..rb * n_tok]);
+        if self.f16_rounded {
+            round_rows(&mut self.data[..rb * n_tok]);
         }
     }
 
     pub fn matches(&self, w: &Weight) -> bool {
-        self.fmt == Some(act_format(w.dtype)) && self.half == half_of(w.dtype) && self.k == w.cols
+        self.fmt == Some(act_format(w.dtype))
+            && self.f16_rounded == rounds_to_f16(w.dtype)
+            && self.k == w.cols
     }
 
     fn bytes(&self) -> &[u8] {

@@ -513,19 +513,24 @@ fn gemma_builtin_matches_llama_cpp_format() {
         &[("user", "你好")],
     ];
     for msgs in convs {
-        let messages: Vec<_> = msgs
-            .iter()
-            .map(|(r, c)| hearth_template::Message::new(*r, *c))
-            .collect();
-        let opts = RenderOptions {
-            add_generation_prompt: true,
-            ..Default::default()
-        };
-        let got = ChatTemplate::builtin(Fallback::Gemma, "<bos>", "<eos>")
-            .render(&messages, &opts)
-            .unwrap();
+        let got = render_builtin(Fallback::Gemma, "<bos>", "<eos>", msgs);
         assert_eq!(got, llama(msgs), "{msgs:?}");
     }
+}
+
+/// Built-in template `which` on `(role, content)` messages, with the generation prompt.
+fn render_builtin(which: Fallback, bos: &str, eos: &str, msgs: &[(&str, &str)]) -> String {
+    let messages: Vec<_> = msgs
+        .iter()
+        .map(|(r, c)| hearth_template::Message::new(*r, *c))
+        .collect();
+    let opts = RenderOptions {
+        add_generation_prompt: true,
+        ..Default::default()
+    };
+    ChatTemplate::builtin(which, bos, eos)
+        .render(&messages, &opts)
+        .unwrap()
 }
 
 /// The ChatGLM3 and GLM-4 built-ins render plain conversations as llama.cpp's own
@@ -550,21 +555,9 @@ fn glm_builtins_match_llama_cpp_formats() {
         ],
     ];
     for msgs in convs {
-        let messages: Vec<_> = msgs
-            .iter()
-            .map(|(r, c)| hearth_template::Message::new(*r, *c))
-            .collect();
-        let opts = RenderOptions {
-            add_generation_prompt: true,
-            ..Default::default()
-        };
-        let got = ChatTemplate::builtin(Fallback::ChatGlm3, "<s>", "</s>")
-            .render(&messages, &opts)
-            .unwrap();
+        let got = render_builtin(Fallback::ChatGlm3, "<s>", "</s>", msgs);
         assert_eq!(got, llama("[gMASK]sop", " ", "<|assistant|>", msgs));
-        let got = ChatTemplate::builtin(Fallback::Glm4, "", "<|endoftext|>")
-            .render(&messages, &opts)
-            .unwrap();
+        let got = render_builtin(Fallback::Glm4, "", "<|endoftext|>", msgs);
         assert_eq!(
             got + "\n",
             llama("[gMASK]<sop>", "", "<|assistant|>\n", msgs)

@@ -227,24 +227,18 @@ async fn every_target_down_goes_to_the_fallback_or_answers_502() {
     assert!(h.contains_key("retry-after"));
 }
 
-/// A stand-in upstream that records the bodies it gets and answers a fixed completion.
-async fn recording_upstream(reply: &'static str) -> (String, Arc<Mutex<Vec<Value>>>) {
+/// A stand-in upstream that records the bodies posted to `path` and answers `answer` to each.
+async fn recording(path: &str, answer: Value) -> (String, Arc<Mutex<Vec<Value>>>) {
     use axum::routing::post;
     let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
     let s2 = seen.clone();
     let app = axum::Router::new().route(
-        "/v1/chat/completions",
+        path,
         post(move |axum::Json(body): axum::Json<Value>| {
-            let seen = s2.clone();
+            let (seen, answer) = (s2.clone(), answer.clone());
             async move {
                 seen.lock().unwrap().push(body);
-                axum::Json(json!({
-                    "id": "chatcmpl-x", "object": "chat.completion", "created": 0,
-                    "model": "upstream-name",
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": reply}}],
-                    "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
-                }))
+                axum::Json(answer)
             }
         }),
     );
@@ -252,6 +246,21 @@ async fn recording_upstream(reply: &'static str) -> (String, Arc<Mutex<Vec<Value
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     (format!("http://{addr}/v1"), seen)
+}
+
+/// A stand-in upstream that records the bodies it gets and answers a fixed completion.
+async fn recording_upstream(reply: &'static str) -> (String, Arc<Mutex<Vec<Value>>>) {
+    recording(
+        "/v1/chat/completions",
+        json!({
+            "id": "chatcmpl-x", "object": "chat.completion", "created": 0,
+            "model": "upstream-name",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": reply}}],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+        }),
+    )
+    .await
 }
 
 /// A valid 18-digit PRC resident ID (ISO 7064 MOD 11-2 check digit), computed here.
@@ -729,31 +738,19 @@ async fn responses_are_forwarded_and_billed_what_the_upstream_counted() {
 
 /// A stand-in Responses upstream that records the bodies it gets and answers `reply`.
 async fn recording_responses(reply: &'static str) -> (String, Arc<Mutex<Vec<Value>>>) {
-    use axum::routing::post;
-    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let s2 = seen.clone();
-    let app = axum::Router::new().route(
+    recording(
         "/v1/responses",
-        post(move |axum::Json(body): axum::Json<Value>| {
-            let seen = s2.clone();
-            async move {
-                seen.lock().unwrap().push(body);
-                axum::Json(json!({
-                    "id": "resp_x", "object": "response", "created_at": 0,
-                    "model": "upstream-name", "status": "completed",
-                    "output": [
-                        {"type": "reasoning", "id": "rs_1", "summary": [], "content": []},
-                        {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
-                         "content": [{"type": "output_text", "text": reply, "annotations": []}]}],
-                    "usage": {"input_tokens": 11, "output_tokens": 7, "total_tokens": 18}
-                }))
-            }
+        json!({
+            "id": "resp_x", "object": "response", "created_at": 0,
+            "model": "upstream-name", "status": "completed",
+            "output": [
+                {"type": "reasoning", "id": "rs_1", "summary": [], "content": []},
+                {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+                 "content": [{"type": "output_text", "text": reply, "annotations": []}]}],
+            "usage": {"input_tokens": 11, "output_tokens": 7, "total_tokens": 18}
         }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}/v1"), seen)
+    )
+    .await
 }
 
 #[tokio::test]

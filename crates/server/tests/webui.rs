@@ -911,10 +911,8 @@ async fn a_long_conversation_sends_the_system_prompt_and_the_newest_messages_tha
     let (s, _) = start(common::scripted("ok"), true, UiMode::Off).await;
     let alice = login(&s, "alice").await;
     let (cid, history) = long_conversation(&s, &alice, json!({"system": "Be brief."}), 30).await;
-    let sent = send(&s, &alice, &cid, json!({"content": "newest question"})).await;
-    let evs = events(&s, &alice, sent["generation_id"].as_str().unwrap(), "").await;
-    let done = &evs.last().unwrap().1["message"];
-    assert_eq!(done["status"], "complete", "{done}");
+    let (sent, done) =
+        send_until_done(&s, &alice, &cid, json!({"content": "newest question"})).await;
     assert_eq!(done["content"], "ok");
     let dropped = done["stats"]["messages_dropped"].as_u64().unwrap() as usize;
     assert!(dropped > 0 && dropped < history.len(), "{done}");
@@ -940,19 +938,14 @@ async fn a_long_conversation_sends_the_system_prompt_and_the_newest_messages_tha
     assert_eq!(saved["stats"]["messages_dropped"], dropped);
 
     // The conversation's max_tokens is the room kept for the reply: more is left out.
-    let (st, _) = ui(
+    set_settings(
         &s,
         &alice,
-        Method::PATCH,
-        &format!("/api/conversations/{cid}"),
-        Some(&json!({"settings": {"system": "Be brief.", "max_tokens": 150}})),
+        &cid,
+        json!({"system": "Be brief.", "max_tokens": 150}),
     )
     .await;
-    assert_eq!(st, 200);
-    let sent = send(&s, &alice, &cid, json!({"content": "again"})).await;
-    let evs = events(&s, &alice, sent["generation_id"].as_str().unwrap(), "").await;
-    let done = &evs.last().unwrap().1["message"];
-    assert_eq!(done["status"], "complete", "{done}");
+    let (_, done) = send_until_done(&s, &alice, &cid, json!({"content": "again"})).await;
     let text = last_prompt(&s);
     assert!(text.len() + 150 <= 256, "{} tokens", text.len());
     assert!(
@@ -963,19 +956,14 @@ async fn a_long_conversation_sends_the_system_prompt_and_the_newest_messages_tha
     assert!(done["stats"]["messages_dropped"].as_u64().unwrap() > dropped as u64);
 
     // max_context_tokens: the conversation uses less than the model's context.
-    let (st, _) = ui(
+    set_settings(
         &s,
         &alice,
-        Method::PATCH,
-        &format!("/api/conversations/{cid}"),
-        Some(&json!({"settings": {"system": "Be brief.", "max_context_tokens": 128}})),
+        &cid,
+        json!({"system": "Be brief.", "max_context_tokens": 128}),
     )
     .await;
-    assert_eq!(st, 200);
-    let sent = send(&s, &alice, &cid, json!({"content": "capped"})).await;
-    let evs = events(&s, &alice, sent["generation_id"].as_str().unwrap(), "").await;
-    let done = &evs.last().unwrap().1["message"];
-    assert_eq!(done["status"], "complete", "{done}");
+    send_until_done(&s, &alice, &cid, json!({"content": "capped"})).await;
     let text = last_prompt(&s);
     // A quarter of 128 kept for the reply.
     assert!(text.len() <= 96, "{} tokens", text.len());

@@ -219,6 +219,34 @@ pub async fn send(s: &TestServer, sess: &Session, cid: &str, body: Value) -> Val
     v
 }
 
+/// Send `body` to conversation `cid` and follow the generation to its end: (the send
+/// response, the finished message), asserting the reply completed.
+pub async fn send_until_done(
+    s: &TestServer,
+    sess: &Session,
+    cid: &str,
+    body: Value,
+) -> (Value, Value) {
+    let sent = send(s, sess, cid, body).await;
+    let evs = events(s, sess, sent["generation_id"].as_str().unwrap(), "").await;
+    let done = evs.last().unwrap().1["message"].clone();
+    assert_eq!(done["status"], "complete", "{done}");
+    (sent, done)
+}
+
+/// PATCH conversation `cid`'s settings, asserting 200.
+pub async fn set_settings(s: &TestServer, sess: &Session, cid: &str, settings: Value) {
+    let (st, v) = ui(
+        s,
+        sess,
+        Method::PATCH,
+        &format!("/api/conversations/{cid}"),
+        Some(&json!({ "settings": settings })),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+}
+
 /// Poll the conversation until message `mid` is no longer generating.
 pub async fn wait_saved(s: &TestServer, sess: &Session, cid: &str, mid: &str) -> Value {
     for _ in 0..500 {
